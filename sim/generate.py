@@ -1,0 +1,218 @@
+"""The data-generating model: one call draws a whole cohort, vectorized over patients.
+
+    generate(scenario, rng) -> Cohort                           (what estimators see)
+    generate_with_potential(scenario, rng, n) -> (Cohort, PotentialOutcomes)
+
+Flow: covariates (sim/covariates) -> treatment (sim/treatment) -> both arms' outcomes from common
+draws (sim/pain, sim/qol, sim/adverse, sim/markers, sim/survival) -> observed = outcome of the
+received arm -> missingness (sim/missingness) -> tables (sim/cohort). Scenario constants
+(propensity intercept, dropout intercept, AE 'other' rates) are solved once per scenario on a
+fixed-seed sample and cached in-process by the scenario's content hash.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sim import adverse, covariates, markers, missingness, pain, qol, survival, treatment
+from sim.cohort import Cohort, PotentialOutcomes
+from sim.scenario import Scenario
+from sim.seeding import rng_for
+
+_CONSTANTS: dict[str, dict] = {}
+SOLVE_N = 100_000
+W12_MONTHS = 12 * missingness.MONTHS_PER_WEEK
+
+
+def constants(scenario: Scenario) -> dict:
+    """Derived constants of a scenario (cached by content hash; deterministic)."""
+    k = _CONSTANTS.get(scenario.key)
+    if k is not None:
+        return k
+    p = scenario.params
+    k = {"cov": covariates.covariate_constants(p["covariates"]), "ae": adverse.ae_constants(p["adverse_events"])}
+    rng = rng_for(p["truth"]["seed"], scenario.key, "solve", 0)
+    cov = covariates.draw_covariates(p, k["cov"], rng, SOLVE_N)
+    k["a0"] = treatment.solve_intercept(p, treatment.propensity_score(p, cov))
+    k["alpha"] = 0.0
+    if p["missingness"]["mechanism"] != "none":
+        arr = _simulate(p, k, rng_for(p["truth"]["seed"], scenario.key, "solve", 1), SOLVE_N, solve=True)
+        k["alpha"] = missingness.solve_dropout_intercept(
+            p["missingness"], arr["nrs_obs_full"], arr["alive"], arr["ecog"], arr["nrs0"], arr["u_miss"]
+        )
+    _CONSTANTS[scenario.key] = k
+    return k
+
+
+def _pick(a, x0, x1):
+    return np.where(a == 1, x1, x0)
+
+
+def _simulate(p: dict, k: dict, rng: np.random.Generator, n: int, solve: bool = False) -> dict:
+    cov = covariates.draw_covariates(p, k["cov"], rng, n)
+    A = treatment.assign(p, cov, k.get("a0", 0.0), rng, n)
+    lat = pain.draw_nrs_latent(p, cov, rng, n)
+    op_draws = pain.draw_opioid_uniforms(rng, n)
+    qz = qol.draw_qol_noise(rng, n)
+    ae_draws = adverse.draw_ae_latent(p["adverse_events"]["correlation"], len(k["ae"]["names"]), rng, n)
+    mz = markers.draw_marker_noise(rng, n)
+    sv = survival.draw_survival_uniforms(rng, n)
+    u_miss = missingness.draw_missing_uniforms(rng, n)
+    u_cov = rng.random((len(p["missingness"]["covariates"]["columns"]), n))
+
+    arms = {}
+    for a in (0, 1):
+        y = lat["Y1"] if a else lat["Y0"]
+        t_death, t_pfs, progressed = survival.event_times(p, cov, lat["b_std"], sv, a)
+        arms[a] = {"Y": y, "nrs": pain.observe_nrs(y), "t_death": t_death, "t_pfs": t_pfs,
+                   "progressed": progressed}
+    Y = _pick(A[:, None], arms[0]["Y"], arms[1]["Y"])
+    nrs_full = _pick(A[:, None], arms[0]["nrs"], arms[1]["nrs"])
+    t_death = _pick(A, arms[0]["t_death"], arms[1]["t_death"])
+    alive = t_death[:, None] > missingness.VISIT_MONTHS[None, :]
+    if solve:
+        return {"nrs_obs_full": nrs_full, "alive": alive, "ecog": cov["ecog"], "nrs0": cov["nrs0"],
+                "u_miss": u_miss}
+
+    resp_cfg = p["response"]
+    for a in (0, 1):
+        arm = arms[a]
+        y12 = arm["Y"][:, 3]
+        arm["omed12"] = pain.omed_week12(p, cov, y12, a, op_draws)
+        if resp_cfg["mode"] == "derived":
+            arm["category"] = pain.consensus_category(cov["nrs0"], arm["nrs"][:, 3], cov["omed0"],
+                                                      arm["omed12"], resp_cfg["increase_threshold"])
+            arm["responder"] = (arm["category"] <= 1) & (arm["t_death"] > W12_MONTHS)
+        else:
+            arm["category"] = np.full(n, -1, dtype=np.int8)
+            arm["responder"] = _direct_draw(p, cov, a, rng_u=u_miss[7])
+        arm["qol12"] = qol.qol_week12(p, cov, _q0(p, cov, qz), y12, a, qz)
+        arm["markers12"] = markers.markers_week12(p, cov, y12, a, mz)
+        arm["ae"] = adverse.adverse_events(p["adverse_events"], k["ae"], ae_draws, a)
+
+    C = survival.censoring_times(p, sv)
+    status = missingness.visit_status(p["missingness"], k["alpha"], nrs_full, alive, cov["ecog"],
+                                      cov["nrs0"], u_miss)
+    return {"cov": cov, "A": A, "arms": arms, "Y": Y, "nrs_full": nrs_full, "t_death": t_death,
+            "C": C, "status": status, "alive": alive, "qz": qz, "u_cov": u_cov}
+
+
+def _q0(p, cov, qz):
+    key = id(qz)
+    cache = cov.setdefault("_q0_cache", {})
+    if key not in cache:
+        cache.clear()
+        cache[key] = qol.qol_baseline(p, cov, qz)
+    return cache[key]
+
+
+def _direct_draw(p, cov, a, rng_u):
+    return rng_u < pain.direct_response_prob(p, cov, a)
+
+
+CATEGORY_LABELS = ("complete", "partial", "indeterminate", "progression", "dead", "missing", "direct")
+
+
+def _tables(p: dict, sim: dict) -> tuple[dict, dict, dict]:
+    cov, A, arms, st = sim["cov"], sim["A"], sim["arms"], sim["status"]
+    n = A.shape[0]
+    obs = st == missingness.OBSERVED
+    nrs_obs = np.where(obs, sim["nrs_full"], np.nan)
+    obs12 = obs[:, 3]
+    dead12 = st[:, 3] == missingness.DEAD
+    pa: dict = {"id": np.arange(1, n + 1), "group": A}
+    for c in ("age", "male", "primary", "ecog", "lesions_gt3", "site", "spinal", "fracture",
+              "visceral", "charlson", "nrs0", "strong_opioid", "omed0", "rt_dose_gy", "rt_fractions"):
+        pa[c] = cov[c]
+    for m in covariates.INFLAMMATORY:
+        pa[f"{m}_w0"] = np.round(np.exp(cov[f"log_{m}0"]), 3)
+    for m in covariates.NUTRITIONAL:
+        pa[f"{m}_w0"] = np.round(cov[f"{m}0"], 2)
+    q0 = _q0(p, cov, sim["qz"])
+    for i, d in enumerate(qol.DOMAINS):
+        pa[f"qol_{d}_w0"] = q0[i]
+    pa["nrs12"] = nrs_obs[:, 3]
+    pa["omed12"] = np.where(obs12, _pick(A, arms[0]["omed12"], arms[1]["omed12"]), np.nan)
+    q12 = _pick(A[None, :], arms[0]["qol12"], arms[1]["qol12"])
+    for i, d in enumerate(qol.DOMAINS):
+        pa[f"qol_{d}_w12"] = np.where(obs12, q12[i], np.nan)
+    for m in covariates.INFLAMMATORY:
+        v = _pick(A, arms[0]["markers12"][f"log_{m}12"], arms[1]["markers12"][f"log_{m}12"])
+        pa[f"{m}_w12"] = np.where(obs12, np.round(np.exp(v), 3), np.nan)
+    for m in covariates.NUTRITIONAL:
+        v = _pick(A, arms[0]["markers12"][f"{m}12"], arms[1]["markers12"][f"{m}12"])
+        pa[f"{m}_w12"] = np.where(obs12, np.round(v, 2), np.nan)
+    # response
+    r = p["response"]
+    if r["mode"] == "derived":
+        cat = _pick(A, arms[0]["category"], arms[1]["category"]).astype(np.int8)
+        resp = (cat <= 1).astype(float)
+        cat = np.where(dead12, 4, np.where(~obs12, 5, cat)).astype(np.int8)
+        resp = np.where(dead12, np.nan if r["dead_as"] == "missing" else 0.0, resp)
+        resp = np.where(~dead12 & ~obs12, np.nan if r["missing_as"] == "missing" else 0.0, resp)
+    else:
+        cat = np.full(n, 6, dtype=np.int8)
+        resp = _pick(A, arms[0]["responder"], arms[1]["responder"]).astype(float)
+    pa["response"] = resp
+    pa["response_category"] = cat
+    onset, onset_ev, dur, dur_ev = pain.relief_times(cov["nrs0"], nrs_obs, p["relief"]["threshold"])
+    pa["relief_onset_weeks"] = onset
+    pa["relief_onset_event"] = onset_ev
+    pa["relief_duration_weeks"] = dur
+    pa["relief_duration_event"] = dur_ev
+    for key in arms[0]["ae"]:
+        pa[key] = _pick(A, arms[0]["ae"][key], arms[1]["ae"][key])
+    C = sim["C"]
+    t_pfs = _pick(A, arms[0]["t_pfs"], arms[1]["t_pfs"])
+    t_death = sim["t_death"]
+    pa["pfs_months"] = np.round(np.minimum(t_pfs, C), 4)
+    pa["pfs_event"] = (t_pfs <= C).astype(np.int8)
+    pa["os_months"] = np.round(np.minimum(t_death, C), 4)
+    pa["os_event"] = (t_death <= C).astype(np.int8)
+    # missing baseline covariates
+    mc = p["missingness"]["covariates"]
+    for i, col in enumerate(mc["columns"]):
+        mask = missingness.covariate_missing(p["missingness"], cov["age"], sim["u_cov"][i])
+        if mask.any():
+            pa[col] = np.where(mask, np.nan, pa[col].astype(float))
+    # visits, long: patient-major, weeks 0, 1, 4, 8, 12
+    nrs_all = np.column_stack([cov["nrs0"], nrs_obs])
+    st_all = np.column_stack([np.zeros(n, dtype=np.int8), st])
+    va = {
+        "id": np.repeat(pa["id"], 5),
+        "group": np.repeat(A, 5),
+        "week": np.tile(pain.WEEKS, n),
+        "nrs": nrs_all.ravel(),
+        "status": st_all.ravel(),
+    }
+    cats = {"primary": covariates.PRIMARIES, "site": covariates.SITES,
+            "response_category": CATEGORY_LABELS, "status": missingness.STATUS_LABELS}
+    return pa, va, cats
+
+
+def generate(scenario: Scenario, rng: np.random.Generator, n: int | None = None) -> Cohort:
+    """Draw one cohort of ``n`` (default ``cohort.n``) patients."""
+    k = constants(scenario)
+    sim = _simulate(scenario.params, k, rng, n or scenario.n)
+    pa, va, cats = _tables(scenario.params, sim)
+    return Cohort(pa, va, cats)
+
+
+def generate_with_potential(scenario: Scenario, rng: np.random.Generator, n: int | None = None):
+    """Draw a cohort and its potential outcomes under both arms (for the truth)."""
+    k = constants(scenario)
+    p = scenario.params
+    sim = _simulate(p, k, rng, n or scenario.n)
+    pa, va, cats = _tables(p, sim)
+    arms = sim["arms"]
+    po = {
+        "nrs": (arms[0]["nrs"], arms[1]["nrs"]),
+        "responder": (arms[0]["responder"], arms[1]["responder"]),
+        "t_death": (arms[0]["t_death"], arms[1]["t_death"]),
+        "t_pfs": (arms[0]["t_pfs"], arms[1]["t_pfs"]),
+        "qol12": (arms[0]["qol12"], arms[1]["qol12"]),
+        "markers12": (arms[0]["markers12"], arms[1]["markers12"]),
+        "ae": (arms[0]["ae"], arms[1]["ae"]),
+    }
+    shared = {"C": sim["C"], "A": sim["A"], "cov": sim["cov"]}
+    return Cohort(pa, va, cats), PotentialOutcomes(po, shared)

@@ -1,0 +1,68 @@
+"""Small exact survival summaries used by the truth and the calibration (numpy only).
+
+- ``km_median(time, event)``: Kaplan-Meier median, the smallest t with S(t) <= 0.5 (inf if never).
+- ``km_rmst(time, event, horizon)``: area under the Kaplan-Meier curve up to ``horizon``.
+- ``cox_loghr(time, event, x)``: Cox partial-likelihood estimate for covariates ``x`` (n, p),
+  Newton-Raphson with Breslow's handling of ties (exact for continuous times), returning the
+  coefficients and their model-based SE.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def km_curve(time: np.ndarray, event: np.ndarray):
+    order = np.argsort(time, kind="stable")
+    t, d = time[order], event[order].astype(float)
+    uniq, first = np.unique(t, return_index=True)
+    deaths = np.add.reduceat(d, first)
+    at_risk = t.shape[0] - first
+    surv = np.cumprod(1.0 - deaths / at_risk)
+    return uniq, surv
+
+
+def km_median(time, event) -> float:
+    t, s = km_curve(np.asarray(time, float), np.asarray(event))
+    idx = np.flatnonzero(s <= 0.5)
+    return float(t[idx[0]]) if idx.size else float("inf")
+
+
+def km_rmst(time, event, horizon: float) -> float:
+    t, s = km_curve(np.asarray(time, float), np.asarray(event))
+    keep = t < horizon
+    knots = np.concatenate([[0.0], t[keep], [horizon]])
+    vals = np.concatenate([[1.0], s[keep]])
+    return float(np.sum(vals * np.diff(knots)))
+
+
+def cox_loghr(time, event, x, max_iter: int = 50, tol: float = 1e-10):
+    """Breslow Cox fit; returns (beta, se). ``x`` of shape (n,) or (n, p)."""
+    x = np.asarray(x, float)
+    if x.ndim == 1:
+        x = x[:, None]
+    order = np.argsort(-np.asarray(time, float), kind="stable")  # decreasing time: risk sets grow
+    t = np.asarray(time, float)[order]
+    d = np.asarray(event, bool)[order]
+    X = x[order]
+    X = X - X.mean(axis=0)
+    # tie groups: last index of each tied block in decreasing order gives the full risk set
+    _, inv_first = np.unique(-t, return_index=True)
+    last = np.append(inv_first[1:] - 1, t.shape[0] - 1)
+    grp_of = np.searchsorted(inv_first, np.arange(t.shape[0]), side="right") - 1
+    p = X.shape[1]
+    beta = np.zeros(p)
+    for _ in range(max_iter):
+        w = np.exp(X @ beta)
+        s0 = np.cumsum(w)[last][grp_of]
+        s1 = np.cumsum(w[:, None] * X, axis=0)[last][grp_of]
+        s2 = np.cumsum(w[:, None, None] * X[:, :, None] * X[:, None, :], axis=0)[last][grp_of]
+        xbar = s1[d] / s0[d][:, None]
+        grad = (X[d] - xbar).sum(axis=0)
+        info = (s2[d] / s0[d][:, None, None]).sum(axis=0) - np.einsum("ij,ik->jk", xbar, xbar)
+        step = np.linalg.solve(info, grad)
+        beta = beta + step
+        if np.max(np.abs(step)) < tol:
+            break
+    se = np.sqrt(np.diag(np.linalg.inv(info)))
+    return beta, se
