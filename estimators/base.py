@@ -1,0 +1,191 @@
+"""The estimator contract: ``Estimator.fit(cohort, rng) -> list[Estimate]``.
+
+1. ``__init__`` stores options only; every option is a config key (conf/estimators/*.yaml).
+2. ``fit`` is deterministic given (cohort, rng) and never touches global RNG state.
+3. Statistical trouble (non-convergence, singular matrix, separation, no events, boundary variance)
+   never raises: rows come back with status ``failed`` or ``warning`` and the library's message.
+   Library warnings are captured per fit, never printed. Only programming errors raise.
+4. Estimates are plain floats on the inference scale (log HR, log OR, mean or risk difference),
+   CIs computed from ``alpha`` by the estimator itself; no library Results object leaves ``fit``.
+5. Each estimator states its target estimands (names as in sim/truth.py) and, in its docstring,
+   whether they are conditional or marginal.
+Subclasses implement ``_fit(cohort, rng) -> list[Estimate]`` and raise :class:`StatisticalTrouble`
+(or let a LinAlgError / library convergence error propagate) for statistical failures.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+OK, WARNING, FAILED = "ok", "warning", "failed"
+ESTIMATE_COLUMNS = ("method", "estimand", "estimate", "se", "ci_low", "ci_high", "p_value",
+                    "n_used", "status", "message", "seconds", "engine")
+ENGINES = ("reference", "fast")
+NAN = float("nan")
+
+
+class StatisticalTrouble(Exception):
+    """Raised inside ``_fit`` for data-driven failures (reported as status=failed, never raised)."""
+
+
+@dataclass
+class Estimate:
+    """One row of results: one method, one estimand, one replication."""
+
+    method: str
+    estimand: str
+    estimate: float = NAN
+    se: float = NAN
+    ci_low: float = NAN
+    ci_high: float = NAN
+    p_value: float = NAN
+    n_used: int = 0
+    status: str = OK
+    message: str = ""
+    seconds: float = 0.0
+    engine: str = "reference"
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _statistical_exceptions() -> tuple[type[BaseException], ...]:
+    excs: list[type[BaseException]] = [StatisticalTrouble, np.linalg.LinAlgError, ZeroDivisionError,
+                                       FloatingPointError, OverflowError]
+    try:
+        from lifelines.exceptions import ConvergenceError
+
+        excs.append(ConvergenceError)
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        from statsmodels.tools.sm_exceptions import PerfectSeparationError
+
+        excs.append(PerfectSeparationError)
+    except ImportError:  # pragma: no cover
+        pass
+    return tuple(excs)
+
+
+STATISTICAL_EXCEPTIONS = _statistical_exceptions()
+REGISTRY: dict[str, type[Estimator]] = {}
+
+
+def register(kind: str):
+    """Class decorator: make an estimator selectable from config as ``kind``."""
+
+    def deco(cls):
+        if kind in REGISTRY:
+            raise ValueError(f"estimator kind '{kind}' registered twice")
+        cls.kind = kind
+        REGISTRY[kind] = cls
+        return cls
+
+    return deco
+
+
+@dataclass
+class Estimator:
+    """Base class. Options are dataclass fields of subclasses; ``name`` labels the rows."""
+
+    name: str = ""
+    alpha: float = 0.05
+    engine: str = "reference"
+    kind: ClassVar[str] = ""
+    estimands: ClassVar[tuple[str, ...]] = ()
+    engines: ClassVar[tuple[str, ...]] = ("reference",)
+    options: dict = field(default_factory=dict, repr=False)
+
+    def __post_init__(self):
+        if not self.name:
+            self.name = self.kind
+        if not (0 < self.alpha < 1):
+            raise ValueError(f"estimators.{self.name}.alpha must be in (0, 1); got {self.alpha}")
+        if self.engine not in self.engines:
+            raise ValueError(f"estimators.{self.name}.engine='{self.engine}' is not available; "
+                             f"allowed values: {', '.join(self.engines)}")
+
+    def targets(self) -> tuple[str, ...]:
+        """Estimand names this estimator reports (may depend on options)."""
+        return self.estimands
+
+    def _fit(self, cohort, rng) -> list[Estimate]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def fit(self, cohort, rng: np.random.Generator | None = None) -> list[Estimate]:
+        """Run the estimator; statistical trouble becomes status rows, warnings are captured."""
+        t0 = time.perf_counter()
+        with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
+            warnings.simplefilter("always")
+            try:
+                rows = self._fit(cohort, rng)
+            except STATISTICAL_EXCEPTIONS as exc:
+                msg = f"{type(exc).__name__}: {exc}".strip()
+                rows = [Estimate(self.name, e, status=FAILED, message=msg) for e in self.targets()]
+        msgs = _warning_messages(caught)
+        dt = (time.perf_counter() - t0) / max(len(rows), 1)
+        for r in rows:
+            r.method = self.name
+            r.engine = self.engine
+            r.seconds = dt
+            if msgs and r.status == OK:
+                r.status = WARNING
+            if msgs:
+                r.message = "; ".join(filter(None, [r.message, msgs]))
+            if r.status != FAILED and not np.isfinite(r.estimate):
+                r.status = FAILED
+                r.message = r.message or "non-finite estimate"
+        return rows
+
+
+_IGNORED_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
+
+
+def _warning_messages(caught) -> str:
+    seen: list[str] = []
+    for w in caught:
+        if issubclass(w.category, _IGNORED_WARNINGS):
+            continue
+        text = f"{w.category.__name__}: {str(w.message).strip().splitlines()[0][:200]}"
+        if text not in seen:
+            seen.append(text)
+    return "; ".join(seen)
+
+
+def wald_row(method: str, estimand: str, est: float, se: float, alpha: float, n_used: int,
+             p_value: float | None = None, df: float | None = None, **kw: Any) -> Estimate:
+    """An Estimate with a Wald (normal, or t with ``df``) CI and two-sided p-value."""
+    from scipy import stats
+
+    if df is None:
+        q = stats.norm.ppf(1 - alpha / 2)
+        p = 2 * stats.norm.sf(abs(est / se)) if se > 0 else NAN
+    else:
+        q = stats.t.ppf(1 - alpha / 2, df)
+        p = 2 * stats.t.sf(abs(est / se), df) if se > 0 else NAN
+    return Estimate(method, estimand, float(est), float(se), float(est - q * se), float(est + q * se),
+                    float(p if p_value is None else p_value), int(n_used), **kw)
+
+
+def failed_rows(method: str, estimands, message: str, n_used: int = 0) -> list[Estimate]:
+    return [Estimate(method, e, status=FAILED, message=message, n_used=n_used) for e in estimands]
+
+
+def build_estimator(kind: str, **options) -> Estimator:
+    """Instantiate a registered estimator; unknown kinds or options raise ValueError naming them."""
+    import estimators  # noqa: F401  (registers all families)
+
+    if kind not in REGISTRY:
+        raise ValueError(f"unknown estimator kind '{kind}'; allowed values: {', '.join(sorted(REGISTRY))}")
+    cls = REGISTRY[kind]
+    allowed = {f for f in cls.__dataclass_fields__ if f != "options"}
+    bad = sorted(set(options) - allowed)
+    if bad:
+        raise ValueError(f"unknown option '{bad[0]}' for estimator kind '{kind}'; "
+                         f"allowed: {', '.join(sorted(allowed))}")
+    return cls(**options)

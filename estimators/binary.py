@@ -1,0 +1,1 @@
+"""Estimators: binary family (see estimators/base.py for the contract)."""

@@ -1,0 +1,1 @@
+"""Estimators: continuous family (see estimators/base.py for the contract)."""

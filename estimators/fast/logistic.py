@@ -1,0 +1,226 @@
+"""Logistic regression by Newton-Raphson (= IRLS for the canonical link).
+
+Matches ``statsmodels.api.Logit(y, X).fit()`` (and ``GLM(y, X,
+family=Binomial())``): params, bse (inverse observed information), Wald z,
+two-sided normal p-values, llf.
+
+Failure modes never raise; they are reported through ``status``/``message``:
+
+* ``"failed"`` + ``"separation: ..."`` -- perfect or quasi-complete separation.
+  Suspected when the Newton iterations do not converge or fitted probabilities
+  become numerically 0/1, and then confirmed by the linear-programming check
+  of Konis (2007): the data are separated iff there is a direction b != 0 with
+  (2y-1) x'b >= 0 for every row.
+* ``"failed"`` + ``"singular design matrix"`` -- X not of full column rank.
+* ``"failed"`` + ``"did not converge ..."`` -- anything else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import expit
+
+from ._common import STATUS_FAILED, STATUS_OK, Z975, chol, chol_inv, chol_solve, p_norm2
+
+# |eta| beyond which a fitted probability is within ~1e-13 of 0 or 1
+_ETA_SATURATED = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class LogisticResult:
+    params: np.ndarray
+    bse: np.ndarray
+    zvalues: np.ndarray
+    pvalues: np.ndarray
+    conf_int: np.ndarray  # (p, 2), Wald normal
+    cov_params: np.ndarray
+    llf: float
+    llnull: float  # intercept-only log-likelihood (closed form)
+    nobs: int
+    n_iter: int
+    converged: bool
+    status: str
+    message: str
+
+
+def _fail(p: int, n: int, msg: str, params=None, llf=np.nan, n_iter=0) -> LogisticResult:
+    nan_p = np.full(p, np.nan)
+    return LogisticResult(
+        params=nan_p.copy() if params is None else params,
+        bse=nan_p.copy(),
+        zvalues=nan_p.copy(),
+        pvalues=nan_p.copy(),
+        conf_int=np.full((p, 2), np.nan),
+        cov_params=np.full((p, p), np.nan),
+        llf=float(llf),
+        llnull=np.nan,
+        nobs=n,
+        n_iter=n_iter,
+        converged=False,
+        status=STATUS_FAILED,
+        message=msg,
+    )
+
+
+def _loglik(eta: np.ndarray, y: np.ndarray) -> float:
+    # sum y*eta - log(1 + exp(eta)), overflow-safe
+    return float(y @ eta - np.logaddexp(0.0, eta).sum())
+
+
+def is_separated(y, X, tol: float = 1e-7) -> bool:
+    """Linear-programming check for (quasi-)complete separation (Konis 2007).
+
+    Maximise sum_i s_i x_i'b subject to s_i x_i'b >= 0 and |b_j| <= 1, with
+    s_i = 2 y_i - 1.  A strictly positive optimum means there is a direction
+    along which the likelihood increases without bound.
+    """
+    from scipy.optimize import linprog
+
+    X = np.asarray(X, dtype=float)
+    s = 2.0 * np.asarray(y, dtype=float) - 1.0
+    sx = X * s[:, None]
+    # column scaling so that the box constraint is scale-free
+    sc = np.abs(X).max(axis=0)
+    sc[sc == 0] = 1.0
+    sx = sx / sc
+    res = linprog(
+        c=-sx.sum(axis=0),
+        A_ub=-sx,
+        b_ub=np.zeros(sx.shape[0]),
+        bounds=[(-1.0, 1.0)] * sx.shape[1],
+        method="highs",
+    )
+    if res.status != 0:
+        return False
+    return bool(-res.fun > tol * max(1.0, float(np.abs(sx).sum()) / sx.shape[0]))
+
+
+def logistic_fit(
+    y,
+    X,
+    maxiter: int = 50,
+    tol: float = 1e-8,
+    check_separation: bool = True,
+) -> LogisticResult:
+    """Maximum-likelihood logistic regression of binary y on X.
+
+    X must contain the intercept column if wanted.  ``tol`` is the
+    convergence criterion on max |Newton step| (relative to max(1, |b|)).
+    """
+    y = np.asarray(y, dtype=float).reshape(-1)
+    X = np.asarray(X, dtype=float)
+    if X.ndim == 1:
+        X = X[:, None]
+    n, p = X.shape
+    if y.shape[0] != n:
+        return _fail(p, n, f"length mismatch: y has {y.shape[0]} rows, X has {n}")
+    if n == 0:
+        return _fail(p, n, "no observations")
+    if not (np.isfinite(X).all() and np.isfinite(y).all()):
+        return _fail(p, n, "non-finite values in y or X")
+    ysum = float(y.sum())
+    if np.any((y != 0.0) & (y != 1.0)):
+        return _fail(p, n, "outcome must be coded 0/1")
+    if ysum == 0.0 or ysum == n:
+        return _fail(p, n, "separation: outcome has no variation (all 0 or all 1)")
+
+    beta = np.zeros(p)
+    eta = np.zeros(n)
+    mu = np.full(n, 0.5)
+    XT = np.ascontiguousarray(X.T)
+    converged = False
+    saturated = False
+    it = 0
+    c = None
+    msg = ""
+    ll = np.nan
+    while it < maxiter:
+        it += 1
+        w = mu * (1.0 - mu)
+        grad = XT @ (y - mu)
+        hess = (XT * w) @ X
+        if it == 1:
+            # at b = 0 the information is X'X / 4: use it as the rank check
+            d = np.sqrt(np.diag(hess))
+            if np.any(d == 0.0):
+                return _fail(p, n, "singular design matrix (all-zero column)")
+            s = 1.0 / d
+            c0, info = chol(hess * np.outer(s, s))
+            if info != 0 or np.diag(c0).min() <= 1e-7 * np.diag(c0).max():
+                return _fail(p, n, "singular design matrix (collinear columns)")
+        c, info = chol(hess)
+        if info != 0:
+            saturated = True
+            msg = "information matrix not positive definite"
+            break
+        step = chol_solve(c, grad)
+        smax = np.abs(step).max()
+        beta_new = beta + step
+        eta_new = X @ beta_new
+        if smax > 1.0 or saturated:
+            # large step: safeguard by step-halving on the (concave) log-likelihood
+            ll_old = _loglik(eta, y)
+            ll_new = _loglik(eta_new, y)
+            t = 1.0
+            while ll_new < ll_old and t > 1e-6:
+                t *= 0.5
+                beta_new = beta + t * step
+                eta_new = X @ beta_new
+                ll_new = _loglik(eta_new, y)
+            if saturated and abs(ll_new - ll_old) <= 1e-10 * max(1.0, abs(ll_new)):
+                beta, eta = beta_new, eta_new
+                break
+        beta, eta = beta_new, eta_new
+        if smax <= tol * max(1.0, np.abs(beta).max()):
+            converged = True
+            break
+        if np.abs(eta).max() > _ETA_SATURATED:
+            saturated = True
+        mu = expit(eta)
+    ll = _loglik(eta, y)
+    if np.abs(eta).max() > _ETA_SATURATED:
+        saturated = True
+
+    if not converged or saturated:
+        if check_separation and is_separated(y, X):
+            return _fail(
+                p,
+                n,
+                "separation: fitted probabilities numerically 0 or 1 "
+                "(perfect or quasi-complete separation of the outcome by X)",
+                params=beta,
+                llf=ll,
+                n_iter=it,
+            )
+        if not converged:
+            return _fail(
+                p,
+                n,
+                f"did not converge in {it} Newton iterations" + (f" ({msg})" if msg else ""),
+                params=beta,
+                llf=ll,
+                n_iter=it,
+            )
+
+    cov = chol_inv(c)
+    bse = np.sqrt(np.diag(cov))
+    z = beta / bse
+    ybar = ysum / n
+    llnull = n * (ybar * np.log(ybar) + (1.0 - ybar) * np.log1p(-ybar))
+    return LogisticResult(
+        params=beta,
+        bse=bse,
+        zvalues=z,
+        pvalues=p_norm2(z),
+        conf_int=np.column_stack((beta - Z975 * bse, beta + Z975 * bse)),
+        cov_params=cov,
+        llf=ll,
+        llnull=float(llnull),
+        nobs=n,
+        n_iter=it,
+        converged=True,
+        status=STATUS_OK,
+        message="",
+    )

@@ -1,0 +1,1 @@
+"""Estimators: longitudinal family (see estimators/base.py for the contract)."""

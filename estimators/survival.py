@@ -1,0 +1,1 @@
+"""Estimators: survival family (see estimators/base.py for the contract)."""

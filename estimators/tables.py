@@ -1,0 +1,1 @@
+"""Estimators: tables family (see estimators/base.py for the contract)."""
