@@ -48,7 +48,7 @@ def draw_nrs_latent(p: dict, cov: dict, rng: np.random.Generator, n: int) -> dic
 
 def observe_nrs(y: np.ndarray) -> np.ndarray:
     """Observed integer NRS 0-10 from a latent value."""
-    return np.clip(np.rint(y), 0.0, 10.0)
+    return np.clip(np.rint(y), 0.0, 10.0) + 0.0  # + 0.0 turns -0.0 into 0.0
 
 
 def draw_opioid_uniforms(rng: np.random.Generator, n: int) -> np.ndarray:
