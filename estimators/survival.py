@@ -1,1 +1,608 @@
-"""Estimators: survival family (see estimators/base.py for the contract)."""
+"""Estimators: survival family (see estimators/base.py for the contract).
+
+Time-to-event analyses of pain progression-free survival (``pfs``: treatment start to pain
+progression or death) and overall survival (``os``), in months, comparing observation (group 1)
+with control (group 0). Every estimator takes ``endpoints`` (a list of ``pfs`` / ``os``) and
+reports its rows for each endpoint; endpoints are analysed independently, so trouble with one
+(no events, a convergence warning) never marks the other's rows.
+
+kinds and targets (estimand names as in sim/truth.py):
+
+- ``km_median``: Kaplan-Meier median per group and their difference -> ``{ep}_median_0``,
+  ``{ep}_median_1``, ``{ep}_median_diff`` (marginal medians of T(0), T(1)).
+- ``logrank``: log-rank test; Peto one-step log HR -> ``{ep}_loghr`` (approximates the marginal).
+- ``cox``: Cox PH of group (+ ``covariates``) -> ``{ep}_loghr`` (unadjusted: marginal) or
+  ``{ep}_loghr_adj`` (adjusted: conditional on the measured covariates).
+- ``iptw_cox``: marginal structural Cox with stabilized IPT weights -> ``{ep}_loghr`` (marginal).
+- ``rmst``: Kaplan-Meier restricted mean survival time difference -> ``{ep}_rmst_diff``.
+
+Only the ``reference`` engine (lifelines, statsmodels) exists. Data leave the cohort through
+:func:`survival_arrays` and :func:`covariate_matrix`, so a fast engine can reuse them later.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from estimators.base import (
+    FAILED,
+    NAN,
+    OK,
+    STATISTICAL_EXCEPTIONS,
+    WARNING,
+    Estimate,
+    Estimator,
+    StatisticalTrouble,
+    _warning_messages,
+    failed_rows,
+    register,
+    wald_row,
+)
+
+ENDPOINTS = ("pfs", "os")
+# The measured confounders the truth's adjusted estimands condition on (== sim.truth.ADJUSTMENT_SET;
+# kept here so estimators do not import the data-generating model, checked by a test).
+DEFAULT_COVARIATES = (
+    "age",
+    "male",
+    "ecog",
+    "visceral",
+    "lesions_gt3",
+    "charlson",
+    "nrs0",
+    "strong_opioid",
+)
+_PS_EPS = 1e-8  # propensity scores closer than this to 0 or 1 count as a positivity violation
+
+
+# ---------------------------------------------------------------------------------------------
+# data extraction (the only places that touch the cohort; a fast engine plugs in here)
+
+
+def survival_arrays(cohort, endpoint: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(time, event, group) as float arrays for ``endpoint``; rows with any NaN dropped."""
+    df = cohort.patients
+    t = df[f"{endpoint}_months"].to_numpy(dtype=float)
+    e = df[f"{endpoint}_event"].to_numpy(dtype=float)
+    g = df["group"].to_numpy(dtype=float)
+    keep = np.isfinite(t) & np.isfinite(e) & np.isfinite(g)
+    return t[keep], e[keep], g[keep]
+
+
+def covariate_matrix(cohort, endpoint: str, covariates) -> tuple[pd.DataFrame, int]:
+    """Analysis frame (``_time``, ``_event``, ``group``, covariates) of the complete cases.
+
+    Non-numeric covariates (e.g. ``primary``) become 0/1 indicators (first level dropped).
+    Returns the frame and the number of rows dropped for missing values. An unknown covariate
+    name is a configuration error and raises ValueError.
+    """
+    df = cohort.patients
+    missing = [c for c in covariates if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"unknown covariate(s) {', '.join(missing)}; cohort columns include "
+            f"{', '.join(DEFAULT_COVARIATES)}"
+        )
+    out = pd.DataFrame(
+        {
+            "_time": df[f"{endpoint}_months"].to_numpy(dtype=float),
+            "_event": df[f"{endpoint}_event"].to_numpy(dtype=float),
+            "group": df["group"].to_numpy(dtype=float),
+        }
+    )
+    for c in covariates:
+        col = df[c]
+        if pd.api.types.is_numeric_dtype(col) and not isinstance(col.dtype, pd.CategoricalDtype):
+            out[c] = col.to_numpy(dtype=float)
+        else:
+            dummies = pd.get_dummies(col, prefix=c, drop_first=True, dtype=float)
+            dummies[col.isna().to_numpy()] = np.nan
+            for d in dummies.columns:
+                out[d] = dummies[d].to_numpy()
+    n0 = len(out)
+    out = out.dropna().reset_index(drop=True)
+    return out, n0 - len(out)
+
+
+def check_arms(t: np.ndarray, e: np.ndarray, g: np.ndarray, endpoint: str) -> None:
+    """Raise StatisticalTrouble for an empty arm, no events at all, or no events in an arm."""
+    for a in (0, 1):
+        if not np.any(g == a):
+            raise StatisticalTrouble(f"no patients in group {a} ({endpoint})")
+    if not np.any(e > 0):
+        raise StatisticalTrouble(f"all {endpoint} times censored (no events)")
+    for a in (0, 1):
+        if not np.any(e[g == a] > 0):
+            raise StatisticalTrouble(f"no {endpoint} events in group {a}")
+
+
+# ---------------------------------------------------------------------------------------------
+# numerical helpers
+
+
+def km_medians_resampled(time: np.ndarray, event: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Kaplan-Meier medians of the resamples ``time[idx[b]], event[idx[b]]`` (idx: (B, n) ints).
+
+    Same definition and arithmetic as lifelines (S = exp(cumsum(log(n - d) - log(n))), median =
+    smallest time with S <= 0.5, inf if never), vectorised over resamples via multiplicities.
+    """
+    uniq, inv = np.unique(time, return_inverse=True)
+    b, m = idx.shape[0], uniq.size
+    flat = (np.arange(b)[:, None] * m + inv[idx]).ravel()
+    removed = np.bincount(flat, minlength=b * m).reshape(b, m).astype(float)
+    deaths = np.bincount(flat, weights=event[idx].ravel(), minlength=b * m).reshape(b, m)
+    at_risk = np.cumsum(removed[:, ::-1], axis=1)[:, ::-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        term = np.log(at_risk - deaths) - np.log(at_risk)
+    term = np.where(removed > 0, term, 0.0)
+    hit = np.exp(np.cumsum(term, axis=1)) <= 0.5
+    return np.where(hit.any(axis=1), uniq[hit.argmax(axis=1)], np.inf)
+
+
+def km_rmst_variance(kmf, horizon: float) -> float:
+    """Greenwood-type variance of the Kaplan-Meier RMST up to ``horizon``.
+
+    Var = sum_{t_j <= tau} A_j^2 d_j / (n_j (n_j - d_j)), A_j = int_{t_j}^{tau} S(u) du (terms
+    with n_j = d_j are 0), as in R's survRM2 and survival::survfit(rmean). NB lifelines'
+    ``restricted_mean_survival_time(..., return_variance=True)`` returns Var[min(T, tau)] under the
+    fitted curve, the variance of one patient's restricted time, not of the estimator.
+    """
+    et = kmf.event_table
+    times = et.index.to_numpy(dtype=float)
+    d = et["observed"].to_numpy(dtype=float)
+    n = et["at_risk"].to_numpy(dtype=float)
+    keep = (times <= horizon) & (d > 0)
+    tj, dj, nj = times[keep], d[keep], n[keep]
+    s = np.exp(np.cumsum(np.log(nj - dj) - np.log(nj)))  # S just after each event time
+    knots = np.append(tj, horizon)
+    area = s * np.diff(knots)  # area under S from t_j to the next event time (or tau)
+    a = np.cumsum(area[::-1])[::-1]  # A_j
+    with np.errstate(divide="ignore", invalid="ignore"):
+        w = np.where(nj > dj, dj / (nj * (nj - dj)), 0.0)
+    return float(np.sum(a**2 * w))
+
+
+def peto_logrank(t: np.ndarray, e: np.ndarray, g: np.ndarray) -> tuple[float, float]:
+    """(O - E, V) for group 1 over the distinct event times (hypergeometric variance)."""
+    ev = e > 0
+    ut = np.unique(t[ev])
+    ts1 = np.sort(t[g == 1])
+    ts = np.sort(t)
+    n = ts.size - np.searchsorted(ts, ut, side="left")
+    n1 = ts1.size - np.searchsorted(ts1, ut, side="left")
+    pos = np.searchsorted(ut, t[ev])
+    d = np.bincount(pos, minlength=ut.size).astype(float)
+    d1 = np.bincount(pos, weights=(g[ev] == 1).astype(float), minlength=ut.size)
+    frac = n1 / n
+    o_minus_e = float(np.sum(d1 - d * frac))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        v = np.where(n > 1, d * frac * (1 - frac) * (n - d) / (n - 1), 0.0)
+    return o_minus_e, float(np.sum(v))
+
+
+def _exception_message(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    first = text[0][:300] if text else ""
+    if isinstance(exc, StatisticalTrouble):
+        return first
+    return f"{type(exc).__name__}: {first}".rstrip(": ")
+
+
+def _normalise_endpoints(endpoints) -> list[str]:
+    eps = [endpoints] if isinstance(endpoints, str) else list(endpoints)
+    bad = [e for e in eps if e not in ENDPOINTS]
+    if bad or not eps or len(set(eps)) != len(eps):
+        raise ValueError(
+            f"endpoints must be a non-empty list of distinct values from "
+            f"{', '.join(ENDPOINTS)}; got {endpoints!r}"
+        )
+    return eps
+
+
+# ---------------------------------------------------------------------------------------------
+# estimators
+
+
+@dataclass
+class _SurvivalEstimator(Estimator):
+    """Shared machinery: ``endpoints`` option, per-endpoint failure and warning isolation."""
+
+    endpoints: list = field(default_factory=lambda: list(ENDPOINTS))
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.endpoints = _normalise_endpoints(self.endpoints)
+
+    def _targets_for(self, ep: str) -> tuple[str, ...]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def targets(self) -> tuple[str, ...]:
+        return tuple(name for ep in self.endpoints for name in self._targets_for(ep))
+
+    def _fit_endpoint(self, cohort, ep: str, rng) -> list[Estimate]:  # pragma: no cover
+        raise NotImplementedError
+
+    def _fit(self, cohort, rng) -> list[Estimate]:
+        rows: list[Estimate] = []
+        for ep in self.endpoints:
+            rows.extend(self._guarded(lambda ep=ep: self._fit_endpoint(cohort, ep, rng), ep))
+        return rows
+
+    def _guarded(self, fn, ep: str) -> list[Estimate]:
+        """Run ``fn``; statistical exceptions -> failed rows, warnings -> that endpoint's rows."""
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                rows = fn()
+            except STATISTICAL_EXCEPTIONS as exc:
+                rows = failed_rows(self.name, self._targets_for(ep), _exception_message(exc))
+        msgs = _warning_messages(caught)
+        if msgs:
+            for r in rows:
+                if r.status == OK:
+                    r.status = WARNING
+                r.message = "; ".join(filter(None, [r.message, msgs]))
+        return rows
+
+
+@register("km_median")
+@dataclass
+class KMMedian(_SurvivalEstimator):
+    """Kaplan-Meier median survival per group and the difference of medians.
+
+    Model: nonparametric Kaplan-Meier estimator per group (lifelines ``KaplanMeierFitter``);
+    median = smallest t with S(t) <= 0.5. Estimands ``{ep}_median_0``, ``{ep}_median_1`` (medians
+    of the potential survival times T(0), T(1)) and ``{ep}_median_diff`` (observation - control);
+    all marginal (unadjusted), hence unbiased only without confounding.
+    Inference: per-group CI from lifelines (median of the pointwise log(-log) band of S, the
+    Brookmeyer-Crowley-type interval); SE of every row and the CI of the difference from a
+    percentile bootstrap with ``n_boot`` resamples of patients, stratified by group (the same
+    resamples serve both endpoints), drawn only from the ``rng`` passed to ``fit``. Resample
+    medians use the exact lifelines arithmetic, vectorised. No p-value (NaN): the bootstrap gives
+    no test of the null of equal medians without a further choice. Resamples whose median is not
+    reached are dropped from SE/CI and the row becomes a warning saying how many.
+    A median not reached in the data -> that group's rows fail ("median not reached in group g").
+    """
+
+    n_boot: int = 200
+
+    def __post_init__(self):
+        super().__post_init__()
+        if int(self.n_boot) != self.n_boot or self.n_boot < 2:
+            raise ValueError(
+                f"estimators.{self.name}.n_boot must be an integer >= 2; got {self.n_boot}"
+            )
+        self.n_boot = int(self.n_boot)
+
+    def _targets_for(self, ep):
+        return (f"{ep}_median_0", f"{ep}_median_1", f"{ep}_median_diff")
+
+    def _fit(self, cohort, rng) -> list[Estimate]:
+        if not isinstance(rng, np.random.Generator):
+            raise ValueError(
+                f"estimator '{self.name}' (km_median) draws bootstrap resamples: "
+                "pass a numpy Generator as rng"
+            )
+        g = cohort.patients["group"].to_numpy(dtype=float)
+        # resample patients (not endpoint rows) once, so both endpoints share the resamples
+        idx = {
+            a: rng.integers(0, int(np.sum(g == a)), size=(self.n_boot, int(np.sum(g == a))))
+            if np.any(g == a)
+            else None
+            for a in (0, 1)
+        }
+        rows: list[Estimate] = []
+        for ep in self.endpoints:
+            rows.extend(self._guarded(lambda ep=ep: self._fit_endpoint(cohort, ep, idx), ep))
+        return rows
+
+    def _fit_endpoint(self, cohort, ep, idx) -> list[Estimate]:
+        from lifelines import KaplanMeierFitter
+        from lifelines.utils import median_survival_times
+
+        df = cohort.patients
+        t_all = df[f"{ep}_months"].to_numpy(dtype=float)
+        e_all = df[f"{ep}_event"].to_numpy(dtype=float)
+        g_all = df["group"].to_numpy(dtype=float)
+        if not (np.all(np.isfinite(t_all)) and np.all(np.isfinite(e_all))):
+            raise StatisticalTrouble(
+                f"missing {ep} times or events (bootstrap needs complete data)"
+            )
+        rows, med, boot, trouble = [], {}, {}, {}
+        for a in (0, 1):
+            t, e = t_all[g_all == a], e_all[g_all == a]
+            name = f"{ep}_median_{a}"
+            if t.size == 0:
+                trouble[a] = f"no patients in group {a} ({ep})"
+            elif not np.any(e > 0):
+                trouble[a] = f"no {ep} events in group {a}: median not reached in group {a}"
+            else:
+                kmf = KaplanMeierFitter(alpha=self.alpha).fit(t, e)
+                m = float(kmf.median_survival_time_)
+                if not np.isfinite(m):
+                    trouble[a] = f"median not reached in group {a} ({ep})"
+            if a in trouble:
+                rows.append(
+                    Estimate(self.name, name, status=FAILED, message=trouble[a], n_used=int(t.size))
+                )
+                continue
+            ci = median_survival_times(kmf.confidence_interval_).to_numpy(dtype=float).ravel()
+            bm = km_medians_resampled(t, e, idx[a])
+            med[a], boot[a] = m, bm
+            se, note = _boot_sd(bm)
+            rows.append(
+                Estimate(
+                    self.name,
+                    name,
+                    m,
+                    se,
+                    float(ci[0]),
+                    float(ci[1]),
+                    NAN,
+                    int(t.size),
+                    status=WARNING if note else OK,
+                    message=note,
+                )
+            )
+        name = f"{ep}_median_diff"
+        if trouble:
+            rows.append(
+                Estimate(
+                    self.name,
+                    name,
+                    status=FAILED,
+                    n_used=int(t_all.size),
+                    message="; ".join(trouble.values()),
+                )
+            )
+            return rows
+        d = boot[1] - boot[0]
+        se, note = _boot_sd(d)
+        fin = d[np.isfinite(d)]
+        lo, hi = (
+            np.quantile(fin, [self.alpha / 2, 1 - self.alpha / 2]) if fin.size >= 2 else (NAN, NAN)
+        )
+        rows.append(
+            Estimate(
+                self.name,
+                name,
+                med[1] - med[0],
+                se,
+                float(lo),
+                float(hi),
+                NAN,
+                int(t_all.size),
+                status=WARNING if note else OK,
+                message=note,
+            )
+        )
+        return rows
+
+
+def _boot_sd(x: np.ndarray) -> tuple[float, str]:
+    fin = x[np.isfinite(x)]
+    note = (
+        (f"median not reached in {x.size - fin.size} of {x.size} bootstrap resamples (excluded)")
+        if fin.size < x.size
+        else ""
+    )
+    return (float(np.std(fin, ddof=1)) if fin.size >= 2 else NAN), note
+
+
+@register("logrank")
+@dataclass
+class LogRank(_SurvivalEstimator):
+    """Log-rank test with the Peto one-step log hazard ratio.
+
+    Test: lifelines ``logrank_test`` (observation vs control; its p-value is reported).
+    Estimate: Peto's one-step estimator log HR = (O - E) / V for the observation group, with O - E
+    the observed minus expected events and V the hypergeometric variance summed over the distinct
+    event times; SE = 1 / sqrt(V), Wald CI. The Wald z equals the log-rank z, so CI and p-value
+    agree. Estimand ``{ep}_loghr``: an approximation of the marginal (unadjusted) log HR, close
+    for log HR near 0 and balanced arms, biased towards 0 as the HR moves away from 1.
+    """
+
+    def _targets_for(self, ep):
+        return (f"{ep}_loghr",)
+
+    def _fit_endpoint(self, cohort, ep, rng) -> list[Estimate]:
+        from lifelines.statistics import logrank_test
+
+        t, e, g = survival_arrays(cohort, ep)
+        check_arms(t, e, g, ep)
+        res = logrank_test(t[g == 1], t[g == 0], e[g == 1], e[g == 0])
+        o_e, v = peto_logrank(t, e, g)
+        if not v > 0:
+            raise StatisticalTrouble(f"zero log-rank variance ({ep})")
+        return [
+            wald_row(
+                self.name,
+                f"{ep}_loghr",
+                o_e / v,
+                1 / np.sqrt(v),
+                self.alpha,
+                t.size,
+                p_value=float(res.p_value),
+            )
+        ]
+
+
+@register("cox")
+@dataclass
+class Cox(_SurvivalEstimator):
+    """Cox proportional-hazards regression of group (+ ``covariates``), lifelines, Efron ties.
+
+    Model: h(t | A, X) = h0(t) exp(beta A + gamma' X) (``CoxPHFitter``), model-based SE, Wald CI
+    and p-value as computed by lifelines. Unadjusted (``covariates: []``, the study's analysis):
+    ``{ep}_loghr``, the marginal log HR. Adjusted: ``{ep}_loghr_adj``, a conditional log HR given
+    the listed covariates (not the marginal one: HRs are non-collapsible); the truth conditions
+    on sim.truth.ADJUSTMENT_SET, so use exactly that list to target it. Complete cases only
+    (rows with missing covariates dropped, counted in the message); non-numeric covariates enter
+    as indicators.
+    """
+
+    covariates: list = field(default_factory=list)
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.covariates = list(self.covariates)
+
+    def _targets_for(self, ep):
+        return (f"{ep}_loghr_adj" if self.covariates else f"{ep}_loghr",)
+
+    def _fit_endpoint(self, cohort, ep, rng) -> list[Estimate]:
+        from lifelines import CoxPHFitter
+
+        df, dropped = covariate_matrix(cohort, ep, self.covariates)
+        check_arms(df["_time"].to_numpy(), df["_event"].to_numpy(), df["group"].to_numpy(), ep)
+        cph = CoxPHFitter(alpha=self.alpha).fit(df, "_time", "_event")
+        return [_cox_row(self.name, self._targets_for(ep)[0], cph, len(df), dropped)]
+
+
+def _cox_row(method: str, estimand: str, cph, n_used: int, dropped: int) -> Estimate:
+    ci = cph.confidence_intervals_.loc["group"].to_numpy(dtype=float)
+    msg = f"complete cases: {dropped} rows with missing covariates dropped" if dropped else ""
+    return Estimate(
+        method,
+        estimand,
+        float(cph.params_["group"]),
+        float(cph.standard_errors_["group"]),
+        float(ci[0]),
+        float(ci[1]),
+        float(cph.summary.loc["group", "p"]),
+        int(n_used),
+        message=msg,
+    )
+
+
+@register("iptw_cox")
+@dataclass
+class IPTWCox(_SurvivalEstimator):
+    """Marginal structural Cox model with stabilized inverse-probability-of-treatment weights.
+
+    Propensity e(X) = P(A=1 | X) by logistic regression (statsmodels ``Logit``, intercept + main
+    effects of ``covariates``; default the truth's ADJUSTMENT_SET). Stabilized weights
+    w = P(A=1)/e(X) for observation and P(A=0)/(1 - e(X)) for control (P(A=a) = sample
+    proportions); ``trim`` > 0 truncates the weights at their ``trim`` and ``1 - trim``
+    quantiles. Then a Cox model of group alone, weighted (lifelines ``weights_col``), with the
+    robust (Lin-Wei sandwich) SE, Wald CI and p-value; the SE treats the weights as known (usually
+    conservative for this estimand). Estimand ``{ep}_loghr``: the marginal log HR, identified
+    only if the covariates capture all confounding (the ``study`` scenario's frailty U is
+    unmeasured, so there it stays biased). Complete cases; propensities within 1e-8 of 0 or 1
+    (separation, positivity violation) -> failed.
+    """
+
+    covariates: list = field(default_factory=lambda: list(DEFAULT_COVARIATES))
+    trim: float = 0.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.covariates = list(self.covariates)
+        if not (0.0 <= self.trim < 0.5):
+            raise ValueError(f"estimators.{self.name}.trim must be in [0, 0.5); got {self.trim}")
+
+    def _targets_for(self, ep):
+        return (f"{ep}_loghr",)
+
+    def weights(self, df: pd.DataFrame) -> np.ndarray:
+        """Stabilized (and possibly truncated) weights for the analysis frame ``df``."""
+        import statsmodels.api as sm
+
+        a = df["group"].to_numpy(dtype=float)
+        cols = [c for c in df.columns if c not in ("_time", "_event", "group")]
+        x = sm.add_constant(df[cols].to_numpy(dtype=float), has_constant="add")
+        res = sm.Logit(a, x).fit(disp=0, maxiter=100)
+        ps = np.asarray(res.predict(x), dtype=float)
+        if not np.all(np.isfinite(ps)) or np.any(ps < _PS_EPS) or np.any(ps > 1 - _PS_EPS):
+            raise StatisticalTrouble(
+                "propensity scores at 0 or 1 (separation): positivity violated, weights undefined"
+            )
+        p1 = a.mean()
+        w = np.where(a == 1, p1 / ps, (1 - p1) / (1 - ps))
+        if self.trim > 0:
+            lo, hi = np.quantile(w, [self.trim, 1 - self.trim])
+            w = np.clip(w, lo, hi)
+        return w
+
+    def _fit_endpoint(self, cohort, ep, rng) -> list[Estimate]:
+        from lifelines import CoxPHFitter
+
+        df, dropped = covariate_matrix(cohort, ep, self.covariates)
+        check_arms(df["_time"].to_numpy(), df["_event"].to_numpy(), df["group"].to_numpy(), ep)
+        w = self.weights(df)
+        fit_df = pd.DataFrame(
+            {"_time": df["_time"], "_event": df["_event"], "group": df["group"], "_w": w}
+        )
+        cph = CoxPHFitter(alpha=self.alpha).fit(
+            fit_df, "_time", "_event", weights_col="_w", robust=True
+        )
+        return [_cox_row(self.name, f"{ep}_loghr", cph, len(df), dropped)]
+
+
+@register("rmst")
+@dataclass
+class RMST(_SurvivalEstimator):
+    """Difference in restricted mean survival time up to ``horizon`` months (Kaplan-Meier).
+
+    RMST_a = area under the group-a Kaplan-Meier curve on [0, horizon] (lifelines
+    ``restricted_mean_survival_time``, exact for KM). SE = sqrt(V0 + V1) with V_a the
+    Greenwood-type variance of the KM area (see :func:`km_rmst_variance`; lifelines' own
+    ``return_variance`` is the variance of min(T, tau), not of the estimator, and is not used).
+    Wald CI and p-value. Estimand ``{ep}_rmst_diff`` = E[min(T(1), tau)] - E[min(T(0), tau)],
+    marginal; ``horizon`` must equal the scenario's ``truth.rmst_horizon`` (12 months by
+    default). A horizon beyond the last follow-up time in a group -> failed.
+    """
+
+    horizon: float = 12.0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not (np.isfinite(self.horizon) and self.horizon > 0):
+            raise ValueError(
+                f"estimators.{self.name}.horizon must be a positive number of "
+                f"months; got {self.horizon}"
+            )
+        self.horizon = float(self.horizon)
+
+    def _targets_for(self, ep):
+        return (f"{ep}_rmst_diff",)
+
+    def _fit_endpoint(self, cohort, ep, rng) -> list[Estimate]:
+        from lifelines import KaplanMeierFitter
+        from lifelines.utils import restricted_mean_survival_time
+
+        t, e, g = survival_arrays(cohort, ep)
+        check_arms(t, e, g, ep)
+        est, var = {}, {}
+        for a in (0, 1):
+            ta, ea = t[g == a], e[g == a]
+            if self.horizon > ta.max():
+                raise StatisticalTrouble(
+                    f"horizon {self.horizon:g} months is beyond the last {ep} follow-up time "
+                    f"({ta.max():.3g} months) in group {a}"
+                )
+            kmf = KaplanMeierFitter(alpha=self.alpha).fit(ta, ea)
+            est[a] = float(restricted_mean_survival_time(kmf, t=self.horizon))
+            var[a] = km_rmst_variance(kmf, self.horizon)
+        se = float(np.sqrt(var[0] + var[1]))
+        if not se > 0:
+            raise StatisticalTrouble(f"zero variance of the {ep} RMST difference")
+        return [wald_row(self.name, f"{ep}_rmst_diff", est[1] - est[0], se, self.alpha, t.size)]
+
+
+__all__ = [
+    "Cox",
+    "IPTWCox",
+    "KMMedian",
+    "LogRank",
+    "RMST",
+    "covariate_matrix",
+    "km_medians_resampled",
+    "km_rmst_variance",
+    "peto_logrank",
+    "survival_arrays",
+]

@@ -39,6 +39,7 @@ def estimator_specs(plain: dict) -> dict[str, dict]:
             raise ConfigError(f"config key 'estimators.{name}' must be a mapping with a 'kind'")
         spec = dict(spec)
         kind = spec.pop("kind")
+        spec["alpha"] = plain.get("alpha", spec.get("alpha", 0.05))  # one global alpha per run
         try:
             build_estimator(kind, name=name, **spec)
         except (TypeError, ValueError) as exc:
