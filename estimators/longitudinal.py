@@ -1,1 +1,736 @@
-"""Estimators: longitudinal family (see estimators/base.py for the contract)."""
+"""Estimators: longitudinal family (see estimators/base.py for the contract).
+
+Pain NRS over the visits (weeks 0, 1, 4, 8, 12): the study's linear mixed model (``lmm``), a
+marginal model by GEE (``gee``), and three week-12 ANCOVAs differing in how missing week-12 NRS
+is handled (``ancova_cc`` complete cases, ``locf_ancova`` last observation carried forward,
+``mi_ancova`` multiple imputation by chained equations).
+
+Targets (sim/truth.py): ``nrs_diff_w{1,4,8,12}`` = E[NRS_j(1) - NRS_j(0)], the marginal mean
+difference on the observed 0-10 scale under the hypothetical strategy for death and dropout
+(had every patient lived and stayed in the study).
+
+The numerical cores are small functions of numpy arrays: :func:`visit_design` (the explicit
+fixed-effects design and per-visit contrasts), :func:`mixedlm_reference`, :func:`gee_reference`,
+:func:`bayes_linreg_draw`, :func:`mice_chain`, :func:`rubin`, :func:`locf`, so a fast engine can
+reproduce them exactly and plug in later.
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import numpy as np
+from scipy import stats
+
+from estimators.base import (
+    FAILED,
+    OK,
+    WARNING,
+    Estimate,
+    Estimator,
+    StatisticalTrouble,
+    register,
+    wald_row,
+)
+from estimators.continuous import (
+    ARM_LABELS,
+    ancova,
+    check_covariates,
+    check_full_rank,
+    patient_covariates,
+)
+
+WEEKS = (0, 1, 4, 8, 12)
+POST_WEEKS = (1, 4, 8, 12)
+NRS_ESTIMANDS = tuple(f"nrs_diff_w{w}" for w in POST_WEEKS)
+W12 = ("nrs_diff_w12",)
+STATUS_LABELS = ("observed", "missed", "dropout", "dead")  # visit status codes 0..3
+DEAD = 3
+MONTHS_PER_WEEK = 7.0 / 30.4375
+
+
+# --------------------------------------------------------------------------------------------
+# data: the visits table in wide form
+
+
+class NRSWide(NamedTuple):
+    """Patient-level arrays aligned with ``cohort.patients`` rows."""
+
+    group: np.ndarray  # (n,) float 0/1 (NaN if missing)
+    nrs0: np.ndarray  # (n,) baseline NRS (patients.nrs0)
+    nrs: np.ndarray  # (n, 5) NRS at weeks 0, 1, 4, 8, 12; NaN unless observed
+    status: np.ndarray  # (n, 5) status codes 0..3, -1 where unknown
+
+
+def _status_codes(s: np.ndarray) -> np.ndarray:
+    if np.issubdtype(np.asarray(s).dtype, np.number):
+        return np.asarray(s, dtype=float)
+    lab = {k: i for i, k in enumerate(STATUS_LABELS)}
+    return np.array([lab.get(str(x), -1) for x in s], dtype=float)
+
+
+def nrs_wide(cohort) -> NRSWide:
+    """Wide NRS (n, 5) from ``cohort.visits``; week-0 gaps filled from ``patients.nrs0``."""
+    pa, va = cohort.arrays, cohort.visit_arrays
+    ids = np.asarray(pa["id"])
+    n = ids.shape[0]
+    group = np.asarray(pa["group"], dtype=float)
+    nrs0 = np.asarray(pa["nrs0"], dtype=float)
+    vid, week = np.asarray(va["id"]), np.asarray(va["week"])
+    order = np.argsort(ids, kind="stable")
+    pos = np.clip(np.searchsorted(ids[order], vid), 0, max(n - 1, 0))
+    row = order[pos] if n else pos
+    col = np.searchsorted(np.asarray(WEEKS), week)
+    col_c = np.clip(col, 0, len(WEEKS) - 1)
+    ok = (ids[row] == vid) & (np.asarray(WEEKS)[col_c] == week) if n else np.zeros(0, bool)
+    W = np.full((n, len(WEEKS)), np.nan)
+    S = np.full((n, len(WEEKS)), -1.0)
+    W[row[ok], col_c[ok]] = np.asarray(va["nrs"], dtype=float)[ok]
+    if "status" in va:
+        S[row[ok], col_c[ok]] = _status_codes(np.asarray(va["status"]))[ok]
+    W[:, 0] = np.where(np.isfinite(W[:, 0]), W[:, 0], nrs0)
+    return NRSWide(group, nrs0, W, S)
+
+
+def dead_by_week12(cohort, wide: NRSWide) -> np.ndarray:
+    """Dead at the week-12 visit: visit status 'dead', else (no status) OS event before week 12."""
+    known = wide.status[:, -1] >= 0
+    dead = wide.status[:, -1] == DEAD
+    if known.all():
+        return dead
+    pa = cohort.arrays
+    if "os_months" in pa and "os_event" in pa:
+        t = np.asarray(pa["os_months"], float)
+        e = np.asarray(pa["os_event"], float)
+        by_os = (e == 1) & (t <= 12 * MONTHS_PER_WEEK)
+        return np.where(known, dead, by_os)
+    return dead
+
+
+# --------------------------------------------------------------------------------------------
+# numerical cores (numpy in, numpy out)
+
+
+def visit_design(
+    group: np.ndarray,
+    week: np.ndarray,
+    weeks: tuple[int, ...],
+    Z: np.ndarray | None = None,
+    znames: list[str] | None = None,
+):
+    """Explicit fixed-effects design of ``y ~ group * C(week) [+ Z]`` (treatment coding).
+
+    Columns: intercept, group, week_w (w in weeks[1:]), group:week_w (w in weeks[1:]), Z. The
+    reference visit is ``weeks[0]``. Returns (X, names, C) with C (len(weeks), p) the contrasts
+    giving the group difference at each visit: group (reference visit), group + group:week_w.
+    """
+    k = len(weeks) - 1
+    D = (
+        np.column_stack([(week == w).astype(float) for w in weeks[1:]])
+        if k
+        else np.empty((len(week), 0))
+    )
+    cols = [np.ones(len(week)), group.astype(float), D, D * group[:, None]]
+    names = (
+        ["intercept", "group"]
+        + [f"week_{w}" for w in weeks[1:]]
+        + [f"group:week_{w}" for w in weeks[1:]]
+    )
+    if Z is not None and Z.shape[1]:
+        cols.append(Z)
+        names += list(znames or [f"z{j}" for j in range(Z.shape[1])])
+    X = np.column_stack(cols)
+    C = np.zeros((len(weeks), X.shape[1]))
+    C[:, 1] = 1.0
+    for j in range(k):
+        C[j + 1, 2 + k + j] = 1.0
+    return X, names, C
+
+
+class ModelFit(NamedTuple):
+    params: np.ndarray  # fixed effects / regression coefficients
+    cov: np.ndarray  # their covariance (model-based for MixedLM, robust for GEE)
+    messages: list[str]  # convergence / boundary diagnostics ("" list when clean)
+
+
+def _caught(caught, drop=()) -> list[str]:
+    out: list[str] = []
+    for w in caught:
+        if issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning)):
+            continue
+        text = str(w.message).strip().splitlines()[0][:200]
+        if any(d in text for d in drop):
+            continue
+        text = f"{w.category.__name__}: {text}"
+        if text not in out:
+            out.append(text)
+    return out
+
+
+def mixedlm_reference(
+    y: np.ndarray, X: np.ndarray, groups: np.ndarray, Z: np.ndarray, reml: bool = True
+) -> ModelFit:
+    """statsmodels MixedLM: y = X b + Z u_i + e, u_i ~ N(0, G) per group, e ~ N(0, s2 I).
+
+    Returns fixed effects, their covariance and diagnostics: ConvergenceWarning texts, the
+    singular random-effects covariance message, "cov_re ~ 0 (boundary)" when G is numerically
+    singular. "Retrying ... with <optimizer>" notes are dropped when a later optimizer converged.
+    """
+    from statsmodels.regression.mixed_linear_model import MixedLM
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            res = MixedLM(y, X, groups, exog_re=Z).fit(reml=reml)
+        except ValueError as exc:  # statsmodels' data-driven failures
+            raise StatisticalTrouble(f"MixedLM failed: {exc}") from exc
+    converged = bool(getattr(res, "converged", True))
+    msgs = _caught(caught, drop=() if not converged else ("Retrying MixedLM optimization",))
+    if not converged and not any("converge" in m or "failed" in m for m in msgs):
+        msgs.append("MixedLM did not converge")
+    k = X.shape[1]
+    params = np.asarray(res.fe_params, float)
+    cov = np.asarray(res.cov_params(), float)[:k, :k]
+    G = np.atleast_2d(np.asarray(res.cov_re, float))
+    scale = float(res.scale)
+    ev = np.linalg.eigvalsh(G) if np.all(np.isfinite(G)) else np.array([np.nan])
+    if not np.all(np.isfinite(ev)) or ev.min() <= 1e-6 * max(scale, 1e-12):
+        msgs.append(
+            f"random effects covariance is singular (cov_re ~ 0: min eigenvalue "
+            f"{ev.min():.3g}, residual variance {scale:.3g}): boundary fit"
+        )
+    if not np.all(np.isfinite(params)) or not np.all(np.isfinite(np.diag(cov))):
+        raise StatisticalTrouble(
+            "MixedLM returned non-finite fixed effects or covariance"
+            + (f" ({'; '.join(msgs)})" if msgs else "")
+        )
+    return ModelFit(params, cov, msgs)
+
+
+def gee_reference(y: np.ndarray, X: np.ndarray, groups: np.ndarray) -> ModelFit:
+    """statsmodels GEE, Gaussian identity link, exchangeable working correlation, robust cov."""
+    from statsmodels.genmod import cov_struct, families
+    from statsmodels.genmod.generalized_estimating_equations import GEE
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            res = GEE(
+                y,
+                X,
+                groups=groups,
+                family=families.Gaussian(),
+                cov_struct=cov_struct.Exchangeable(),
+            ).fit()
+        except ValueError as exc:
+            raise StatisticalTrouble(f"GEE failed: {exc}") from exc
+    msgs = _caught(caught)
+    if getattr(res, "converged", True) is False and not msgs:
+        msgs.append("GEE did not converge")
+    params = np.asarray(res.params, float)
+    cov = np.asarray(res.cov_params(), float)
+    if not np.all(np.isfinite(params)) or not np.all(np.isfinite(np.diag(cov))):
+        raise StatisticalTrouble("GEE returned non-finite coefficients or covariance")
+    return ModelFit(params, cov, msgs)
+
+
+def contrast_rows(
+    method: str,
+    weeks: tuple[int, ...],
+    fit: ModelFit,
+    C: np.ndarray,
+    alpha: float,
+    n_used: int,
+    n_family: int = 0,
+) -> list[Estimate]:
+    """Wald rows (normal) for each visit contrast; Bonferroni p = min(1, n_family p) if n_family."""
+    rows = []
+    status = WARNING if fit.messages else OK
+    msg = "; ".join(fit.messages)
+    for w, c in zip(weeks, C):
+        est = float(c @ fit.params)
+        se = float(np.sqrt(max(c @ fit.cov @ c, 0.0)))
+        p = 2 * stats.norm.sf(abs(est / se)) if se > 0 else np.nan
+        if n_family:
+            p = min(1.0, n_family * p)
+        rows.append(
+            wald_row(
+                method,
+                f"nrs_diff_w{w}",
+                est,
+                se,
+                alpha,
+                n_used,
+                p_value=p,
+                status=status,
+                message=msg,
+            )
+        )
+    return rows
+
+
+def bayes_linreg_draw(y: np.ndarray, X: np.ndarray, rng: np.random.Generator):
+    """One posterior draw (beta*, sigma*) of a normal linear model with the reference prior.
+
+    sigma*^2 = RSS / chi2_{n-p} (scaled inverse chi-square), beta* ~ N(beta_hat, sigma*^2 (X'X)^-1)
+    computed through the QR factor R (X'X = R'R): beta* = beta_hat + sigma* R^-1 z.
+    """
+    n, p = X.shape
+    if n - p < 1:
+        raise StatisticalTrouble(f"too few observed values ({n}) for {p} predictors")
+    Q, R = np.linalg.qr(X)
+    d = np.abs(np.diag(R))
+    if d.min() <= 1e-10 * d.max():
+        raise StatisticalTrouble("rank-deficient predictors")
+    beta_hat = np.linalg.solve(R, Q.T @ y)
+    resid = y - X @ beta_hat
+    rss = float(resid @ resid)
+    sigma = np.sqrt(rss / rng.chisquare(n - p))
+    beta = beta_hat + sigma * np.linalg.solve(R, rng.standard_normal(p))
+    return beta, sigma
+
+
+def mice_chain(
+    Y: np.ndarray, P: np.ndarray, rng: np.random.Generator, cycles: int, labels: tuple[str, ...]
+) -> np.ndarray:
+    """One chain of chained equations for the NaN cells of ``Y`` (n, q); ``P`` complete predictors.
+
+    Start: each missing cell drawn from the observed values of its column. Each cycle visits the
+    incomplete columns in order; column j is regressed (observed rows) on [P, other columns of
+    the current completed Y], a posterior draw (:func:`bayes_linreg_draw`) is taken and missing
+    cells are replaced by X beta* + sigma* N(0, 1). Imputations stay continuous (not rounded
+    or clipped to 0-10): rounding biases means and is not needed for a linear analysis model.
+    """
+    Yc = Y.copy()
+    miss = np.isnan(Y)
+    todo = [j for j in range(Y.shape[1]) if miss[:, j].any()]
+    for j in todo:
+        obs = Y[~miss[:, j], j]
+        Yc[miss[:, j], j] = rng.choice(obs, size=int(miss[:, j].sum()), replace=True)
+    for _ in range(cycles):
+        for j in todo:
+            m = miss[:, j]
+            X = np.column_stack([P, np.delete(Yc, j, axis=1)])
+            try:
+                beta, sigma = bayes_linreg_draw(Yc[~m, j], X[~m], rng)
+            except StatisticalTrouble as exc:
+                raise StatisticalTrouble(
+                    f"imputation model for {labels[j]} is not estimable: {exc}"
+                ) from exc
+            Yc[m, j] = X[m] @ beta + sigma * rng.standard_normal(int(m.sum()))
+    return Yc
+
+
+def rubin(q: np.ndarray, u: np.ndarray, df_com: float):
+    """Rubin's rules: (estimate, total-variance SE, Barnard-Rubin df, fraction of missing info).
+
+    T = Ubar + (1 + 1/m) B; lambda = (1 + 1/m) B / T; nu_old = (m - 1) / lambda^2;
+    nu_obs = (nu_com + 1) / (nu_com + 3) nu_com (1 - lambda); nu = 1 / (1/nu_old + 1/nu_obs).
+    """
+    m = q.shape[0]
+    qbar = float(q.mean())
+    ubar = float(u.mean())
+    b = float(q.var(ddof=1)) if m > 1 else 0.0
+    t = ubar + (1 + 1 / m) * b
+    lam = (1 + 1 / m) * b / t if t > 0 else 0.0
+    nu_obs = (df_com + 1) / (df_com + 3) * df_com * (1 - lam)
+    if lam < 1e-12:
+        nu = nu_obs
+    else:
+        nu_old = (m - 1) / lam**2
+        nu = 1.0 / (1.0 / nu_old + 1.0 / nu_obs) if nu_obs > 0 else nu_old
+    return qbar, float(np.sqrt(t)), float(nu), float(lam)
+
+
+def locf(W: np.ndarray) -> np.ndarray:
+    """Last finite value of each row of ``W`` (NaN if the row has none)."""
+    fin = np.isfinite(W)
+    idx = np.where(fin, np.arange(W.shape[1])[None, :], -1)
+    last = idx.max(axis=1)
+    out = W[np.arange(W.shape[0]), np.maximum(last, 0)]
+    return np.where(last >= 0, out, np.nan)
+
+
+# --------------------------------------------------------------------------------------------
+# helpers shared by the estimators
+
+
+def _covariate_rows(cohort, covariates, wide: NRSWide):
+    """Covariate matrix, names, and the patients usable (finite group, nrs0 and covariates)."""
+    Z, znames = patient_covariates(cohort, covariates)
+    usable = np.isfinite(wide.group) & np.isfinite(Z).all(axis=1)
+    return Z, znames, usable
+
+
+def _note_dropped(usable: np.ndarray, wide: NRSWide) -> str:
+    k = int((np.isfinite(wide.group) & ~usable).sum())
+    return f"{k} patient(s) with missing covariates excluded" if k else ""
+
+
+def _arms_at(group: np.ndarray, present: np.ndarray) -> list[int]:
+    """Arms with no observation among ``present`` rows."""
+    return [a for a in (0, 1) if not np.any(present & (group == a))]
+
+
+def _split_estimable(wide: NRSWide, usable: np.ndarray, weeks: tuple[int, ...]):
+    """(estimable weeks, {week: reason}) : a visit is estimable if both arms have an NRS there."""
+    ok, why = [], {}
+    for w in weeks:
+        j = WEEKS.index(w)
+        present = usable & np.isfinite(wide.nrs[:, j])
+        empty = _arms_at(wide.group, present)
+        if len(empty) == 2:
+            why[w] = f"no observed NRS at week {w} in either arm"
+        elif empty:
+            why[w] = f"no observed NRS at week {w} in the {ARM_LABELS[empty[0]]} arm"
+        else:
+            ok.append(w)
+    return tuple(ok), why
+
+
+def _long(wide: NRSWide, usable: np.ndarray, weeks: tuple[int, ...]):
+    """Long-format observed rows (patient-major, week order) restricted to ``weeks``."""
+    cols = [WEEKS.index(w) for w in weeks]
+    W = wide.nrs[:, cols]
+    keep = np.isfinite(W) & usable[:, None]
+    pid, jj = np.nonzero(keep)
+    return pid, np.asarray(weeks)[jj], W[pid, jj]
+
+
+def _merge_rows(
+    method: str, estimands, rows: list[Estimate], why: dict, note: str
+) -> list[Estimate]:
+    by = {r.estimand: r for r in rows}
+    out = []
+    for e in estimands:
+        w = int(e.rsplit("_w", 1)[1])
+        r = by.get(e) or Estimate(method, e, status=FAILED, message=why.get(w, "not estimable"))
+        if note and r.status != FAILED:
+            r.message = "; ".join(filter(None, [r.message, note]))
+        out.append(r)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# estimators
+
+
+@register("lmm")
+@dataclass
+class LinearMixedModel(Estimator):
+    """The study's analysis: linear mixed model of NRS over weeks 0, 1, 4, 8, 12 (statsmodels MixedLM).
+
+    Model (observed visit rows only): NRS_ij = b0 + b1 group_i + sum_w g_w [week_j = w]
+        + sum_w d_w group_i [week_j = w] (+ covariates_i' c) + u_i0 (+ u_i1 week_j / 12) + e_ij,
+    w in {1, 4, 8, 12} (week 0 = reference), u_i ~ N(0, G) (random intercept; random slope on
+    week/12 if ``random_slope``, unstructured G), e_ij ~ N(0, s2), REML (or ML). The fixed-effects
+    design is built explicitly by :func:`visit_design` (no formulas).
+    Reports for each post-baseline visit w the group difference b1 + d_w (= difference of the
+    model's visit means, the "estimated marginal means compared per visit"), SE from the
+    model-based fixed-effects covariance, normal Wald CI at ``alpha`` (per visit, not
+    Bonferroni-widened) and, if ``bonferroni``, the p-value min(1, 4 p) across the four visits.
+    -> ``nrs_diff_w1``, ``nrs_diff_w4``, ``nrs_diff_w8``, ``nrs_diff_w12``.
+
+    Target: marginal mean difference, hypothetical strategy (sim/truth.py). Without covariates the
+    contrast is marginal (a difference of arm means); it is unbiased for the causal difference
+    only when treatment is randomized (the `study` scenario is confounded). With ``covariates`` it
+    is conditional on them, which equals the marginal difference in a linear model without
+    effect modification (approximately so here: the DGM clips and rounds NRS to 0-10).
+
+    Missing data and death: likelihood-based on all observed visits, so valid under MAR given
+    the observed NRS history and the model's covariates (ignorable dropout). Deaths are treated
+    like dropouts (MAR), i.e. the hypothetical "had they lived" strategy; biased if death or
+    dropout depends on unobserved pain or frailty. Patients with missing covariates are excluded
+    (noted in the message). Compound symmetry (random intercept only) is a misspecified
+    covariance when trajectories diverge; under MAR dropout that can bias the later visits.
+
+    Diagnostics: ConvergenceWarning, "random effects covariance is singular" and cov_re ~ 0
+    (boundary) -> status warning with the message. A visit where an arm has no observed NRS is
+    dropped from the model and its row fails; no baseline in an arm fails all rows.
+    """
+
+    covariates: list[str] = field(default_factory=list)
+    random_slope: bool = False
+    reml: bool = True
+    bonferroni: bool = True
+    estimands = NRS_ESTIMANDS
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.covariates = check_covariates(self.name, self.covariates)
+
+    def _fit(self, cohort, rng) -> list[Estimate]:
+        wide = nrs_wide(cohort)
+        Z, znames, usable = _covariate_rows(cohort, self.covariates, wide)
+        note = _note_dropped(usable, wide)
+        weeks, why = _split_estimable(wide, usable, WEEKS)
+        if 0 not in weeks:
+            raise StatisticalTrouble(f"{why[0]} (baseline needed for the group effect)")
+        post = tuple(w for w in weeks if w != 0)
+        if not post:
+            return _merge_rows(self.name, NRS_ESTIMANDS, [], why, note)
+        pid, week, y = _long(wide, usable, weeks)
+        if np.ptp(y) == 0:
+            raise StatisticalTrouble(
+                f"NRS is constant (all {y.size} observed values equal {y[0]:g})"
+            )
+        X, names, C = visit_design(wide.group[pid], week, weeks, Z[pid], znames)
+        check_full_rank(X, names, "LMM fixed-effects design")
+        Zre = np.ones((y.size, 1))
+        if self.random_slope:
+            Zre = np.column_stack([Zre, week / 12.0])
+        fit = mixedlm_reference(y, X, pid, Zre, reml=self.reml)
+        n_used = int(np.unique(pid).size)
+        rows = contrast_rows(
+            self.name,
+            post,
+            fit,
+            C[1:],
+            self.alpha,
+            n_used,
+            n_family=len(POST_WEEKS) if self.bonferroni else 0,
+        )
+        return _merge_rows(self.name, NRS_ESTIMANDS, rows, why, note)
+
+
+@register("gee")
+@dataclass
+class GeeNRS(Estimator):
+    """Marginal model of post-baseline NRS by GEE (statsmodels; Gaussian, identity link).
+
+    Mean model (observed rows, weeks 1, 4, 8, 12; week 1 = reference):
+        E[NRS_ij] = b0 + b1 group_i + g_w [week_j = w] + d_w group_i [week_j = w] + c nrs0_i
+                    (+ covariates_i' c2),
+    exchangeable working correlation within patient, robust (sandwich) covariance. Reports the
+    group difference at each visit (b1 + d_w) with normal Wald CI at ``alpha`` and p-value
+    (Bonferroni min(1, 4 p) if ``bonferroni``) -> ``nrs_diff_w{1,4,8,12}``.
+
+    Target: the hypothetical marginal mean difference; the coefficients are conditional on
+    baseline NRS (and covariates), which equals the marginal difference in this linear model
+    without interactions. Identified only under randomization (confounded in `study`).
+
+    Missing data and death: available observed visits only. Unweighted GEE is valid when
+    missingness depends on covariates in the model only (MCAR given them); it is biased under MAR
+    dropout driven by earlier NRS (which the likelihood-based ``lmm`` handles) and when death
+    depends on pain. Patients missing covariates are excluded (noted).
+    """
+
+    covariates: list[str] = field(default_factory=list)
+    bonferroni: bool = False
+    estimands = NRS_ESTIMANDS
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.covariates = check_covariates(self.name, self.covariates)
+
+    def _fit(self, cohort, rng) -> list[Estimate]:
+        wide = nrs_wide(cohort)
+        Z, znames, usable = _covariate_rows(cohort, self.covariates, wide)
+        usable &= np.isfinite(wide.nrs0)
+        note = _note_dropped(usable, wide)
+        weeks, why = _split_estimable(wide, usable, POST_WEEKS)
+        if not weeks:
+            return _merge_rows(self.name, NRS_ESTIMANDS, [], why, note)
+        pid, week, y = _long(wide, usable, weeks)
+        if np.ptp(y) == 0:
+            raise StatisticalTrouble(
+                f"NRS is constant (all {y.size} observed values equal {y[0]:g})"
+            )
+        Zb = np.column_stack([wide.nrs0, Z])[pid]
+        X, names, C = visit_design(wide.group[pid], week, weeks, Zb, ["nrs0"] + znames)
+        check_full_rank(X, names, "GEE design")
+        fit = gee_reference(y, X, pid)
+        n_used = int(np.unique(pid).size)
+        rows = contrast_rows(
+            self.name,
+            weeks,
+            fit,
+            C,
+            self.alpha,
+            n_used,
+            n_family=len(POST_WEEKS) if self.bonferroni else 0,
+        )
+        return _merge_rows(self.name, NRS_ESTIMANDS, rows, why, note)
+
+
+def _w12_ancova_row(
+    est: Estimator, y, wide: NRSWide, Z, znames, usable, note="", label="week-12 NRS"
+) -> list[Estimate]:
+    r = ancova(
+        np.where(usable, y, np.nan),
+        wide.group,
+        wide.nrs0,
+        Z,
+        znames,
+        est.engine,
+        outcome=label,
+        base_name="nrs0",
+    )
+    return [
+        wald_row(est.name, "nrs_diff_w12", r.estimate, r.se, est.alpha, r.n, df=r.df, message=note)
+    ]
+
+
+@register("ancova_cc")
+@dataclass
+class AncovaCompleteCase(Estimator):
+    """Complete-case ANCOVA of week-12 NRS: OLS ``nrs12 ~ group + nrs0 (+ covariates)``.
+
+    Estimate = group coefficient, classical OLS SE, t-based CI/p on the residual df ->
+    ``nrs_diff_w12``. Conditional on nrs0 (and covariates); equal to the marginal difference in a
+    linear model without effect modification, and consistent for it under randomization.
+
+    Missing data and death: patients without an observed week-12 NRS (dropout, missed, dead) are
+    dropped. Valid for the hypothetical estimand only if missingness depends on group and the
+    covariates in the model; under MAR dropout on the NRS history or informative death it
+    estimates a survivor/completer contrast.
+    """
+
+    covariates: list[str] = field(default_factory=list)
+    estimands = W12
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.covariates = check_covariates(self.name, self.covariates)
+
+    def _fit(self, cohort, rng) -> list[Estimate]:
+        wide = nrs_wide(cohort)
+        Z, znames, usable = _covariate_rows(cohort, self.covariates, wide)
+        y = (
+            np.asarray(cohort.arrays["nrs12"], float)
+            if "nrs12" in cohort.arrays
+            else wide.nrs[:, -1]
+        )
+        return _w12_ancova_row(self, y, wide, Z, znames, usable, _note_dropped(usable, wide))
+
+
+@register("locf_ancova")
+@dataclass
+class AncovaLOCF(Estimator):
+    """Last observation carried forward, then ANCOVA: ``locf12 ~ group + nrs0 (+ covariates)``.
+
+    locf12 = the last observed NRS among weeks 0, 1, 4, 8, 12 (baseline if nothing later), for
+    every patient, including those who died or dropped out. OLS, t-based CI/p ->
+    ``nrs_diff_w12``.
+
+    The habit this exposes: LOCF is a single imputation that treats the last value as if it were
+    the week-12 value. It is not "conservative": it is biased whenever NRS changes over time and
+    dropout/death timing differs between arms or depends on pain (informative dropout, death),
+    and its SE ignores the imputation (too small). Patients dropping out early keep an NRS close
+    to baseline, diluting (or, with earlier dropout in one arm, inflating) the difference.
+    """
+
+    covariates: list[str] = field(default_factory=list)
+    estimands = W12
+
+    def __post_init__(self):
+        super().__post_init__()
+        self.covariates = check_covariates(self.name, self.covariates)
+
+    def _fit(self, cohort, rng) -> list[Estimate]:
+        wide = nrs_wide(cohort)
+        Z, znames, usable = _covariate_rows(cohort, self.covariates, wide)
+        if not np.isfinite(wide.nrs[usable, 1:]).any():
+            raise StatisticalTrouble(
+                "no post-baseline NRS observed: LOCF would carry baseline forward for every patient"
+            )
+        y = locf(wide.nrs)
+        note = _note_dropped(usable, wide)
+        return _w12_ancova_row(self, y, wide, Z, znames, usable, note, "LOCF week-12 NRS")
+
+
+@register("mi_ancova")
+@dataclass
+class AncovaMI(Estimator):
+    """Multiple imputation by chained equations of post-baseline NRS, then ANCOVA, Rubin's rules.
+
+    Imputation (wide format, visits 1, 4, 8, 12): each incomplete visit is regressed on
+    [1, group, nrs0, covariates, the other visits (current completed values)]; a proper posterior
+    draw of (beta, sigma) (reference prior: sigma^2 from a scaled inverse chi-square, beta from
+    N(beta_hat, sigma^2 (X'X)^-1)) plus predictive noise fills the missing cells; ``cycles``
+    rounds per chain, ``m`` independent chains started from random observed values. Randomness
+    comes only from the ``rng`` passed to ``fit`` (deterministic given its state; an rng is
+    required). Imputed NRS are kept continuous (not rounded or clipped): the analysis is linear
+    and rounding/clipping biases means.
+    Analysis per imputation: OLS ``nrs12 ~ group + nrs0 (+ covariates)``; pooled by Rubin's rules
+    (total variance, Barnard-Rubin small-sample df, t-based CI and p) -> ``nrs_diff_w12``.
+
+    Target and population: conditional on nrs0 (and covariates) (= marginal in this linear model;
+    consistent for it under randomization). Missingness assumed MAR given group, nrs0, the other
+    visits and covariates. Death: by default (``impute_dead=False``) patients dead before week 12
+    are excluded from imputation and analysis, so the estimand is the difference among week-12
+    survivors (not the truth's hypothetical estimand when survival differs by arm or death is
+    related to pain). ``impute_dead=True`` imputes them too: the hypothetical "had they lived"
+    estimand under MAR. Patients missing covariates are excluded (noted).
+    """
+
+    m: int = 20
+    cycles: int = 5
+    impute_dead: bool = False
+    covariates: list[str] = field(default_factory=list)
+    estimands = W12
+
+    def __post_init__(self):
+        super().__post_init__()
+        if int(self.m) != self.m or self.m < 2:
+            raise ValueError(f"estimators.{self.name}.m must be an integer >= 2; got {self.m}")
+        if int(self.cycles) != self.cycles or self.cycles < 1:
+            raise ValueError(
+                f"estimators.{self.name}.cycles must be an integer >= 1; got {self.cycles}"
+            )
+        self.m, self.cycles = int(self.m), int(self.cycles)
+        self.covariates = check_covariates(self.name, self.covariates)
+
+    def _fit(self, cohort, rng) -> list[Estimate]:
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError("mi_ancova needs a numpy Generator as rng (imputation randomness)")
+        wide = nrs_wide(cohort)
+        Z, znames, usable = _covariate_rows(cohort, self.covariates, wide)
+        usable &= np.isfinite(wide.nrs0)
+        note = _note_dropped(usable, wide)
+        if not self.impute_dead:
+            dead = dead_by_week12(cohort, wide) & usable
+            usable &= ~dead
+            if dead.any():
+                note = "; ".join(
+                    filter(
+                        None, [note, f"{int(dead.sum())} patient(s) dead before week 12 excluded"]
+                    )
+                )
+        g, b = wide.group[usable], wide.nrs0[usable]
+        Y = wide.nrs[usable, 1:]
+        Zu = Z[usable]
+        empty = _arms_at(g, np.ones(g.size, bool))
+        if empty:
+            raise StatisticalTrouble(f"no patients in the {ARM_LABELS[empty[0]]} arm")
+        labels = tuple(f"week-{w} NRS" for w in POST_WEEKS)
+        for j, lab in enumerate(labels):
+            o = np.isfinite(Y[:, j])
+            if not o.any():
+                raise StatisticalTrouble(f"no observed {lab} to impute from")
+            empty = _arms_at(g, o)
+            if empty:
+                raise StatisticalTrouble(
+                    f"no observed {lab} in the {ARM_LABELS[empty[0]]} arm: its imputation "
+                    "model (with group) is not estimable"
+                )
+        y12 = Y[np.isfinite(Y[:, -1]), -1]
+        if np.ptp(y12) == 0:
+            raise StatisticalTrouble(f"observed week-12 NRS is constant ({y12[0]:g})")
+        P = np.column_stack([np.ones(g.size), g, b, Zu])
+        q, u = np.empty(self.m), np.empty(self.m)
+        df_com = np.nan
+        for k in range(self.m):
+            Yc = mice_chain(Y, P, rng, self.cycles, labels) if np.isnan(Y).any() else Y
+            r = ancova(
+                Yc[:, -1], g, b, Zu, znames, self.engine, outcome="week-12 NRS", base_name="nrs0"
+            )
+            q[k], u[k], df_com = r.estimate, r.se**2, r.df
+        est, se, df, lam = rubin(q, u, df_com)
+        return [
+            wald_row(
+                self.name, "nrs_diff_w12", est, se, self.alpha, int(g.size), df=df, message=note
+            )
+        ]
