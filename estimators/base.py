@@ -23,8 +23,20 @@ from typing import Any, ClassVar
 import numpy as np
 
 OK, WARNING, FAILED = "ok", "warning", "failed"
-ESTIMATE_COLUMNS = ("method", "estimand", "estimate", "se", "ci_low", "ci_high", "p_value",
-                    "n_used", "status", "message", "seconds", "engine")
+ESTIMATE_COLUMNS = (
+    "method",
+    "estimand",
+    "estimate",
+    "se",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "n_used",
+    "status",
+    "message",
+    "seconds",
+    "engine",
+)
 ENGINES = ("reference", "fast")
 NAN = float("nan")
 
@@ -55,8 +67,13 @@ class Estimate:
 
 
 def _statistical_exceptions() -> tuple[type[BaseException], ...]:
-    excs: list[type[BaseException]] = [StatisticalTrouble, np.linalg.LinAlgError, ZeroDivisionError,
-                                       FloatingPointError, OverflowError]
+    excs: list[type[BaseException]] = [
+        StatisticalTrouble,
+        np.linalg.LinAlgError,
+        ZeroDivisionError,
+        FloatingPointError,
+        OverflowError,
+    ]
     try:
         from lifelines.exceptions import ConvergenceError
 
@@ -107,8 +124,10 @@ class Estimator:
         if not (0 < self.alpha < 1):
             raise ValueError(f"estimators.{self.name}.alpha must be in (0, 1); got {self.alpha}")
         if self.engine not in self.engines:
-            raise ValueError(f"estimators.{self.name}.engine='{self.engine}' is not available; "
-                             f"allowed values: {', '.join(self.engines)}")
+            raise ValueError(
+                f"estimators.{self.name}.engine='{self.engine}' is not available; "
+                f"allowed values: {', '.join(self.engines)}"
+            )
 
     def targets(self) -> tuple[str, ...]:
         """Estimand names this estimator reports (may depend on options)."""
@@ -157,8 +176,17 @@ def _warning_messages(caught) -> str:
     return "; ".join(seen)
 
 
-def wald_row(method: str, estimand: str, est: float, se: float, alpha: float, n_used: int,
-             p_value: float | None = None, df: float | None = None, **kw: Any) -> Estimate:
+def wald_row(
+    method: str,
+    estimand: str,
+    est: float,
+    se: float,
+    alpha: float,
+    n_used: int,
+    p_value: float | None = None,
+    df: float | None = None,
+    **kw: Any,
+) -> Estimate:
     """An Estimate with a Wald (normal, or t with ``df``) CI and two-sided p-value."""
     from scipy import stats
 
@@ -168,8 +196,17 @@ def wald_row(method: str, estimand: str, est: float, se: float, alpha: float, n_
     else:
         q = stats.t.ppf(1 - alpha / 2, df)
         p = 2 * stats.t.sf(abs(est / se), df) if se > 0 else NAN
-    return Estimate(method, estimand, float(est), float(se), float(est - q * se), float(est + q * se),
-                    float(p if p_value is None else p_value), int(n_used), **kw)
+    return Estimate(
+        method,
+        estimand,
+        float(est),
+        float(se),
+        float(est - q * se),
+        float(est + q * se),
+        float(p if p_value is None else p_value),
+        int(n_used),
+        **kw,
+    )
 
 
 def failed_rows(method: str, estimands, message: str, n_used: int = 0) -> list[Estimate]:
@@ -181,11 +218,15 @@ def build_estimator(kind: str, **options) -> Estimator:
     import estimators  # noqa: F401  (registers all families)
 
     if kind not in REGISTRY:
-        raise ValueError(f"unknown estimator kind '{kind}'; allowed values: {', '.join(sorted(REGISTRY))}")
+        raise ValueError(
+            f"unknown estimator kind '{kind}'; allowed values: {', '.join(sorted(REGISTRY))}"
+        )
     cls = REGISTRY[kind]
     allowed = {f for f in cls.__dataclass_fields__ if f != "options"}
     bad = sorted(set(options) - allowed)
     if bad:
-        raise ValueError(f"unknown option '{bad[0]}' for estimator kind '{kind}'; "
-                         f"allowed: {', '.join(sorted(allowed))}")
+        raise ValueError(
+            f"unknown option '{bad[0]}' for estimator kind '{kind}'; "
+            f"allowed: {', '.join(sorted(allowed))}"
+        )
     return cls(**options)

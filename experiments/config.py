@@ -54,15 +54,23 @@ def check_common(plain: dict) -> None:
     if task not in TASKS:
         raise ConfigError(f"task='{task}' is unknown; allowed values: {', '.join(TASKS)}")
     if not isinstance(plain.get("seed"), int) or plain["seed"] < 0:
-        raise ConfigError(f"invalid value {plain.get('seed')!r} for config key 'seed'; allowed: an integer >= 0")
+        raise ConfigError(
+            f"invalid value {plain.get('seed')!r} for config key 'seed'; allowed: an integer >= 0"
+        )
     if not isinstance(plain.get("reps"), int) or plain["reps"] < 1:
-        raise ConfigError(f"invalid value {plain.get('reps')!r} for config key 'reps'; allowed: an integer >= 1")
+        raise ConfigError(
+            f"invalid value {plain.get('reps')!r} for config key 'reps'; allowed: an integer >= 1"
+        )
     a = plain.get("alpha")
     if not isinstance(a, (int, float)) or not 0 < a < 1:
-        raise ConfigError(f"invalid value {a!r} for config key 'alpha'; allowed: a number in (0, 1)")
+        raise ConfigError(
+            f"invalid value {a!r} for config key 'alpha'; allowed: a number in (0, 1)"
+        )
     if plain.get("failures") not in ("exclude", "count"):
-        raise ConfigError(f"invalid value {plain.get('failures')!r} for config key 'failures'; "
-                          "allowed values: exclude, count")
+        raise ConfigError(
+            f"invalid value {plain.get('failures')!r} for config key 'failures'; "
+            "allowed values: exclude, count"
+        )
 
 
 def output_dir(plain: dict) -> Path:

@@ -1,10 +1,10 @@
 """palliasim.sim: the data-generating model (no Hydra, no estimators).
 
-    from sim import load_scenario, generate, truth, rng_for
-    sc = load_scenario("study", {"cohort.n": 500})
-    cohort = generate(sc, rng_for(7, sc.key, "data", rep=0))
-    cohort.patients, cohort.visits           # tidy DataFrames (see sim/cohort.py)
-    truth(sc).to_frame()                      # true value of every estimand (sim/truth.py)
+from sim import load_scenario, generate, truth, rng_for
+sc = load_scenario("study", {"cohort.n": 500})
+cohort = generate(sc, rng_for(7, sc.key, "data", rep=0))
+cohort.patients, cohort.visits           # tidy DataFrames (see sim/cohort.py)
+truth(sc).to_frame()                      # true value of every estimand (sim/truth.py)
 """
 
 from sim.cohort import Cohort, PotentialOutcomes
@@ -15,6 +15,17 @@ from sim.truth import ADJUSTMENT_SET, Truth, truth
 from sim.validation import ConfigError
 
 __all__ = [
-    "ADJUSTMENT_SET", "Cohort", "ConfigError", "PRESETS", "PotentialOutcomes", "Scenario", "Truth",
-    "generate", "generate_with_potential", "load_scenario", "rng_for", "seed_sequence", "truth",
+    "ADJUSTMENT_SET",
+    "Cohort",
+    "ConfigError",
+    "PRESETS",
+    "PotentialOutcomes",
+    "Scenario",
+    "Truth",
+    "generate",
+    "generate_with_potential",
+    "load_scenario",
+    "rng_for",
+    "seed_sequence",
+    "truth",
 ]

@@ -27,36 +27,60 @@ from sim.survstats import cox_loghr, km_median
 
 PP2, PP3 = 0.02, 0.03
 T1 = {  # Table 1: (quantity, control, observation)
-    "male": (0.612, 0.608), "ecog_0_1": (0.476, 0.500), "ecog_2": (0.350, 0.333),
-    "ecog_3_4": (0.175, 0.167), "primary_breast": (0.301, 0.294), "primary_lung": (0.350, 0.343),
-    "primary_prostate": (0.175, 0.167), "primary_gi": (0.097, 0.088), "primary_other": (0.078, 0.108),
-    "lesions_gt3": (0.621, 0.637), "site_axial": (0.583, 0.569), "site_appendicular": (0.204, 0.225),
-    "site_mixed": (0.214, 0.206), "spinal": (0.650, 0.667), "fracture": (0.214, 0.225),
+    "male": (0.612, 0.608),
+    "ecog_0_1": (0.476, 0.500),
+    "ecog_2": (0.350, 0.333),
+    "ecog_3_4": (0.175, 0.167),
+    "primary_breast": (0.301, 0.294),
+    "primary_lung": (0.350, 0.343),
+    "primary_prostate": (0.175, 0.167),
+    "primary_gi": (0.097, 0.088),
+    "primary_other": (0.078, 0.108),
+    "lesions_gt3": (0.621, 0.637),
+    "site_axial": (0.583, 0.569),
+    "site_appendicular": (0.204, 0.225),
+    "site_mixed": (0.214, 0.206),
+    "spinal": (0.650, 0.667),
+    "fracture": (0.214, 0.225),
     "visceral": (0.534, 0.529),
 }
 T2 = {  # Table 2 AE rates
-    "ae_any": (0.796, 0.784), "ae_grade34": (0.233, 0.186), "ae_nausea": (0.369, 0.255),
-    "ae_constipation": (0.427, 0.294), "ae_somnolence": (0.282, 0.176), "ae_cognitive": (0.117, 0.069),
-    "ae_flare": (0.146, 0.108), "ae_skin": (0.204, 0.225), "ae_haematologic": (0.136, 0.127),
+    "ae_any": (0.796, 0.784),
+    "ae_grade34": (0.233, 0.186),
+    "ae_nausea": (0.369, 0.255),
+    "ae_constipation": (0.427, 0.294),
+    "ae_somnolence": (0.282, 0.176),
+    "ae_cognitive": (0.117, 0.069),
+    "ae_flare": (0.146, 0.108),
+    "ae_skin": (0.204, 0.225),
+    "ae_haematologic": (0.136, 0.127),
     "ae_discontinuation": (0.078, 0.059),
 }
 
 
 def _targets() -> list[tuple[str, str, float, float]]:
-    rows = [("age_mean", g, t, 0.1 * 11.45) for g, t in (("control", 62.02), ("observation", 62.25))]
+    rows = [
+        ("age_mean", g, t, 0.1 * 11.45) for g, t in (("control", 62.02), ("observation", 62.25))
+    ]
     for q, (c, o) in {**T1, **T2}.items():
         rows += [(q, "control", c, PP2), (q, "observation", o, PP2)]
     rows += [
-        ("pfs_km_median", "control", 4.8, 0.3), ("pfs_km_median", "observation", 7.2, 0.3),
-        ("os_km_median", "control", 9.4, 0.3), ("os_km_median", "observation", 12.1, 0.3),
-        ("pfs_hr_unadjusted", "all", 0.68, 0.03), ("os_hr_unadjusted", "all", 0.73, 0.03),
-        ("response_rate", "control", 52 / 96, PP3), ("response_rate", "observation", 80 / 109, PP3),
+        ("pfs_km_median", "control", 4.8, 0.3),
+        ("pfs_km_median", "observation", 7.2, 0.3),
+        ("os_km_median", "control", 9.4, 0.3),
+        ("os_km_median", "observation", 12.1, 0.3),
+        ("pfs_hr_unadjusted", "all", 0.68, 0.03),
+        ("os_hr_unadjusted", "all", 0.73, 0.03),
+        ("response_rate", "control", 52 / 96, PP3),
+        ("response_rate", "observation", 80 / 109, PP3),
         ("response_rate", "all", 132 / 205, PP3),
-        ("nrs0_mean", "responders", 7.08, 0.23), ("nrs0_mean", "non-responders", 7.96, 0.23),
+        ("nrs0_mean", "responders", 7.08, 0.23),
+        ("nrs0_mean", "non-responders", 7.96, 0.23),
         # STUDY.md asks only for "less baseline strong-opioid use" among responders (38.6 vs 57.5%):
         # the target is the difference, 18.9 points, with a 10-point tolerance (direction and size).
         ("strong_opioid_diff", "non-responders - responders", 0.189, 0.10),
-        ("nrs0_mean", "all", 7.4, 0.23), ("nrs0_sd", "all", 2.3, 0.23),
+        ("nrs0_mean", "all", 7.4, 0.23),
+        ("nrs0_sd", "all", 2.3, 0.23),
     ]
     return rows
 
@@ -71,9 +95,14 @@ def study_metrics(patients: pd.DataFrame) -> dict[tuple[str, str], float]:
     out: dict[tuple[str, str], float] = {}
     ecog = P["ecog"].to_numpy()
     cols = {
-        "male": P["male"].to_numpy(), "ecog_0_1": ecog <= 1, "ecog_2": ecog == 2, "ecog_3_4": ecog >= 3,
-        "lesions_gt3": P["lesions_gt3"].to_numpy(), "spinal": P["spinal"].to_numpy(),
-        "fracture": P["fracture"].to_numpy(), "visceral": P["visceral"].to_numpy(),
+        "male": P["male"].to_numpy(),
+        "ecog_0_1": ecog <= 1,
+        "ecog_2": ecog == 2,
+        "ecog_3_4": ecog >= 3,
+        "lesions_gt3": P["lesions_gt3"].to_numpy(),
+        "spinal": P["spinal"].to_numpy(),
+        "fracture": P["fracture"].to_numpy(),
+        "visceral": P["visceral"].to_numpy(),
     }
     for lab in ("breast", "lung", "prostate", "gi", "other"):
         cols[f"primary_{lab}"] = (P["primary"] == lab).to_numpy()
@@ -87,7 +116,9 @@ def study_metrics(patients: pd.DataFrame) -> dict[tuple[str, str], float]:
         for k, v in cols.items():
             out[(k, name)] = float(np.mean(v[m]))
         for ep in ("pfs", "os"):
-            out[(f"{ep}_km_median", name)] = km_median(P[f"{ep}_months"].to_numpy()[m], P[f"{ep}_event"].to_numpy()[m])
+            out[(f"{ep}_km_median", name)] = km_median(
+                P[f"{ep}_months"].to_numpy()[m], P[f"{ep}_event"].to_numpy()[m]
+            )
     for ep in ("pfs", "os"):
         b, _ = cox_loghr(P[f"{ep}_months"].to_numpy(), P[f"{ep}_event"].to_numpy(), g.astype(float))
         out[(f"{ep}_hr_unadjusted", "all")] = float(np.exp(b[0]))
@@ -99,7 +130,9 @@ def study_metrics(patients: pd.DataFrame) -> dict[tuple[str, str], float]:
     so = P["strong_opioid"].to_numpy()
     out[("nrs0_mean", "responders")] = float(nrs0[r == 1].mean())
     out[("nrs0_mean", "non-responders")] = float(nrs0[r == 0].mean())
-    out[("strong_opioid_diff", "non-responders - responders")] = float(so[r == 0].mean() - so[r == 1].mean())
+    out[("strong_opioid_diff", "non-responders - responders")] = float(
+        so[r == 0].mean() - so[r == 1].mean()
+    )
     out[("nrs0_mean", "all")] = float(nrs0.mean())
     out[("nrs0_sd", "all")] = float(nrs0.std(ddof=1))
     return out
@@ -112,8 +145,16 @@ def calibration_table(scenario: Scenario, n: int = 40_000, seed: int = 2026) -> 
     rows = []
     for q, g, target, tol in TARGETS:
         v = sim[(q, g)]
-        rows.append({"quantity": q, "group": g, "target": target, "simulated": round(v, 4),
-                     "tolerance": tol, "ok": bool(abs(v - target) <= tol)})
+        rows.append(
+            {
+                "quantity": q,
+                "group": g,
+                "target": target,
+                "simulated": round(v, 4),
+                "tolerance": tol,
+                "ok": bool(abs(v - target) <= tol),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -140,15 +181,25 @@ def marginal_measures() -> dict[str, Callable]:
         return lambda po: float(np.mean(po["responder"][a]))
 
     return {
-        "marginal_hr_pfs": hr("t_pfs"), "marginal_hr_os": hr("t_death"),
-        "response_risk_0": risk(0), "response_risk_1": risk(1),
+        "marginal_hr_pfs": hr("t_pfs"),
+        "marginal_hr_os": hr("t_death"),
+        "response_risk_0": risk(0),
+        "response_risk_1": risk(1),
         "response_rd": lambda po: float(np.mean(po["responder"][1]) - np.mean(po["responder"][0])),
     }
 
 
-def solve_parameter(scenario: Scenario, key: str, measure: str, target: float,
-                    bracket: tuple[float, float], n: int = 50_000, seed: int = 1,
-                    tol: float = 1e-4, max_iter: int = 40) -> float:
+def solve_parameter(
+    scenario: Scenario,
+    key: str,
+    measure: str,
+    target: float,
+    bracket: tuple[float, float],
+    n: int = 50_000,
+    seed: int = 1,
+    tol: float = 1e-4,
+    max_iter: int = 40,
+) -> float:
     """Value of config ``key`` in ``bracket`` at which ``measure`` equals ``target`` (bisection).
 
     The measure must be monotone in the parameter over the bracket; the same fixed-seed sample
@@ -166,8 +217,10 @@ def solve_parameter(scenario: Scenario, key: str, measure: str, target: float,
     lo, hi = bracket
     flo, fhi = at(lo), at(hi)
     if np.sign(flo) == np.sign(fhi):
-        raise ValueError(f"target {measure} = {target} not bracketed by {key} in {bracket} "
-                         f"(values {flo + target:.4f}, {fhi + target:.4f})")
+        raise ValueError(
+            f"target {measure} = {target} not bracketed by {key} in {bracket} "
+            f"(values {flo + target:.4f}, {fhi + target:.4f})"
+        )
     for _ in range(max_iter):
         mid = 0.5 * (lo + hi)
         fm = at(mid)

@@ -24,8 +24,19 @@ import numpy as np
 import pandas as pd
 
 PATIENT_REQUIRED = (
-    "id", "group", "age", "male", "ecog", "nrs0", "strong_opioid", "lesions_gt3", "visceral",
-    "pfs_months", "pfs_event", "os_months", "os_event",
+    "id",
+    "group",
+    "age",
+    "male",
+    "ecog",
+    "nrs0",
+    "strong_opioid",
+    "lesions_gt3",
+    "visceral",
+    "pfs_months",
+    "pfs_event",
+    "os_months",
+    "os_event",
 )
 VISIT_REQUIRED = ("id", "group", "week", "nrs")
 
@@ -33,9 +44,14 @@ VISIT_REQUIRED = ("id", "group", "week", "nrs")
 class Cohort:
     """An analysable cohort. Build with ``sim.generate`` or :meth:`from_frames`."""
 
-    def __init__(self, patient_arrays: dict | None = None, visit_arrays: dict | None = None,
-                 categories: dict | None = None, patients: pd.DataFrame | None = None,
-                 visits: pd.DataFrame | None = None):
+    def __init__(
+        self,
+        patient_arrays: dict | None = None,
+        visit_arrays: dict | None = None,
+        categories: dict | None = None,
+        patients: pd.DataFrame | None = None,
+        visits: pd.DataFrame | None = None,
+    ):
         self._pa = patient_arrays
         self._va = visit_arrays
         self._cats = categories or {}
@@ -69,7 +85,9 @@ class Cohort:
             df = pd.DataFrame(self._pa, copy=False)
             for col, labels in self._cats.items():
                 if col in df:
-                    df[col] = pd.Categorical.from_codes(df[col].astype(int), categories=list(labels))
+                    df[col] = pd.Categorical.from_codes(
+                        df[col].astype(int), categories=list(labels)
+                    )
             self._patients = df
         return self._patients
 
@@ -78,7 +96,9 @@ class Cohort:
         if self._visits is None:
             df = pd.DataFrame(self._va, copy=False)
             if "status" in self._cats:
-                df["status"] = pd.Categorical.from_codes(df["status"], categories=list(self._cats["status"]))
+                df["status"] = pd.Categorical.from_codes(
+                    df["status"], categories=list(self._cats["status"])
+                )
             self._visits = df
         return self._visits
 
@@ -103,7 +123,10 @@ class PotentialOutcomes:
 def check_frames(patients: pd.DataFrame, visits: pd.DataFrame) -> None:
     """Raise ValueError naming missing or malformed columns of an analysable cohort."""
     problems = []
-    for name, df, req in (("patients", patients, PATIENT_REQUIRED), ("visits", visits, VISIT_REQUIRED)):
+    for name, df, req in (
+        ("patients", patients, PATIENT_REQUIRED),
+        ("visits", visits, VISIT_REQUIRED),
+    ):
         missing = [c for c in req if c not in df.columns]
         if missing:
             problems.append(f"{name}.csv is missing columns: {', '.join(missing)}")

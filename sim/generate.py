@@ -30,15 +30,25 @@ def constants(scenario: Scenario) -> dict:
     if k is not None:
         return k
     p = scenario.params
-    k = {"cov": covariates.covariate_constants(p["covariates"]), "ae": adverse.ae_constants(p["adverse_events"])}
+    k = {
+        "cov": covariates.covariate_constants(p["covariates"]),
+        "ae": adverse.ae_constants(p["adverse_events"]),
+    }
     rng = rng_for(p["truth"]["seed"], scenario.key, "solve", 0)
     cov = covariates.draw_covariates(p, k["cov"], rng, SOLVE_N)
     k["a0"] = treatment.solve_intercept(p, treatment.propensity_score(p, cov))
     k["alpha"] = 0.0
     if p["missingness"]["mechanism"] != "none":
-        arr = _simulate(p, k, rng_for(p["truth"]["seed"], scenario.key, "solve", 1), SOLVE_N, solve=True)
+        arr = _simulate(
+            p, k, rng_for(p["truth"]["seed"], scenario.key, "solve", 1), SOLVE_N, solve=True
+        )
         k["alpha"] = missingness.solve_dropout_intercept(
-            p["missingness"], arr["nrs_obs_full"], arr["alive"], arr["ecog"], arr["nrs0"], arr["u_miss"]
+            p["missingness"],
+            arr["nrs_obs_full"],
+            arr["alive"],
+            arr["ecog"],
+            arr["nrs0"],
+            arr["u_miss"],
         )
     _CONSTANTS[scenario.key] = k
     return k
@@ -54,7 +64,9 @@ def _simulate(p: dict, k: dict, rng: np.random.Generator, n: int, solve: bool = 
     lat = pain.draw_nrs_latent(p, cov, rng, n)
     op_draws = pain.draw_opioid_uniforms(rng, n)
     qz = qol.draw_qol_noise(rng, n)
-    ae_draws = adverse.draw_ae_latent(p["adverse_events"]["correlation"], len(k["ae"]["names"]), rng, n)
+    ae_draws = adverse.draw_ae_latent(
+        p["adverse_events"]["correlation"], len(k["ae"]["names"]), rng, n
+    )
     mz = markers.draw_marker_noise(rng, n)
     sv = survival.draw_survival_uniforms(rng, n)
     u_miss = missingness.draw_missing_uniforms(rng, n)
@@ -64,15 +76,25 @@ def _simulate(p: dict, k: dict, rng: np.random.Generator, n: int, solve: bool = 
     for a in (0, 1):
         y = lat["Y1"] if a else lat["Y0"]
         t_death, t_pfs, progressed = survival.event_times(p, cov, lat["b_std"], sv, a)
-        arms[a] = {"Y": y, "nrs": pain.observe_nrs(y), "t_death": t_death, "t_pfs": t_pfs,
-                   "progressed": progressed}
+        arms[a] = {
+            "Y": y,
+            "nrs": pain.observe_nrs(y),
+            "t_death": t_death,
+            "t_pfs": t_pfs,
+            "progressed": progressed,
+        }
     Y = _pick(A[:, None], arms[0]["Y"], arms[1]["Y"])
     nrs_full = _pick(A[:, None], arms[0]["nrs"], arms[1]["nrs"])
     t_death = _pick(A, arms[0]["t_death"], arms[1]["t_death"])
     alive = t_death[:, None] > missingness.VISIT_MONTHS[None, :]
     if solve:
-        return {"nrs_obs_full": nrs_full, "alive": alive, "ecog": cov["ecog"], "nrs0": cov["nrs0"],
-                "u_miss": u_miss}
+        return {
+            "nrs_obs_full": nrs_full,
+            "alive": alive,
+            "ecog": cov["ecog"],
+            "nrs0": cov["nrs0"],
+            "u_miss": u_miss,
+        }
 
     resp_cfg = p["response"]
     for a in (0, 1):
@@ -80,8 +102,13 @@ def _simulate(p: dict, k: dict, rng: np.random.Generator, n: int, solve: bool = 
         y12 = arm["Y"][:, 3]
         arm["omed12"] = pain.omed_week12(p, cov, y12, a, op_draws)
         if resp_cfg["mode"] == "derived":
-            arm["category"] = pain.consensus_category(cov["nrs0"], arm["nrs"][:, 3], cov["omed0"],
-                                                      arm["omed12"], resp_cfg["increase_threshold"])
+            arm["category"] = pain.consensus_category(
+                cov["nrs0"],
+                arm["nrs"][:, 3],
+                cov["omed0"],
+                arm["omed12"],
+                resp_cfg["increase_threshold"],
+            )
             arm["responder"] = (arm["category"] <= 1) & (arm["t_death"] > W12_MONTHS)
         else:
             arm["category"] = np.full(n, -1, dtype=np.int8)
@@ -91,10 +118,22 @@ def _simulate(p: dict, k: dict, rng: np.random.Generator, n: int, solve: bool = 
         arm["ae"] = adverse.adverse_events(p["adverse_events"], k["ae"], ae_draws, a)
 
     C = survival.censoring_times(p, sv)
-    status = missingness.visit_status(p["missingness"], k["alpha"], nrs_full, alive, cov["ecog"],
-                                      cov["nrs0"], u_miss)
-    return {"cov": cov, "A": A, "arms": arms, "Y": Y, "nrs_full": nrs_full, "t_death": t_death,
-            "C": C, "status": status, "alive": alive, "qz": qz, "u_cov": u_cov}
+    status = missingness.visit_status(
+        p["missingness"], k["alpha"], nrs_full, alive, cov["ecog"], cov["nrs0"], u_miss
+    )
+    return {
+        "cov": cov,
+        "A": A,
+        "arms": arms,
+        "Y": Y,
+        "nrs_full": nrs_full,
+        "t_death": t_death,
+        "C": C,
+        "status": status,
+        "alive": alive,
+        "qz": qz,
+        "u_cov": u_cov,
+    }
 
 
 def _q0(p, cov, qz):
@@ -110,7 +149,15 @@ def _direct_draw(p, cov, a, rng_u):
     return rng_u < pain.direct_response_prob(p, cov, a)
 
 
-CATEGORY_LABELS = ("complete", "partial", "indeterminate", "progression", "dead", "missing", "direct")
+CATEGORY_LABELS = (
+    "complete",
+    "partial",
+    "indeterminate",
+    "progression",
+    "dead",
+    "missing",
+    "direct",
+)
 
 
 def _tables(p: dict, sim: dict) -> tuple[dict, dict, dict]:
@@ -121,8 +168,23 @@ def _tables(p: dict, sim: dict) -> tuple[dict, dict, dict]:
     obs12 = obs[:, 3]
     dead12 = st[:, 3] == missingness.DEAD
     pa: dict = {"id": np.arange(1, n + 1), "group": A}
-    for c in ("age", "male", "primary", "ecog", "lesions_gt3", "site", "spinal", "fracture",
-              "visceral", "charlson", "nrs0", "strong_opioid", "omed0", "rt_dose_gy", "rt_fractions"):
+    for c in (
+        "age",
+        "male",
+        "primary",
+        "ecog",
+        "lesions_gt3",
+        "site",
+        "spinal",
+        "fracture",
+        "visceral",
+        "charlson",
+        "nrs0",
+        "strong_opioid",
+        "omed0",
+        "rt_dose_gy",
+        "rt_fractions",
+    ):
         pa[c] = cov[c]
     for m in covariates.INFLAMMATORY:
         pa[f"{m}_w0"] = np.round(np.exp(cov[f"log_{m}0"]), 3)
@@ -185,8 +247,12 @@ def _tables(p: dict, sim: dict) -> tuple[dict, dict, dict]:
         "nrs": nrs_all.ravel(),
         "status": st_all.ravel(),
     }
-    cats = {"primary": covariates.PRIMARIES, "site": covariates.SITES,
-            "response_category": CATEGORY_LABELS, "status": missingness.STATUS_LABELS}
+    cats = {
+        "primary": covariates.PRIMARIES,
+        "site": covariates.SITES,
+        "response_category": CATEGORY_LABELS,
+        "status": missingness.STATUS_LABELS,
+    }
     return pa, va, cats
 
 

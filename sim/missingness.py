@@ -30,8 +30,15 @@ def draw_missing_uniforms(rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.random((8, n))
 
 
-def visit_status(mis: dict, alpha: float, nrs_obs: np.ndarray, alive: np.ndarray,
-                 ecog: np.ndarray, nrs0: np.ndarray, u: np.ndarray) -> np.ndarray:
+def visit_status(
+    mis: dict,
+    alpha: float,
+    nrs_obs: np.ndarray,
+    alive: np.ndarray,
+    ecog: np.ndarray,
+    nrs0: np.ndarray,
+    u: np.ndarray,
+) -> np.ndarray:
     """(n, 4) status codes for weeks 1, 4, 8, 12 (see module docstring)."""
     n = nrs0.shape[0]
     mech = mis["mechanism"]
@@ -48,7 +55,9 @@ def visit_status(mis: dict, alpha: float, nrs_obs: np.ndarray, alive: np.ndarray
                 lp = alpha + mis["mnar_nrs"] * (nrs_obs[:, j] - 5.0)
             in_study &= ~(alive[:, j] & (u[j] < expit(lp)))
         missed = (u[4 + j] < mis["intermittent"]) if j < 3 else np.zeros(n, dtype=bool)
-        st = np.where(~alive[:, j], DEAD, np.where(~in_study, DROPOUT, np.where(missed, MISSED, OBSERVED)))
+        st = np.where(
+            ~alive[:, j], DEAD, np.where(~in_study, DROPOUT, np.where(missed, MISSED, OBSERVED))
+        )
         status[:, j] = st
         obs = st == OBSERVED
         last = np.where(obs, nrs_obs[:, j], last)

@@ -23,8 +23,10 @@ def qol_baseline(p: dict, cov: dict, z: np.ndarray) -> np.ndarray:
     """(5, n) baseline scores."""
     q = p["qol"]
     mu = np.asarray(q["baseline_mean"])[:, None]
-    val = mu + q["baseline_nrs_slope"] * (cov["nrs0"] - NRS_CENTRE) + q["baseline_sd"] * (
-        0.6 * z[0] + 0.8 * z[1:6]
+    val = (
+        mu
+        + q["baseline_nrs_slope"] * (cov["nrs0"] - NRS_CENTRE)
+        + q["baseline_sd"] * (0.6 * z[0] + 0.8 * z[1:6])
     )
     return np.clip(np.round(val, 1), 0.0, 100.0)
 

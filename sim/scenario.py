@@ -139,7 +139,9 @@ def deep_merge(base: dict, over: dict) -> dict:
 def preset_params(name: str) -> dict:
     """Raw parameters of a preset in ``conf/scenario/``, following its Hydra ``defaults`` list."""
     if name not in PRESETS:
-        raise ConfigError(f"scenario='{name}' is not a preset; allowed values: {', '.join(PRESETS)}")
+        raise ConfigError(
+            f"scenario='{name}' is not a preset; allowed values: {', '.join(PRESETS)}"
+        )
     text = resources.files("conf").joinpath("scenario", f"{name}.yaml").read_text()
     raw = yaml.safe_load(text) or {}
     base: dict = {}

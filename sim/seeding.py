@@ -30,4 +30,6 @@ def seed_sequence(root: int, scenario_key: str, stream: str, rep: int = 0, *extr
 
 def rng_for(root: int, scenario_key: str, stream: str, rep: int = 0, *extra: int):
     """A fresh ``numpy.random.Generator`` (PCG64) for one cell; see :func:`seed_sequence`."""
-    return np.random.Generator(np.random.PCG64(seed_sequence(root, scenario_key, stream, rep, *extra)))
+    return np.random.Generator(
+        np.random.PCG64(seed_sequence(root, scenario_key, stream, rep, *extra))
+    )

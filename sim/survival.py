@@ -21,7 +21,12 @@ AGE_CENTRE = 62.0
 def draw_survival_uniforms(rng: np.random.Generator, n: int) -> np.ndarray:
     """E_death, E_progression (standard exponential), entry uniform, loss-to-follow-up Exp(1)."""
     return np.vstack(
-        [rng.standard_exponential(n), rng.standard_exponential(n), rng.random(n), rng.standard_exponential(n)]
+        [
+            rng.standard_exponential(n),
+            rng.standard_exponential(n),
+            rng.random(n),
+            rng.standard_exponential(n),
+        ]
     )
 
 

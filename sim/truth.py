@@ -47,7 +47,16 @@ from sim.seeding import rng_for
 from sim.survstats import cox_loghr
 
 TRUTH_VERSION = "1"
-ADJUSTMENT_SET = ("age", "male", "ecog", "visceral", "lesions_gt3", "charlson", "nrs0", "strong_opioid")
+ADJUSTMENT_SET = (
+    "age",
+    "male",
+    "ecog",
+    "visceral",
+    "lesions_gt3",
+    "charlson",
+    "nrs0",
+    "strong_opioid",
+)
 OUTCOME_SECTIONS_EXCLUDED = ("scenario_name", "cohort", "missingness", "treatment", "confounding")
 BATCHES = 20
 
@@ -68,8 +77,10 @@ class Truth:
         return name in self.values
 
     def to_frame(self) -> pd.DataFrame:
-        rows = [{"estimand": k, "true": v["value"], "true_mcse": v["mcse"], "source": v["source"]}
-                for k, v in self.values.items()]
+        rows = [
+            {"estimand": k, "true": v["value"], "true_mcse": v["mcse"], "source": v["source"]}
+            for k, v in self.values.items()
+        ]
         return pd.DataFrame(rows)
 
 
@@ -80,7 +91,8 @@ def truth_key(scenario: Scenario) -> str:
 
 def cache_dir() -> Path:
     base = os.environ.get("PALLIASIM_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "palliasim")
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "palliasim"
+    )
     return Path(base) / "truth"
 
 
@@ -134,7 +146,9 @@ def _logistic(y, X, iters=50):
 def compute_truth(scenario: Scenario) -> dict:
     p = scenario.params
     n = p["truth"]["n"]
-    _, po = generate_with_potential(scenario, rng_for(p["truth"]["seed"], truth_key(scenario), "truth"), n)
+    _, po = generate_with_potential(
+        scenario, rng_for(p["truth"]["seed"], truth_key(scenario), "truth"), n
+    )
     cov, C = po.shared["cov"], po.shared["C"]
     out: dict = {}
     nrs0, nrs1 = po["nrs"]
@@ -154,7 +168,9 @@ def compute_truth(scenario: Scenario) -> dict:
 
         def adjusted(i, tt=tt, ev=ev):
             ii = np.concatenate([i, i + n])
-            return cox_loghr(tt[ii], ev[ii], np.column_stack([arm[ii], np.vstack([X, X])[ii]]))[0][0]
+            return cox_loghr(tt[ii], ev[ii], np.column_stack([arm[ii], np.vstack([X, X])[ii]]))[0][
+                0
+            ]
 
         out[f"{ep}_loghr"] = _entry(*_batched(marginal, n), "monte_carlo")
         out[f"{ep}_loghr_adj"] = _entry(*_batched(adjusted, n), "monte_carlo")
@@ -166,9 +182,12 @@ def compute_truth(scenario: Scenario) -> dict:
             if p["survival"]["os"]["log_hr"] == spec["log_hr"]:
                 out["pfs_loghr_cond"] = _entry(spec["log_hr"], 0.0, "config")
         for a, t in ((0, t0), (1, t1)):
-            out[f"{ep}_median_{a}"] = _entry(*_batched(lambda i, t=t: np.median(t[i]), n), "monte_carlo")
+            out[f"{ep}_median_{a}"] = _entry(
+                *_batched(lambda i, t=t: np.median(t[i]), n), "monte_carlo"
+            )
         out[f"{ep}_median_diff"] = _entry(
-            *_batched(lambda i, t0=t0, t1=t1: np.median(t1[i]) - np.median(t0[i]), n), "monte_carlo")
+            *_batched(lambda i, t0=t0, t1=t1: np.median(t1[i]) - np.median(t0[i]), n), "monte_carlo"
+        )
         out[f"{ep}_rmst_diff"] = _mean_diff(np.minimum(t1, tau) - np.minimum(t0, tau))
     r0, r1 = (x.astype(float) for x in po["responder"])
     out["response_risk_0"] = _mean_diff(r0)

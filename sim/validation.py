@@ -15,9 +15,15 @@ from typing import Any
 
 import yaml
 
-
 COVARIATE_MISSING_ALLOWED = (
-    "ecog", "charlson", "visceral", "lesions_gt3", "strong_opioid", "albumin_w0", "crp_w0", "hb_w0",
+    "ecog",
+    "charlson",
+    "visceral",
+    "lesions_gt3",
+    "strong_opioid",
+    "albumin_w0",
+    "crp_w0",
+    "hb_w0",
 )
 
 
@@ -47,11 +53,7 @@ def _nonneg(x):
 
 def _probs_vector(x):
     vals = list(x.values()) if isinstance(x, dict) else x
-    return (
-        isinstance(vals, list)
-        and all(_prob(v) for v in vals)
-        and abs(sum(vals) - 1.0) < 1e-6
-    )
+    return isinstance(vals, list) and all(_prob(v) for v in vals) and abs(sum(vals) - 1.0) < 1e-6
 
 
 def _pair_prob(x):
@@ -151,8 +153,7 @@ RULES: list[tuple[str, Any]] = [
     ("missingness.covariates.fraction", lambda x: _num(x) and 0.0 <= x < 1.0),
     (
         "missingness.covariates.columns",
-        lambda x: isinstance(x, list)
-        and set(x) <= set(COVARIATE_MISSING_ALLOWED),
+        lambda x: isinstance(x, list) and set(x) <= set(COVARIATE_MISSING_ALLOWED),
     ),
     ("truth.n", _int_at_least(1000)),
     ("truth.rmst_horizon", _pos),
@@ -198,8 +199,10 @@ def _kind(x: Any) -> str:
 
 
 def _walk(params: Any, ref: Any, path: str):
-    if isinstance(ref, dict) and not path.endswith("_probs") and not path.startswith(
-        "adverse_events.types"
+    if (
+        isinstance(ref, dict)
+        and not path.endswith("_probs")
+        and not path.startswith("adverse_events.types")
     ):
         if not isinstance(params, dict):
             raise ConfigError(f"config key '{path}' must be a mapping with keys: {', '.join(ref)}")
@@ -245,9 +248,7 @@ def validate_params(params: dict) -> None:
                         f"allowed: {_pair_prob.allowed}"
                     )
             continue
-        if _kind(value) != _kind(ref) and not (
-            _kind(ref) == "mapping" and path.endswith("_probs")
-        ):
+        if _kind(value) != _kind(ref) and not (_kind(ref) == "mapping" and path.endswith("_probs")):
             raise ConfigError(
                 f"invalid value {value!r} for config key '{path}'; expected a {_kind(ref)} "
                 f"like {ref!r}"
@@ -255,11 +256,15 @@ def validate_params(params: dict) -> None:
         pattern, check = _rule_for(path)
         if check is None:
             if _kind(value) == "number" and not _num(value):
-                raise ConfigError(f"invalid value {value!r} for config key '{path}'; allowed: a finite number")
+                raise ConfigError(
+                    f"invalid value {value!r} for config key '{path}'; allowed: a finite number"
+                )
             continue
         if not check(value):
             allowed = _ALLOWED_TEXT.get(pattern) or getattr(check, "allowed", "see study.yaml")
-            raise ConfigError(f"invalid value {value!r} for config key '{path}'; allowed: {allowed}")
+            raise ConfigError(
+                f"invalid value {value!r} for config key '{path}'; allowed: {allowed}"
+            )
         if path.endswith("_probs") and isinstance(ref, dict) and set(value) != set(ref):
             raise ConfigError(
                 f"config key '{path}' must have the categories {', '.join(ref)}; got {', '.join(value)}"

@@ -52,7 +52,9 @@ def analyse(cohort: Cohort, specs: dict, seed: int) -> pd.DataFrame:
 
 def run(plain: dict) -> int:
     if not plain.get("data"):
-        raise ConfigError("task=analyse needs data=DIR (a directory with patients.csv and visits.csv)")
+        raise ConfigError(
+            "task=analyse needs data=DIR (a directory with patients.csv and visits.csv)"
+        )
     data = Path(plain["data"]).expanduser().resolve()
     if not data.is_dir():
         raise ConfigError(f"data={data} is not a directory")
@@ -63,11 +65,26 @@ def run(plain: dict) -> int:
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "estimates.csv", table.to_csv(index=False))
     with pd.option_context("display.width", 200, "display.max_rows", 500):
-        print(table[["method", "estimand", "estimate", "se", "ci_low", "ci_high", "p_value",
-                     "n_used", "status"]].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
+        print(
+            table[
+                [
+                    "method",
+                    "estimand",
+                    "estimate",
+                    "se",
+                    "ci_low",
+                    "ci_high",
+                    "p_value",
+                    "n_used",
+                    "status",
+                ]
+            ].to_string(index=False, float_format=lambda x: f"{x:.4g}")
+        )
     bad = table[table.status != "ok"]
     if len(bad):
-        print(f"\n{len(bad)} row(s) with status warning/failed; see the message column of estimates.csv",
-              file=sys.stderr)
+        print(
+            f"\n{len(bad)} row(s) with status warning/failed; see the message column of estimates.csv",
+            file=sys.stderr,
+        )
     print(f"Written: {out / 'estimates.csv'}")
     return 0

@@ -22,8 +22,7 @@ def run(plain: dict) -> int:
     show["ok"] = show["ok"].map({True: "yes", False: "NO"})
     print(show.to_string(index=False))
     met = int(table["ok"].sum())
-    print(f"\n{met} of {len(table)} calibration targets met "
-          f"(scenario '{sc.name}', n = {n:,}).")
+    print(f"\n{met} of {len(table)} calibration targets met (scenario '{sc.name}', n = {n:,}).")
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "calibration.csv", table.to_csv(index=False))
     print(f"Written: {out / 'calibration.csv'}")

@@ -19,7 +19,9 @@ FORMATS = ("csv", "parquet")
 def run(plain: dict) -> int:
     fmt = C.get(plain, "task.format", "csv")
     if fmt not in FORMATS:
-        raise ConfigError(f"invalid value {fmt!r} for config key 'task.format'; allowed values: {', '.join(FORMATS)}")
+        raise ConfigError(
+            f"invalid value {fmt!r} for config key 'task.format'; allowed values: {', '.join(FORMATS)}"
+        )
     sc = C.scenario_from(plain)
     out = C.output_dir(plain)
     cohort = generate(sc, rng_for(plain["seed"], sc.key, "data", 0))
@@ -27,7 +29,9 @@ def run(plain: dict) -> int:
     written = []
     for name, df in (("patients", cohort.patients), ("visits", cohort.visits)):
         if fmt == "csv":
-            path = atomic_write_text(out / f"{name}.csv", df.to_csv(index=False, float_format="%.10g"))
+            path = atomic_write_text(
+                out / f"{name}.csv", df.to_csv(index=False, float_format="%.10g")
+            )
         else:
             import io
 
@@ -39,8 +43,10 @@ def run(plain: dict) -> int:
             tmp.replace(path)
         written.append(path)
     doc = resources.files("conf").joinpath("DATA.md").read_text()
-    header = (f"<!-- scenario '{sc.name}', n = {sc.n}, seed = {plain['seed']}, "
-              f"scenario hash {sc.key[:16]} -->\n")
+    header = (
+        f"<!-- scenario '{sc.name}', n = {sc.n}, seed = {plain['seed']}, "
+        f"scenario hash {sc.key[:16]} -->\n"
+    )
     written.append(atomic_write_text(out / "DATA.md", header + doc))
     print(f"Exported a cohort of {sc.n} patients (scenario '{sc.name}', seed {plain['seed']}):")
     for p in written:

@@ -15,8 +15,25 @@ from experiments.performance import summarise
 from experiments.storage_utils import atomic_write_text
 from sim.validation import ConfigError
 
-KNOWN = {"rep", "method", "estimand", "estimate", "se", "ci_low", "ci_high", "p_value", "status",
-         "true", "true_mcse", "engine", "message", "seconds", "n_used", "scenario_key", "source"}
+KNOWN = {
+    "rep",
+    "method",
+    "estimand",
+    "estimate",
+    "se",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "status",
+    "true",
+    "true_mcse",
+    "engine",
+    "message",
+    "seconds",
+    "n_used",
+    "scenario_key",
+    "source",
+}
 
 
 def read_results(path: Path) -> pd.DataFrame:
@@ -41,8 +58,19 @@ def run(plain: dict) -> int:
     out = C.output_dir(plain)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "performance.csv", perf.to_csv(index=False))
-    cols = [*by, "method", "estimand", "n_used", "n_failed", "bias", "bias_mcse", "coverage",
-            "coverage_mcse", "rejection", "rejection_mcse"]
+    cols = [
+        *by,
+        "method",
+        "estimand",
+        "n_used",
+        "n_failed",
+        "bias",
+        "bias_mcse",
+        "coverage",
+        "coverage_mcse",
+        "rejection",
+        "rejection_mcse",
+    ]
     with pd.option_context("display.width", 200, "display.max_rows", 500):
         print(perf[cols].to_string(index=False, float_format=lambda x: f"{x:.4g}"))
     print(f"Written: {out / 'performance.csv'}")
