@@ -69,14 +69,20 @@ def draw_ae_latent(r: float, k_types: int, rng: np.random.Generator, n: int) -> 
     return {"L": np.sqrt(r) * z + np.sqrt(1.0 - r) * e, "u": rng.random((2, n))}
 
 
-def adverse_events(ae: dict, k: dict, draws: dict, a: int) -> dict:
-    """Per-type indicators and any / grade 3-4 / discontinuation under arm ``a``."""
-    ev = draws["L"] < k["cuts"][:, a][:, None]
+def adverse_events(ae: dict, k: dict, draws: dict, a) -> dict:
+    """Per-type indicators and any / grade 3-4 / discontinuation under arm ``a`` (0, 1, or an
+    array of per-patient arms)."""
+    cuts = k["cuts"][:, a]
+    if np.ndim(a) == 0:
+        cuts = cuts[:, None]
+    ev = draws["L"] < cuts
     out = {f"ae_{name}": ev[i].astype(np.int8) for i, name in enumerate(k["names"])}
     any_ = ev.any(axis=0)
     out["ae_any"] = any_.astype(np.int8)
-    p34 = ae["grade34"][a] / ae["any"][a] if ae["any"][a] > 0 else 0.0
-    pdc = ae["discontinuation"][a] / ae["any"][a] if ae["any"][a] > 0 else 0.0
+    p_any = np.asarray(ae["any"], dtype=float)
+    safe = np.where(p_any > 0, p_any, 1.0)
+    p34 = (np.asarray(ae["grade34"], dtype=float) / safe)[a]
+    pdc = (np.asarray(ae["discontinuation"], dtype=float) / safe)[a]
     out["ae_grade34"] = (any_ & (draws["u"][0] < p34)).astype(np.int8)
     out["ae_discontinuation"] = (any_ & (draws["u"][1] < pdc)).astype(np.int8)
     return out

@@ -58,7 +58,12 @@ def _pick(a, x0, x1):
     return np.where(a == 1, x1, x0)
 
 
-def _simulate(p: dict, k: dict, rng: np.random.Generator, n: int, solve: bool = False) -> dict:
+def _simulate(
+    p: dict, k: dict, rng: np.random.Generator, n: int, solve: bool = False, potential: bool = False
+) -> dict:
+    """All draws of one cohort. ``potential``: outcomes under both arms (keys 0 and 1, for the
+    truth); otherwise only under the received arm (key "obs", a = A elementwise: half the cost).
+    The random draws are identical either way, so the observed cohort does not depend on it."""
     cov = covariates.draw_covariates(p, k["cov"], rng, n)
     A = treatment.assign(p, cov, k.get("a0", 0.0), rng, n)
     lat = pain.draw_nrs_latent(p, cov, rng, n)
@@ -72,20 +77,30 @@ def _simulate(p: dict, k: dict, rng: np.random.Generator, n: int, solve: bool = 
     u_miss = missingness.draw_missing_uniforms(rng, n)
     u_cov = rng.random((len(p["missingness"]["covariates"]["columns"]), n))
 
+    arm_values = {0: 0, 1: 1} if potential else {"obs": A}
     arms = {}
-    for a in (0, 1):
-        y = lat["Y1"] if a else lat["Y0"]
+    for key, a in arm_values.items():
+        y = lat["Y0"] + np.asarray(p["nrs"]["effect"]) * (
+            np.asarray(a)[..., None] if np.ndim(a) else a
+        )
         t_death, t_pfs, progressed = survival.event_times(p, cov, lat["b_std"], sv, a)
-        arms[a] = {
+        arms[key] = {
+            "a": a,
             "Y": y,
             "nrs": pain.observe_nrs(y),
             "t_death": t_death,
             "t_pfs": t_pfs,
             "progressed": progressed,
         }
-    Y = _pick(A[:, None], arms[0]["Y"], arms[1]["Y"])
-    nrs_full = _pick(A[:, None], arms[0]["nrs"], arms[1]["nrs"])
-    t_death = _pick(A, arms[0]["t_death"], arms[1]["t_death"])
+
+    def view(name):
+        if "obs" in arms:
+            return arms["obs"][name]
+        x0, x1 = arms[0][name], arms[1][name]
+        return _pick(A[:, None] if np.ndim(x0) == 2 and x0.shape[0] == n else A, x0, x1)
+
+    nrs_full = view("nrs")
+    t_death = view("t_death")
     alive = t_death[:, None] > missingness.VISIT_MONTHS[None, :]
     if solve:
         return {
@@ -97,8 +112,9 @@ def _simulate(p: dict, k: dict, rng: np.random.Generator, n: int, solve: bool = 
         }
 
     resp_cfg = p["response"]
-    for a in (0, 1):
-        arm = arms[a]
+    q0 = qol.qol_baseline(p, cov, qz)
+    for arm in arms.values():
+        a = arm["a"]
         y12 = arm["Y"][:, 3]
         arm["omed12"] = pain.omed_week12(p, cov, y12, a, op_draws)
         if resp_cfg["mode"] == "derived":
@@ -112,8 +128,8 @@ def _simulate(p: dict, k: dict, rng: np.random.Generator, n: int, solve: bool = 
             arm["responder"] = (arm["category"] <= 1) & (arm["t_death"] > W12_MONTHS)
         else:
             arm["category"] = np.full(n, -1, dtype=np.int8)
-            arm["responder"] = _direct_draw(p, cov, a, rng_u=u_miss[7])
-        arm["qol12"] = qol.qol_week12(p, cov, _q0(p, cov, qz), y12, a, qz)
+            arm["responder"] = u_miss[7] < pain.direct_response_prob(p, cov, a)
+        arm["qol12"] = qol.qol_week12(p, cov, q0, y12, a, qz)
         arm["markers12"] = markers.markers_week12(p, cov, y12, a, mz)
         arm["ae"] = adverse.adverse_events(p["adverse_events"], k["ae"], ae_draws, a)
 
@@ -125,7 +141,8 @@ def _simulate(p: dict, k: dict, rng: np.random.Generator, n: int, solve: bool = 
         "cov": cov,
         "A": A,
         "arms": arms,
-        "Y": Y,
+        "view": view,
+        "q0": q0,
         "nrs_full": nrs_full,
         "t_death": t_death,
         "C": C,
@@ -134,19 +151,6 @@ def _simulate(p: dict, k: dict, rng: np.random.Generator, n: int, solve: bool = 
         "qz": qz,
         "u_cov": u_cov,
     }
-
-
-def _q0(p, cov, qz):
-    key = id(qz)
-    cache = cov.setdefault("_q0_cache", {})
-    if key not in cache:
-        cache.clear()
-        cache[key] = qol.qol_baseline(p, cov, qz)
-    return cache[key]
-
-
-def _direct_draw(p, cov, a, rng_u):
-    return rng_u < pain.direct_response_prob(p, cov, a)
 
 
 CATEGORY_LABELS = (
@@ -163,6 +167,14 @@ CATEGORY_LABELS = (
 def _tables(p: dict, sim: dict) -> tuple[dict, dict, dict]:
     cov, A, arms, st = sim["cov"], sim["A"], sim["arms"], sim["status"]
     n = A.shape[0]
+
+    def received(getter):
+        """The received arm's value of ``getter(arm)`` (arrays of shape (n,) or (k, n))."""
+        if "obs" in arms:
+            return getter(arms["obs"])
+        x0, x1 = getter(arms[0]), getter(arms[1])
+        return np.where(A == 1, x1, x0)
+
     obs = st == missingness.OBSERVED
     nrs_obs = np.where(obs, sim["nrs_full"], np.nan)
     obs12 = obs[:, 3]
@@ -190,31 +202,31 @@ def _tables(p: dict, sim: dict) -> tuple[dict, dict, dict]:
         pa[f"{m}_w0"] = np.round(np.exp(cov[f"log_{m}0"]), 3)
     for m in covariates.NUTRITIONAL:
         pa[f"{m}_w0"] = np.round(cov[f"{m}0"], 2)
-    q0 = _q0(p, cov, sim["qz"])
+    q0 = sim["q0"]
     for i, d in enumerate(qol.DOMAINS):
         pa[f"qol_{d}_w0"] = q0[i]
     pa["nrs12"] = nrs_obs[:, 3]
-    pa["omed12"] = np.where(obs12, _pick(A, arms[0]["omed12"], arms[1]["omed12"]), np.nan)
-    q12 = _pick(A[None, :], arms[0]["qol12"], arms[1]["qol12"])
+    pa["omed12"] = np.where(obs12, received(lambda x: x["omed12"]), np.nan)
+    q12 = received(lambda x: x["qol12"])
     for i, d in enumerate(qol.DOMAINS):
         pa[f"qol_{d}_w12"] = np.where(obs12, q12[i], np.nan)
     for m in covariates.INFLAMMATORY:
-        v = _pick(A, arms[0]["markers12"][f"log_{m}12"], arms[1]["markers12"][f"log_{m}12"])
+        v = received(lambda x, m=m: x["markers12"][f"log_{m}12"])
         pa[f"{m}_w12"] = np.where(obs12, np.round(np.exp(v), 3), np.nan)
     for m in covariates.NUTRITIONAL:
-        v = _pick(A, arms[0]["markers12"][f"{m}12"], arms[1]["markers12"][f"{m}12"])
+        v = received(lambda x, m=m: x["markers12"][f"{m}12"])
         pa[f"{m}_w12"] = np.where(obs12, np.round(v, 2), np.nan)
     # response
     r = p["response"]
     if r["mode"] == "derived":
-        cat = _pick(A, arms[0]["category"], arms[1]["category"]).astype(np.int8)
+        cat = received(lambda x: x["category"]).astype(np.int8)
         resp = (cat <= 1).astype(float)
         cat = np.where(dead12, 4, np.where(~obs12, 5, cat)).astype(np.int8)
         resp = np.where(dead12, np.nan if r["dead_as"] == "missing" else 0.0, resp)
         resp = np.where(~dead12 & ~obs12, np.nan if r["missing_as"] == "missing" else 0.0, resp)
     else:
         cat = np.full(n, 6, dtype=np.int8)
-        resp = _pick(A, arms[0]["responder"], arms[1]["responder"]).astype(float)
+        resp = received(lambda x: x["responder"]).astype(float)
     pa["response"] = resp
     pa["response_category"] = cat
     onset, onset_ev, dur, dur_ev = pain.relief_times(cov["nrs0"], nrs_obs, p["relief"]["threshold"])
@@ -222,10 +234,10 @@ def _tables(p: dict, sim: dict) -> tuple[dict, dict, dict]:
     pa["relief_onset_event"] = onset_ev
     pa["relief_duration_weeks"] = dur
     pa["relief_duration_event"] = dur_ev
-    for key in arms[0]["ae"]:
-        pa[key] = _pick(A, arms[0]["ae"][key], arms[1]["ae"][key])
+    for key in next(iter(arms.values()))["ae"]:
+        pa[key] = received(lambda x, key=key: x["ae"][key])
     C = sim["C"]
-    t_pfs = _pick(A, arms[0]["t_pfs"], arms[1]["t_pfs"])
+    t_pfs = received(lambda x: x["t_pfs"])
     t_death = sim["t_death"]
     pa["pfs_months"] = np.round(np.minimum(t_pfs, C), 4)
     pa["pfs_event"] = (t_pfs <= C).astype(np.int8)
@@ -268,7 +280,7 @@ def generate_with_potential(scenario: Scenario, rng: np.random.Generator, n: int
     """Draw a cohort and its potential outcomes under both arms (for the truth)."""
     k = constants(scenario)
     p = scenario.params
-    sim = _simulate(p, k, rng, n or scenario.n)
+    sim = _simulate(p, k, rng, n or scenario.n, potential=True)
     pa, va, cats = _tables(p, sim)
     arms = sim["arms"]
     po = {
