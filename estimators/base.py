@@ -222,7 +222,9 @@ def build_estimator(kind: str, **options) -> Estimator:
             f"unknown estimator kind '{kind}'; allowed values: {', '.join(sorted(REGISTRY))}"
         )
     cls = REGISTRY[kind]
-    allowed = {f for f in cls.__dataclass_fields__ if f != "options"}
+    import dataclasses
+
+    allowed = {f.name for f in dataclasses.fields(cls) if f.name != "options"}
     bad = sorted(set(options) - allowed)
     if bad:
         raise ValueError(

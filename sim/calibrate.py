@@ -159,8 +159,9 @@ def calibration_table(scenario: Scenario, n: int = 40_000, seed: int = 2026) -> 
 
 
 # ------------------------------------------------------------------ marginal-target solvers
-def _po_sample(scenario: Scenario, n: int, seed: int):
-    return generate_with_potential(scenario, rng_for(seed, scenario.key, "solve", 7), n)
+def _po_sample(scenario: Scenario, n: int, seed: int, key: str | None = None):
+    """Potential outcomes of ``n`` patients; ``key`` fixes the stream (common random numbers)."""
+    return generate_with_potential(scenario, rng_for(seed, key or scenario.key, "solve", 7), n)
 
 
 def marginal_measures() -> dict[str, Callable]:
@@ -212,7 +213,7 @@ def solve_parameter(
 
     def at(x):
         sc = scenario.with_overrides({key: float(x)})
-        return f(_po_sample(sc, n, seed)[1]) - target
+        return f(_po_sample(sc, n, seed, key=scenario.key)[1]) - target
 
     lo, hi = bracket
     flo, fhi = at(lo), at(hi)

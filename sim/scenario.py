@@ -59,9 +59,20 @@ def _canonical(obj: Any) -> Any:
     raise TypeError(f"unsupported value in scenario: {obj!r} ({type(obj).__name__})")
 
 
+def _hashable(obj: Any) -> Any:
+    """Integral floats as ints: 0 and 0.0 (a command-line override vs a YAML value) hash alike."""
+    if isinstance(obj, dict):
+        return {k: _hashable(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_hashable(v) for v in obj]
+    if isinstance(obj, float) and obj.is_integer() and abs(obj) < 2**53:
+        return int(obj)
+    return obj
+
+
 def content_hash(params: dict) -> str:
-    """sha256 hex digest of the canonical JSON of ``params``."""
-    text = json.dumps(_canonical(params), sort_keys=True, separators=(",", ":"))
+    """sha256 hex digest of the canonical JSON of ``params`` (integral floats written as ints)."""
+    text = json.dumps(_hashable(_canonical(params)), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 

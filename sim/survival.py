@@ -6,7 +6,9 @@ Progression:  h_P(t) likewise with lp_P = c_A A + c_U U + c_E (ECOG - 1.5) + c_b
 T = s (E / exp(lp))^(1/k), E ~ Exp(1) shared by both arms (potential outcomes with common noise).
 PFS = min(T_P, T_D) (progression or death), so OS >= PFS always. Censoring: entry ~ U(0, accrual),
 administrative censoring at accrual + min_followup - entry, loss to follow-up ~ Exp(ltfu_rate);
-C = min of both. Months throughout; conditional HRs are exp(b_A), exp(c_A).
+loss to follow-up for survival starts after the 12-week PRO window (week 12 + Exp(ltfu_rate)),
+so no visit is ever observed after censoring; C = min of both. Months throughout; conditional
+HRs are exp(b_A), exp(c_A).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 from sim.covariates import ECOG_CENTRE
 
 AGE_CENTRE = 62.0
+PRO_WINDOW_MONTHS = 12 * 7.0 / 30.4375  # week 12
 
 
 def draw_survival_uniforms(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -61,5 +64,5 @@ def censoring_times(p: dict, draws: np.ndarray) -> np.ndarray:
     c = p["survival"]["censoring"]
     admin = c["accrual_months"] * (1.0 - draws[2]) + c["min_followup_months"]
     if c["ltfu_rate"] > 0:
-        return np.minimum(admin, draws[3] / c["ltfu_rate"])
+        return np.minimum(admin, PRO_WINDOW_MONTHS + draws[3] / c["ltfu_rate"])
     return admin

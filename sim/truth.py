@@ -102,9 +102,14 @@ def truth(scenario: Scenario, use_cache: bool = True) -> Truth:
     path = cache_dir() / f"{key}.json"
     if use_cache and path.exists():
         try:
-            return Truth(json.loads(path.read_text()))
-        except (OSError, ValueError):
-            pass  # a corrupt cache entry is recomputed
+            values = json.loads(path.read_text())
+            if "nrs_diff_w12" in values and all(
+                isinstance(v, dict) and {"value", "mcse", "source"} <= set(v)
+                for v in values.values()
+            ):
+                return Truth(values)
+        except (OSError, ValueError, AttributeError):
+            pass  # a corrupt or malformed cache entry is recomputed
     values = compute_truth(scenario)
     if use_cache:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -101,8 +101,10 @@ RULES: list[tuple[str, Any]] = [
     ("confounding.strength", _nonneg),
     ("covariates.age_sd", _pos),
     ("covariates.age_min", _nonneg),
-    ("covariates.ecog_probs", _probs_vector),
-    ("covariates.nrs0_probs", _probs_vector),
+    ("covariates.ecog_probs", lambda x: _probs_vector(x) and len(x) == 5),
+    ("covariates.nrs0_probs", lambda x: _probs_vector(x) and len(x) == 7),
+    ("covariates.strong_opioid_nrs_loading", lambda x: _num(x) and -0.95 <= x <= 0.95),
+    ("covariates.spinal_axial_or", _pos),
     ("covariates.primary_probs", _probs_vector),
     ("covariates.site_probs", _probs_vector),
     ("covariates.rt_probs", _probs_vector),
@@ -160,6 +162,9 @@ RULES: list[tuple[str, Any]] = [
     ("truth.seed", _int_at_least(0)),
 ]
 _ALLOWED_TEXT = {
+    "covariates.ecog_probs": "5 probabilities (ECOG 0..4) summing to 1",
+    "covariates.nrs0_probs": "7 probabilities (NRS 4..10) summing to 1",
+    "covariates.strong_opioid_nrs_loading": "a correlation in [-0.95, 0.95]",
     "nrs.visits": "[0, 1, 4, 8, 12] (fixed visit schedule of the study)",
     "qol.domains": "[global, physical, role, emotional, social]",
     "missingness.target_week12": "a fraction in [0, 0.95]",
@@ -272,3 +277,6 @@ def validate_params(params: dict) -> None:
     age = params["covariates"]
     if age["age_min"] >= age["age_max"]:
         raise ConfigError("config key 'covariates.age_min' must be < 'covariates.age_max'")
+    from sim.adverse import ae_constants  # noqa: PLC0415 (import cycle)
+
+    ae_constants(params["adverse_events"])  # reachable 'any', grade34/discontinuation <= any
