@@ -1,0 +1,120 @@
+"""task=simulate (the default): a simulation study of the selected estimators.
+
+Flow: config -> design points (experiments.design) -> parallel, resumable replications
+(experiments.runner) -> truth attached -> performance measures with Monte Carlo SE
+(experiments.report / performance) -> terminal table, performance.csv, plots.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from experiments import config as C
+from experiments.design import expand_design, factor_columns, validate_runner
+from sim.validation import ConfigError
+
+
+def _plots(res, perf, fc, points, out, seed, quiet):
+    from experiments import plots
+    from sim.generate import generate
+    from sim.seeding import rng_for
+
+    pdir = out / "plots"
+    pdir.mkdir(parents=True, exist_ok=True)
+    made = [
+        plots.plot_bias(perf, pdir / "bias.png"),
+        plots.plot_rejection(perf, pdir / "rejection.png"),
+    ]
+    if hasattr(plots, "plot_coverage"):
+        made.append(plots.plot_coverage(perf, pdir / "coverage.png"))
+    with_truth = perf[perf["true"].notna() & perf["coverage"].notna()]
+    if len(with_truth):
+        # the zip plot of the study's own primary-scale analysis where present
+        pref = [("lmm", "nrs_diff_w12"), ("cox", "pfs_loghr"), ("logistic", "response_logor")]
+        pick = next(
+            (
+                (m, e)
+                for m, e in pref
+                if ((with_truth.method == m) & (with_truth.estimand == e)).any()
+            ),
+            (with_truth.iloc[0]["method"], with_truth.iloc[0]["estimand"]),
+        )
+        made.append(
+            plots.plot_zip(
+                res, perf, pdir / f"zip_{pick[0]}_{pick[1]}.png", pick[1], pick[0], points[0].label
+            )
+        )
+        if fc and len(points) > 1:
+            made.append(
+                plots.plot_nested_loop(perf, fc, pdir / f"nested_loop_{pick[1]}.png", pick[1])
+            )
+    sc = points[0].scenario
+    made.append(
+        plots.plot_example_cohort(
+            generate(sc, rng_for(seed, sc.key, "example", 0)), pdir / "example_cohort.png"
+        )
+    )
+    return [p for p in made if p]
+
+
+def run(plain: dict) -> int:
+    from experiments.report import format_terminal, performance_table
+    from experiments.runner import RunIncomplete, run_experiment
+
+    base = C.scenario_from(plain)
+    specs = C.estimator_specs(plain)
+    design = plain.get("design") or {}
+    runner = dict(plain.get("runner") or {})
+    try:
+        rcfg = validate_runner(
+            {
+                **runner,
+                "reps": plain["reps"],
+                "seed": plain["seed"],
+                "quiet": bool(plain.get("quiet")),
+            }
+        )
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    points = expand_design(base, None, design.get("factors") or {}, design.get("subset"))
+    out = C.output_dir(plain)
+    quiet = bool(plain.get("quiet"))
+    if not quiet:
+        print(
+            f"palliasim: {len(points)} design point(s) x {plain['reps']} replications x "
+            f"{len(specs)} estimators -> {out}",
+            file=sys.stderr,
+        )
+    try:
+        res = run_experiment(
+            points,
+            specs,
+            rcfg["reps"],
+            rcfg["seed"],
+            out,
+            n_jobs=rcfg["n_jobs"],
+            backend=rcfg["backend"],
+            chunk_size=rcfg["chunk_size"],
+            dask_address=rcfg["dask_address"],
+            quiet=quiet,
+            config=plain,
+        )
+    except RunIncomplete as exc:
+        print(f"palliasim: {exc}", file=sys.stderr)
+        return 1
+    fc = factor_columns(points)
+    perf = performance_table(res, fc, plain["alpha"], plain["failures"], out_dir=out)
+    print(format_terminal(perf, max_rows=int(C.get(plain, "task.max_rows", 60))))
+    made = []
+    if C.get(plain, "task.plots", True):
+        made = _plots(res, perf, fc, points, out, plain["seed"], quiet)
+    n_fail = int((res["status"] == "failed").sum())
+    print(
+        f"\n{len(res):,} estimate rows ({n_fail:,} failed, counted in n_failed; failure policy "
+        f"'{plain['failures']}')."
+    )
+    print(
+        f"Outputs in {out}:\n  performance.csv  results.parquet  manifest.json"
+        + ("".join(f"\n  plots/{p.name}" for p in made) if made else "")
+    )
+    return 0
