@@ -40,7 +40,7 @@ SECTIONS = (
     "truth",
 )
 
-PRESETS = ("study", "randomized", "null")
+PRESETS = ("study", "randomized", "null", "no_effect")
 
 
 def _canonical(obj: Any) -> Any:
