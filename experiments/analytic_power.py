@@ -603,3 +603,103 @@ def hsieh_logistic_n(p_bar, or_, alpha=0.05, power=0.8, allocation=0.5) -> float
         p0 * (1 - p0) + p1 * (1 - p1) * (1 - b) / b
     )
     return num**2 / ((p0 - p1) ** 2 * (1 - b))
+
+
+# --------------------------------------------------------------------------------------------
+# additions for the power task (experiments/power.py): per-arm event probabilities, the
+# exponential closed form, and Hsieh's power
+# --------------------------------------------------------------------------------------------
+def prob_event_arm(survival_fn, accrual, followup, dropout_rate=0.0) -> float:
+    r"""P(event observed) in one arm whose survival function is ``survival_fn`` (any S, not PH).
+
+    Same design as :func:`prob_event` (uniform entry over ``accrual``, analysis ``followup``
+    after the last entry, exponential loss to follow-up at ``dropout_rate`` per month from
+    entry): :math:`P = \int_0^{a+f} g(t)\, dF(t)`. Use it for an arm whose survival is not
+    ``S0 ** hr`` (non-proportional hazards), e.g. an empirical survival curve.
+    """
+    if not callable(survival_fn):
+        raise ValueError("survival_fn must be a callable t -> S(t)")
+    a = float(_nonnegative("accrual", accrual))
+    f = float(_nonnegative("followup", followup))
+    if a + f <= 0:
+        raise ValueError(
+            f"accrual + followup must be > 0, got accrual={accrual!r}, followup={followup!r}"
+        )
+    lam = float(_nonnegative("dropout_rate", dropout_rate))
+    return float(_prob_event_arm(survival_fn, a, f, lam))
+
+
+def prob_event_arms(survival_fn_ctrl, hr, accrual, followup, dropout_rate=0.0):
+    """(P0, P1): :func:`prob_event` per arm (control S0, experimental S0 ** hr).
+
+    What ``lifelines.statistics.power_under_cph`` calls ``p_con`` and ``p_exp``.
+    """
+    if not callable(survival_fn_ctrl):
+        raise ValueError("survival_fn_ctrl must be a callable t -> S0(t)")
+    h = float(_positive("hr", hr))
+    p0 = prob_event_arm(survival_fn_ctrl, accrual, followup, dropout_rate)
+    p1 = prob_event_arm(lambda t: float(survival_fn_ctrl(t)) ** h, accrual, followup, dropout_rate)
+    return p0, p1
+
+
+def prob_event_exponential(rate, hr, accrual, followup, dropout_rate=0.0, allocation=0.5):
+    r"""Closed form of :func:`prob_event` for exponential survival (control hazard ``rate``).
+
+    Per arm, with event hazard :math:`\lambda` (:math:`\lambda_1 = \mathrm{HR}\,\lambda_0`),
+    drop-out hazard :math:`\mu` and :math:`\theta = \lambda + \mu`:
+
+    .. math:: P = \frac{\lambda}{\theta}\left[1 - \frac{e^{-\theta f} - e^{-\theta (a + f)}}{\theta a}\right]
+
+    (:math:`\frac{\lambda}{\theta}(1 - e^{-\theta f})` when a = 0); without drop-out the
+    classical :math:`1 - (e^{-\lambda f} - e^{-\lambda(a+f)}) / (\lambda a)` (Lachin J.M.,
+    Foulkes M.A. (1986) Biometrics 42:507-519; Collett 2015). Returns the allocation-weighted
+    average ``(1 - p) P0 + p P1``. Vectorised over ``rate`` and ``hr``.
+    """
+    lam0 = _positive("rate", rate)
+    h = _positive("hr", hr)
+    a = float(_nonnegative("accrual", accrual))
+    f = float(_nonnegative("followup", followup))
+    if a + f <= 0:
+        raise ValueError(
+            f"accrual + followup must be > 0, got accrual={accrual!r}, followup={followup!r}"
+        )
+    mu = float(_nonnegative("dropout_rate", dropout_rate))
+    p = _open01("allocation", allocation)
+
+    def arm(lam):
+        th = lam + mu
+        if a == 0:
+            return lam / th * (1 - np.exp(-th * f))
+        return lam / th * (1 - (np.exp(-th * f) - np.exp(-th * (a + f))) / (th * a))
+
+    return _out((1 - p) * arm(lam0) + p * arm(lam0 * h))
+
+
+def hsieh_logistic_power(n_total, p_bar, or_, alpha=0.05, allocation=0.5):
+    r"""Power of the test of one binary covariate in logistic regression (inverse of :func:`hsieh_logistic_n`).
+
+    .. math:: \mathrm{power} = \Phi\left(\frac{\sqrt{n (1 - B)}\,|P_0 - P_1|
+              - z_{1-\alpha/2}\sqrt{\bar P (1 - \bar P) / B}}
+              {\sqrt{P_0 (1 - P_0) + P_1 (1 - P_1)(1 - B)/B}}\right)
+
+    with (P0, P1) from :func:`hsieh_logistic_probs` (overall rate ``p_bar``, odds ratio ``or_``,
+    B = ``allocation``). One tail, like the sample-size formula it inverts. Vectorised over
+    ``n_total``. Reference: Hsieh, Bloch & Larsen (1998) Stat Med 17:1623-1634.
+    """
+    n = _positive("n_total", n_total)
+    _open01("alpha", alpha)
+    b = float(_open01("allocation", allocation))
+    p0, p1 = hsieh_logistic_probs(p_bar, or_, b)
+    pb = float(p_bar)
+    za = float(_z_alpha(alpha))
+    s1 = math.sqrt(p0 * (1 - p0) + p1 * (1 - p1) * (1 - b) / b)
+    x = np.sqrt(n * (1 - b)) * abs(p0 - p1) - za * math.sqrt(pb * (1 - pb) / b)
+    return _out(stats.norm.cdf(x / s1))
+
+
+__all__ += [
+    "prob_event_arm",
+    "prob_event_arms",
+    "prob_event_exponential",
+    "hsieh_logistic_power",
+]

@@ -325,7 +325,7 @@ def summarise(
     mse = agg["mse"].to_numpy(float)
 
     out = pd.DataFrame(index=agg.index)
-    with np.errstate(invalid="ignore", divide="ignore"):
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
         empse = np.sqrt(var_est)
         modse = np.sqrt(agg["mean_V"].to_numpy(float))
         bias_mcse = np.sqrt(var_est / n + np.where(np.isnan(tm), 0.0, tm**2))

@@ -327,11 +327,21 @@ def test_constant_outcome(study, recwarn, capsys):
 
 
 def test_lmm_boundary_is_a_warning(study):
+    """Every patient's residuals sum to zero (balanced, complete visits), so the REML estimate of
+    the random-intercept variance is on the boundary (0) by construction, whatever the seed."""
     p, v = study.patients.copy(), study.visits.copy()
-    obs = np.isfinite(v["nrs"])
-    v.loc[obs, "nrs"] = np.random.default_rng(5).integers(0, 11, obs.sum()).astype(float)
-    rows = _fit("lmm", _edit(study, p, v))  # pure noise: no patient effect -> cov_re ~ 0
-    assert all(r.status == WARNING and "boundary" in r.message for r in rows)
+    complete = v.groupby("id")["nrs"].transform(lambda x: x.notna().all())
+    v = v[complete].copy()
+    p = p[p["id"].isin(v["id"])].copy()
+    sign = np.random.default_rng(5).choice([-1.0, 1.0], size=p.shape[0])
+    pattern = np.tile([1.0, -1.0, 1.0, -1.0, 0.0], p.shape[0])
+    v["nrs"] = 5.0 + 2.0 * pattern * np.repeat(sign, 5)
+    rows = _fit("lmm", _edit(study, p, v))
+    # statsmodels reports the boundary as a failed optimisation / non-PD Hessian, or our own check
+    # as "boundary": either way a warning row with the library's message, never an exception
+    assert all(
+        r.status == WARNING and ("boundary" in r.message or "converge" in r.message) for r in rows
+    )
     assert all(np.isfinite(r.estimate) and r.se > 0 for r in rows)
 
 

@@ -38,11 +38,28 @@ def chol_solve(c: np.ndarray, b: np.ndarray) -> np.ndarray:
     return x
 
 
+_TRIU_CACHE: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _triu(p: int):
+    t = _TRIU_CACHE.get(p)
+    if t is None:
+        t = np.triu_indices(p, 1)
+        _TRIU_CACHE[p] = t
+    return t
+
+
 def chol_inv(c: np.ndarray) -> np.ndarray:
-    """Inverse of A given its lower Cholesky factor c (full symmetric matrix)."""
+    """Inverse of A given its lower Cholesky factor c (full symmetric matrix).
+
+    ``c`` must come from :func:`chol` (clean=1, so its strict upper triangle is
+    zero); potri then returns the lower triangle of the inverse and zeros
+    above, which we mirror.
+    """
     inv, _ = _potri(c, lower=1)
-    # potri fills the lower triangle only
-    return np.tril(inv) + np.tril(inv, -1).T
+    iu = _triu(inv.shape[0])
+    inv[iu] = inv.T[iu]
+    return inv
 
 
 def spd_inv(a: np.ndarray) -> tuple[np.ndarray | None, int]:

@@ -80,9 +80,7 @@ def logrank_test(time, event, group) -> LogrankResult:
     nd = idx_d.shape[0]
     o1 = float(gs[idx_d].sum())
     if nd == 0:
-        return _failed(
-            "no events", obs=np.array([0.0, 0.0]), exp_=np.array([0.0, 0.0]), var=0.0
-        )
+        return _failed("no events", obs=np.array([0.0, 0.0]), exp_=np.array([0.0, 0.0]), var=0.0)
     dt = ts[idx_d]
     gstart = np.concatenate(([0], np.flatnonzero(dt[1:] != dt[:-1]) + 1))
     udt = dt[gstart]
