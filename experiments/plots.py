@@ -91,6 +91,7 @@ def _dot_panels(
     fig = Figure(figsize=(4.6 * ncols, height * nrows), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False)
     step = 0.8 / max(len(methods), 1)
+    labelled: set = set()
     for i, est in enumerate(shown):
         ax = axes[i // ncols][i % ncols]
         sub = d[d["estimand"] == est]
@@ -116,8 +117,9 @@ def _dot_panels(
                 ms=4,
                 capsize=2,
                 color=colors[m],
-                label=m if i == 0 else None,
+                label=None if m in labelled else m,
             )
+            labelled.add(m)
         for r in np.atleast_1d(ref if ref is not None else []):
             ax.axvline(r, color="0.4", lw=0.9, ls="--")
         ax.set_yticks(range(len(scen)))

@@ -14,11 +14,40 @@ from experiments.design import expand_design, factor_columns, validate_runner
 from sim.validation import ConfigError
 
 
+#: the study's headline estimands, shown first in the plots (the rest follow, then no-truth ones)
+CORE = (
+    "nrs_diff_w12",
+    "pfs_loghr",
+    "os_loghr",
+    "response_logor",
+    "response_rd",
+    "response_logor_adj",
+    "pfs_loghr_adj",
+    "nrs_diff_w4",
+    "pfs_median_diff",
+    "pfs_rmst_diff",
+    "qol_global_diff",
+    "marker_log_crp_diff",
+    "ae_constipation_rd",
+    "balance_any",
+)
+
+
+def _prioritise(perf):
+    """Rows ordered so the headline estimands come first (plots show the first panels)."""
+    order = {e: i for i, e in enumerate(CORE)}
+    key = perf["estimand"].map(
+        lambda e: order.get(e, len(CORE) + (100 if e.startswith("balance") else 0))
+    )
+    return perf.assign(_k=key).sort_values("_k", kind="stable").drop(columns="_k")
+
+
 def _plots(res, perf, fc, points, out, seed, quiet):
     from experiments import plots
     from sim.generate import generate
     from sim.seeding import rng_for
 
+    perf = _prioritise(perf)
     pdir = out / "plots"
     pdir.mkdir(parents=True, exist_ok=True)
     made = [
