@@ -113,6 +113,11 @@ def test_simulate_factorial_sweep_end_to_end_and_resume(tmp_path):
     assert (out / "plots" / "example_cohort.png").stat().st_size > 1000
     assert list((out / "plots").glob("nested_loop_*.png"))
     assert list((out / "plots").glob("zip_*.png"))
+    comp = pd.read_csv(out / "comparisons.csv")
+    assert set(comp["method_a"]) == {"ancova_cc"} and set(comp["method_b"]) == {"locf_ancova"}
+    assert comp["n_pairs"].eq(4).all() and comp["bias_diff_mcse"].notna().all()
+    need = pd.read_csv(out / "reps_needed.csv")
+    assert "reps_for_bias_mcse_0.01" in need.columns
     res1 = pd.read_parquet(out / "results.parquet")
     assert res1["rep"].nunique() == 4 and "nrs_diff_w12" in proc.stdout
     # the same command again computes nothing and gives the same results

@@ -13,7 +13,6 @@ from experiments import config as C
 from experiments.design import expand_design, factor_columns, validate_runner
 from sim.validation import ConfigError
 
-
 #: the study's headline estimands, shown first in the plots (the rest follow, then no-truth ones)
 CORE = (
     "nrs_diff_w12",
@@ -86,6 +85,37 @@ def _plots(res, perf, fc, points, out, seed, quiet):
     return [p for p in made if p]
 
 
+def comparisons(res, fc, order):
+    """Paired contrasts of every method with the first-listed method of the same estimand
+    (the study's own analysis comes first in the default selection), per scenario."""
+    import pandas as pd
+
+    from experiments.performance import compare_methods
+
+    out = []
+    by = ["scenario", *fc]
+    for est, sub in res.groupby("estimand", sort=False):
+        present = set(sub["method"])
+        methods = [m for m in order if m in present]
+        for other in methods[1:]:
+            try:
+                out.append(compare_methods(sub, methods[0], other, by=by, estimand=est))
+            except ValueError:
+                continue  # e.g. a method without a single usable replication
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+def planning(perf, targets: dict):
+    """Replications needed for each target MCSE (``task.target_mcse``) given the run's figures."""
+    from experiments.performance import reps_needed
+
+    cols = [c for c in ("scenario", "method", "estimand") if c in perf]
+    table = perf[cols].copy()
+    for measure, target in (targets or {}).items():
+        table[f"reps_for_{measure}_mcse_{target:g}"] = reps_needed(perf, target, measure).to_numpy()
+    return table
+
+
 def run(plain: dict) -> int:
     from experiments.report import format_terminal, performance_table
     from experiments.runner import RunIncomplete, run_experiment
@@ -134,6 +164,13 @@ def run(plain: dict) -> int:
     fc = factor_columns(points)
     perf = performance_table(res, fc, plain["alpha"], plain["failures"], out_dir=out)
     print(format_terminal(perf, max_rows=int(C.get(plain, "task.max_rows", 60))))
+    from experiments.storage_utils import atomic_write_text
+
+    comp = comparisons(res, fc, list(specs))
+    if len(comp):
+        atomic_write_text(out / "comparisons.csv", comp.to_csv(index=False))
+    targets = C.get(plain, "task.target_mcse", {}) or {}
+    atomic_write_text(out / "reps_needed.csv", planning(perf, targets).to_csv(index=False))
     made = []
     if C.get(plain, "task.plots", True):
         made = _plots(res, perf, fc, points, out, plain["seed"], quiet)
@@ -144,6 +181,7 @@ def run(plain: dict) -> int:
     )
     print(
         f"Outputs in {out}:\n  performance.csv  results.parquet  manifest.json"
+        "  comparisons.csv  reps_needed.csv"
         + ("".join(f"\n  plots/{p.name}" for p in made) if made else "")
     )
     return 0
