@@ -90,7 +90,7 @@ def test_simulate_factorial_sweep_end_to_end_and_resume(tmp_path):
         "design=missing_confounding",
         "design.subset=[{cohort.n: 100}]",
         "reps=4",
-        "estimators=[ancova_cc,logistic]",
+        "estimators=[ancova_cc,locf_ancova,logistic]",
         "truth.n=20000",
         "runner.n_jobs=2",
         "runner.chunk_size=2",
@@ -113,6 +113,7 @@ def test_simulate_factorial_sweep_end_to_end_and_resume(tmp_path):
     assert (out / "plots" / "example_cohort.png").stat().st_size > 1000
     assert list((out / "plots").glob("nested_loop_*.png"))
     assert list((out / "plots").glob("zip_*.png"))
+    assert (out / "comparisons.csv").exists(), proc.stdout + proc.stderr
     comp = pd.read_csv(out / "comparisons.csv")
     assert set(comp["method_a"]) == {"ancova_cc"} and set(comp["method_b"]) == {"locf_ancova"}
     assert comp["n_pairs"].eq(4).all() and comp["bias_diff_mcse"].notna().all()
