@@ -22,8 +22,12 @@ def to_plain(cfg) -> dict:
 
 
 def scenario_from(plain: dict) -> Scenario:
-    """The validated scenario described by the DGM sections of a config."""
-    return Scenario.from_dict({k: plain[k] for k in SECTIONS if k in plain})
+    """The validated scenario described by the DGM sections of a config, after the config's
+    ``solve:`` entries (marginal targets turned into conditional parameters, sim/calibrate.py)."""
+    from sim.calibrate import apply_solves
+
+    sc = Scenario.from_dict({k: plain[k] for k in SECTIONS if k in plain})
+    return apply_solves(sc, plain.get("solve"))
 
 
 def estimator_specs(plain: dict) -> dict[str, dict]:

@@ -302,3 +302,89 @@ def fit_study(n: int = 60_000, seed: int = 11, iters: int = 4, verbose: bool = T
 
 if __name__ == "__main__":  # pragma: no cover
     print(fit_study())
+
+
+# ------------------------------------------------------------------ solves declared in config
+SOLVE_KEYS = {"key", "measure", "target", "bracket", "n"}
+
+
+def apply_solves(scenario: Scenario, solves: list | None, seed: int = 1) -> Scenario:
+    """Apply ``solve:`` entries of a config: each sets one scenario key to the value at which a
+    named marginal measure hits its target, e.g.
+    ``{key: survival.progression.log_hr, measure: marginal_hr_pfs, target: 0.68,
+    bracket: [-1.0, 0.5], n: 50000}``. Entries are validated before any compute (ConfigError
+    naming ``solve[i].<field>``); solved values are cached on disk by content hash."""
+    import json
+    import os
+
+    from sim.scenario import content_hash
+    from sim.truth import cache_dir
+    from sim.validation import ConfigError
+
+    if not solves:
+        return scenario
+    if not isinstance(solves, list):
+        raise ConfigError("config key 'solve' must be a list of {key, measure, target, bracket}")
+    measures = marginal_measures()
+    for i, entry in enumerate(solves):
+        where = f"solve[{i}]"
+        if not isinstance(entry, dict):
+            raise ConfigError(
+                f"config key '{where}' must be a mapping with key, measure, target, bracket"
+            )
+        unknown = sorted(set(entry) - SOLVE_KEYS)
+        if unknown:
+            raise ConfigError(
+                f"unknown config key '{where}.{unknown[0]}'; allowed: {', '.join(sorted(SOLVE_KEYS))}"
+            )
+        for req in ("key", "measure", "target", "bracket"):
+            if req not in entry:
+                raise ConfigError(f"missing config key '{where}.{req}'")
+        if entry["measure"] not in measures:
+            raise ConfigError(
+                f"invalid value {entry['measure']!r} for config key '{where}.measure'; "
+                f"allowed values: {', '.join(measures)}"
+            )
+        br = entry["bracket"]
+        if not (
+            isinstance(br, list)
+            and len(br) == 2
+            and all(isinstance(b, (int, float)) for b in br)
+            and br[0] < br[1]
+        ):
+            raise ConfigError(
+                f"invalid value {br!r} for config key '{where}.bracket'; allowed: [low, high] with low < high"
+            )
+        if not isinstance(entry["target"], (int, float)):
+            raise ConfigError(
+                f"invalid value {entry['target']!r} for config key '{where}.target'; allowed: a number"
+            )
+        scenario.with_overrides(
+            {entry["key"]: float(br[0])}
+        )  # the key exists and the bracket is valid
+    for entry in solves:
+        n = int(entry.get("n", 50_000))
+        tag = content_hash({"scenario": scenario.key, "entry": entry, "seed": seed, "n": n})
+        path = cache_dir().parent / "solve" / f"{tag}.json"
+        value = None
+        if path.exists():
+            try:
+                value = float(json.loads(path.read_text())["value"])
+            except (OSError, ValueError, KeyError, TypeError):
+                value = None
+        if value is None:
+            value = solve_parameter(
+                scenario,
+                entry["key"],
+                entry["measure"],
+                float(entry["target"]),
+                tuple(float(b) for b in entry["bracket"]),
+                n=n,
+                seed=seed,
+            )
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps({"value": value, "entry": entry}))
+            os.replace(tmp, path)
+        scenario = scenario.with_overrides({entry["key"]: value})
+    return scenario
