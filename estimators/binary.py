@@ -35,6 +35,15 @@ Logistic fits use statsmodels (``Logit``, Newton-Raphson; ``GLM`` with ``var_wei
 Separation is detected from statsmodels' PerfectSeparationWarning / non-convergence / fitted
 probabilities within 1e-10 of 0 or 1, and confirmed by the linear-programming check of Konis
 (2007) in ``estimators.fast.logistic.is_separated``.
+
+Engines (``engine:`` option; ``risk_difference`` has only ``reference``, plain scipy):
+``fast`` (the default) fits the same models with the numpy Newton-Raphson kernel
+:func:`estimators.fast.logistic_fit` (:func:`_logit_fast`, the same design checks, separation
+rules and messages as :func:`_logit`), reads numeric columns from ``cohort.arrays``
+(:func:`_data_fast`) and, for ``ipw_or``, solves the saturated weighted MSM in closed form
+(weighted arm risks; HC0 sandwich = statsmodels' ``GLM(var_weights=w).fit(cov_type="HC0")``).
+``reference`` = statsmodels. Newton converges quadratically in both, so the engines agree to
+~1e-10.
 """
 
 from __future__ import annotations
@@ -44,10 +53,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-from scipy.special import expit
+from scipy.special import chdtrc, expit, ndtr
 
 from estimators.base import Estimate, Estimator, StatisticalTrouble, register, wald_row
+from estimators.continuous import certainly_full_rank, numeric_column
 from estimators.tables import CI_METHODS, TEST_RULES, _binary_row, _check_choice
 from sim.truth import ADJUSTMENT_SET
 
@@ -149,6 +158,32 @@ def _data(cohort, names) -> _Data:
     return _Data(y[ok], g[ok], X[ok], labels, int((~has_y).sum()), int((has_y & ~ok).sum()))
 
 
+def _data_fast(cohort, names) -> _Data:
+    """:func:`_data` from ``cohort.arrays`` when every variable is numeric or derived from a
+    numeric column (else, or for a missing column, :func:`_data` itself)."""
+    cols = []
+    for name in names:
+        src = DERIVED[name][0] if name in DERIVED else name
+        v = numeric_column(cohort, src)
+        if v is None:
+            return _data(cohort, names)
+        if name in DERIVED:
+            v = np.where(np.isnan(v), np.nan, DERIVED[name][1](v).astype(float))
+        cols.append(v)
+    y = numeric_column(cohort, "response")
+    g = numeric_column(cohort, "group")
+    if y is None or g is None:
+        return _data(cohort, names)
+    X = np.column_stack(cols) if cols else np.zeros((len(y), 0))
+    has_y = np.isfinite(y) & np.isfinite(g)
+    ok = has_y & np.isfinite(X).all(axis=1)
+    n_miss_y = int(len(y) - np.count_nonzero(has_y))
+    n_miss_x = int(np.count_nonzero(has_y) - np.count_nonzero(ok))
+    if not (n_miss_y or n_miss_x):
+        return _Data(y, g, X, list(names), 0, 0)
+    return _Data(y[ok], g[ok], X[ok], list(names), n_miss_y, n_miss_x)
+
+
 def _check_response(d: _Data, per_arm: bool) -> None:
     """Fail clearly on an empty arm, no variation in response or (per_arm) an arm without one outcome."""
     if d.n == 0:
@@ -193,6 +228,49 @@ def _design_problem(X: np.ndarray, labels: list, what: str) -> str:
     if np.linalg.matrix_rank(X) < k:
         return f"{what}: singular design matrix (collinear columns among {', '.join(labels[1:])})"
     return ""
+
+
+def _design_problem_fast(X: np.ndarray, labels: list, what: str) -> str:
+    """:func:`_design_problem` with a Cholesky pre-test of the rank (SVD only if inconclusive)."""
+    n, k = X.shape
+    if n <= k:
+        return f"{what}: {n} patients for {k} parameters"
+    ptp = X.max(axis=0) - X.min(axis=0)
+    if np.all(ptp[1:] > 0) and certainly_full_rank(X, equilibrated=False):
+        return ""
+    return _design_problem(X, labels, what)
+
+
+def _logit_fast(y: np.ndarray, X: np.ndarray, labels: list, what: str = "outcome model"):
+    """:func:`_logit` by the fast engine (:func:`estimators.fast.logistic_fit`, Newton-Raphson,
+    at most 100 iterations): the same design checks, separation rules and messages."""
+    from estimators.fast import logistic_fit
+    from estimators.fast.logistic import is_separated
+
+    problem = _design_problem_fast(X, labels, what)
+    if problem:
+        raise StatisticalTrouble(problem)
+    r = logistic_fit(y, X, maxiter=_MAXITER, tol=1e-10, check_separation=False)
+    if r.status != "ok" and not r.message.startswith("did not converge"):
+        raise StatisticalTrouble(f"{what}: {r.message}")
+    b = r.params
+    mu = expit(X @ b)
+    extreme = bool(np.any(np.minimum(mu, 1 - mu) < _P_EXTREME))
+    if extreme or not r.converged:
+        if is_separated(y, X):
+            raise StatisticalTrouble(
+                f"{what}: perfect or quasi-complete separation (the outcome is perfectly "
+                "predicted for some patients; maximum-likelihood estimates do not exist)"
+            )
+        if extreme:
+            raise StatisticalTrouble(f"{what}: fitted probabilities numerically 0 or 1")
+        raise StatisticalTrouble(
+            f"{what}: Newton-Raphson did not converge in {_MAXITER} iterations"
+        )
+    V = r.cov_params
+    if not np.all(np.isfinite(V)) or np.any(np.diag(V) <= 0):
+        raise StatisticalTrouble(f"{what}: singular information matrix")
+    return b, V, mu
 
 
 def _logit(y: np.ndarray, X: np.ndarray, labels: list, what: str = "outcome model"):
@@ -257,9 +335,22 @@ def _covariate_list(covariates) -> list:
 
 
 # --------------------------------------------------------------------------- estimators
+ENGINES = ("reference", "fast")
+
+
+class _EngineMixin:
+    """``self._data`` / ``self._logit``: the engine's data reader and logistic fit."""
+
+    def _data(self, cohort, names) -> _Data:
+        return (_data_fast if self.engine == "fast" else _data)(cohort, names)
+
+    def _logit(self, y, X, labels, what: str = "outcome model"):
+        return (_logit_fast if self.engine == "fast" else _logit)(y, X, labels, what)
+
+
 @register("logistic")
 @dataclass
-class Logistic(Estimator):
+class Logistic(_EngineMixin, Estimator):
     """Unadjusted logistic regression of response on group: the crude (marginal) log OR.
 
     Estimand ``response_logor`` = logit P(R(1) = 1) - logit P(R(0) = 1), marginal. The estimate
@@ -269,12 +360,13 @@ class Logistic(Estimator):
     """
 
     estimands = ("response_logor",)
+    engines = ENGINES
 
     def _fit(self, cohort, rng) -> list[Estimate]:
-        d = _data(cohort, [])
+        d = self._data(cohort, [])
         _check_response(d, per_arm=True)
         X, labels = _design(d)
-        b, V, _ = _logit(d.y, X, labels)
+        b, V, _ = self._logit(d.y, X, labels)
         return [
             wald_row(
                 self.name,
@@ -290,7 +382,7 @@ class Logistic(Estimator):
 
 @register("logistic_adjusted")
 @dataclass
-class LogisticAdjusted(Estimator):
+class LogisticAdjusted(_EngineMixin, Estimator):
     """Logistic regression of response on group + ``covariates``: a CONDITIONAL log OR.
 
     Estimand ``response_logor_adj``: the group coefficient of the logistic model with
@@ -305,12 +397,13 @@ class LogisticAdjusted(Estimator):
 
     covariates: list | None = None
     estimands = ("response_logor_adj",)
+    engines = ENGINES
 
     def _fit(self, cohort, rng) -> list[Estimate]:
-        d = _data(cohort, _covariate_list(self.covariates))
+        d = self._data(cohort, _covariate_list(self.covariates))
         _check_response(d, per_arm=True)
         X, labels = _design(d)
-        b, V, _ = _logit(d.y, X, labels)
+        b, V, _ = self._logit(d.y, X, labels)
         return [
             wald_row(
                 self.name,
@@ -326,7 +419,7 @@ class LogisticAdjusted(Estimator):
 
 @register("logistic_study_pipeline")
 @dataclass
-class LogisticStudyPipeline(Estimator):
+class LogisticStudyPipeline(_EngineMixin, Estimator):
     """The study's response analysis: univariable screening, then a multivariable logistic model.
 
     1. For each of ``candidates`` (default: Table 3's variables available in a Cohort: age, male,
@@ -355,6 +448,7 @@ class LogisticStudyPipeline(Estimator):
     forced: list = field(default_factory=list)
     model_nonresponse: bool = False
     estimands = ("response_logor_adj",)
+    engines = ENGINES
 
     def __post_init__(self):
         super().__post_init__()
@@ -367,21 +461,21 @@ class LogisticStudyPipeline(Estimator):
         selected, failed = [], []
         for c in dict.fromkeys(self.candidates):
             try:
-                d = _data(cohort, [c])
+                d = self._data(cohort, [c])
                 X, labels = _design(d, with_group=False)
                 if d.n == 0 or d.y.min() == d.y.max():
                     raise StatisticalTrouble("no variation in the response")
-                b, V, mu = _logit(d.y, X, labels, what=f"screening model for '{c}'")
+                b, V, mu = self._logit(d.y, X, labels, what=f"screening model for '{c}'")
             except StatisticalTrouble:
                 failed.append(c)
                 continue
             if X.shape[1] == 2:
-                p = 2 * stats.norm.sf(abs(b[1]) / np.sqrt(V[1, 1]))
+                p = 2 * ndtr(-abs(b[1]) / np.sqrt(V[1, 1]))  # = 2 norm.sf(|z|)
             else:  # likelihood-ratio test of all dummies of a categorical candidate
                 ybar = d.y.mean()
                 ll0 = d.n * (ybar * np.log(ybar) + (1 - ybar) * np.log1p(-ybar))
                 ll1 = float(np.sum(d.y * np.log(mu) + (1 - d.y) * np.log1p(-mu)))
-                p = stats.chi2.sf(2 * (ll1 - ll0), X.shape[1] - 1)
+                p = chdtrc(X.shape[1] - 1, 2 * (ll1 - ll0))  # = chi2.sf
             if p < self.screen_p:
                 selected.append(c)
         return selected, failed
@@ -389,11 +483,11 @@ class LogisticStudyPipeline(Estimator):
     def _fit(self, cohort, rng) -> list[Estimate]:
         selected, failed = self._screen(cohort)
         names = list(dict.fromkeys(selected + list(self.forced)))
-        d = _data(cohort, names)
+        d = self._data(cohort, names)
         _check_response(d, per_arm=True)
         y = 1.0 - d.y if self.model_nonresponse else d.y
         X, labels = _design(d)
-        b, V, _ = _logit(y, X, labels)
+        b, V, _ = self._logit(y, X, labels)
         msg = "selected: " + (", ".join(selected) if selected else "none")
         if self.forced:
             msg += "; forced: " + ", ".join(self.forced)
@@ -437,7 +531,7 @@ def _rd_logor(R: np.ndarray, S: np.ndarray):
 
 @register("gcomp")
 @dataclass
-class GComputation(Estimator):
+class GComputation(_EngineMixin, Estimator):
     """G-computation (standardization) from the adjusted logistic model: MARGINAL contrasts.
 
     Fit logit P(R = 1 | A, X) = b0 + bA A + X'bX on the complete cases, predict every analysed
@@ -460,6 +554,7 @@ class GComputation(Estimator):
     se: str = "delta"
     n_boot: int = 200
     estimands = ("response_rd", "response_logor")
+    engines = ENGINES
 
     def __post_init__(self):
         super().__post_init__()
@@ -468,12 +563,12 @@ class GComputation(Estimator):
             raise ValueError(f"estimators.{self.name}.n_boot must be >= 20; got {self.n_boot}")
 
     def _point(self, y, X, labels):
-        b, V, _ = _logit(y, X, labels)
+        b, V, _ = self._logit(y, X, labels)
         R, G, P = _standardize(b, X)
         return b, V, R, G, P
 
     def _fit(self, cohort, rng) -> list[Estimate]:
-        d = _data(cohort, _covariate_list(self.covariates))
+        d = self._data(cohort, _covariate_list(self.covariates))
         _check_response(d, per_arm=True)
         X, labels = _design(d)
         b, V, R, G, P = self._point(d.y, X, labels)
@@ -518,7 +613,7 @@ class GComputation(Estimator):
 
 @register("ipw_or")
 @dataclass
-class IPWOddsRatio(Estimator):
+class IPWOddsRatio(_EngineMixin, Estimator):
     """Inverse probability weighting: MARGINAL log OR and risk difference.
 
     Propensity e(X) = P(A = 1 | X) from a logistic model on ``covariates`` (default
@@ -548,25 +643,30 @@ class IPWOddsRatio(Estimator):
     covariates: list | None = None
     se: str = "robust"
     estimands = ("response_logor", "response_rd")
+    engines = ENGINES
 
     def __post_init__(self):
         super().__post_init__()
         _check_choice(self.name, "se", self.se, ("robust", "stacked"))
 
     def _fit(self, cohort, rng) -> list[Estimate]:
-        import statsmodels.api as sm
-
-        d = _data(cohort, _covariate_list(self.covariates))
+        d = self._data(cohort, _covariate_list(self.covariates))
         _check_response(d, per_arm=True)
         Xp = np.column_stack([np.ones(d.n), d.X])
-        a, _, e = _logit(d.g, Xp, ["Intercept"] + d.labels, what="propensity model")
+        a, _, e = self._logit(d.g, Xp, ["Intercept"] + d.labels, what="propensity model")
         pbar = d.g.mean()
         w = np.where(d.g == 1, pbar / e, (1 - pbar) / (1 - e))
         Z = np.column_stack([np.ones(d.n), d.g])
-        res = sm.GLM(d.y, Z, family=sm.families.Binomial(), var_weights=w).fit(cov_type="HC0")
-        b = np.asarray(res.params, dtype=float)
+        if self.engine == "fast":
+            b, V_hc0 = _msm_saturated(d.y, d.g, w)
+        else:
+            import statsmodels.api as sm
+
+            res = sm.GLM(d.y, Z, family=sm.families.Binomial(), var_weights=w).fit(cov_type="HC0")
+            b = np.asarray(res.params, dtype=float)
+            V_hc0 = np.asarray(res.cov_params(), dtype=float)
         if self.se == "robust":
-            V = np.asarray(res.cov_params(), dtype=float)
+            V = V_hc0
         else:
             V = _stacked_cov(d.y, d.g, Xp, Z, e, w, b)
         R = expit(np.array([b[0], b[0] + b[1]]))
@@ -580,6 +680,30 @@ class IPWOddsRatio(Estimator):
             ),
             wald_row(self.name, "response_rd", rd, se_rd, self.alpha, d.n, message=msg),
         ]
+
+
+def _msm_saturated(y, g, w) -> tuple[np.ndarray, np.ndarray]:
+    """Weighted logistic MSM logit P(Y = 1) = b0 + b1 g in closed form, with the HC0 sandwich.
+
+    The model is saturated, so the weighted MLE reproduces the weighted (Hajek) arm risks
+    R_a = sum_{g=a} w y / sum_{g=a} w: b0 = logit R0, b1 = logit R1 - logit R0. Bread
+    A = sum w mu (1 - mu) z z', meat B = sum w^2 (y - mu)^2 z z' (z = (1, g)), V = A^-1 B A^-1:
+    what ``GLM(y, Z, Binomial(), var_weights=w).fit(cov_type="HC0")`` returns (its IRLS
+    converges to the same point; both arms have both outcomes, checked by the caller).
+    """
+    one = g == 1
+    w1, w0 = w[one], w[~one]
+    R1 = float(w1 @ y[one]) / float(w1.sum())
+    R0 = float(w0 @ y[~one]) / float(w0.sum())
+    b = np.array([np.log(R0 / (1 - R0)), np.log(R1 / (1 - R1)) - np.log(R0 / (1 - R0))])
+    mu = np.where(one, R1, R0)
+    a = w * mu * (1 - mu)
+    m = w * w * (y - mu) ** 2
+    a1, m1 = float(a[one].sum()), float(m[one].sum())
+    A = np.array([[float(a.sum()), a1], [a1, a1]])
+    B = np.array([[float(m.sum()), m1], [m1, m1]])
+    Ai = np.linalg.inv(A)
+    return b, Ai @ B @ Ai
 
 
 def _stacked_cov(y, g, Xp, Z, e, w, b) -> np.ndarray:

@@ -6,6 +6,13 @@ week-12 outcome on group + baseline value, baseline-covariate design columns and
 that names collinear columns. Every core takes and returns numpy arrays (no DataFrames, no
 library Results objects) so a fast engine can replace the statsmodels call without touching the
 estimators.
+
+Engines: OLS runs on statsmodels (``reference``) or on the numpy kernel
+:func:`estimators.fast.ols_fit` (``fast``, the default); :func:`ols` dispatches. The fast path
+also reads numeric covariates from ``cohort.arrays`` (:func:`patient_covariates_fast`) and
+pre-tests the design rank with a Cholesky bound (:func:`check_full_rank_fast`), falling back to
+the exact SVD check whenever the bound is inconclusive, so both engines fail on the same designs
+with the same messages.
 """
 
 from __future__ import annotations
@@ -100,11 +107,66 @@ def ols_reference(y: np.ndarray, X: np.ndarray) -> OLSFit:
     )
 
 
+def ols_fast(y: np.ndarray, X: np.ndarray) -> OLSFit:
+    """OLS with classical covariance by the fast exact engine (:func:`estimators.fast.ols_fit`).
+
+    Same numbers as :func:`ols_reference` (statsmodels) to ~1e-12 on a full-rank design (callers
+    check the rank first); a design it cannot fit raises StatisticalTrouble.
+    """
+    from estimators.fast import ols_fit
+
+    r = ols_fit(y, X)
+    if r.status != "ok":
+        raise StatisticalTrouble(f"OLS: {r.message}")
+    return OLSFit(r.params, r.cov_params, r.df_resid, r.scale)
+
+
 def ols(y: np.ndarray, X: np.ndarray, engine: str = "reference") -> OLSFit:
-    """Engine dispatch for OLS (only ``reference`` for now)."""
+    """Engine dispatch for OLS: ``reference`` (statsmodels) or ``fast`` (numpy kernel)."""
+    if engine == "fast":
+        return ols_fast(y, X)
     if engine != "reference":  # pragma: no cover - guarded by Estimator.engines
         raise ValueError(f"unknown engine '{engine}'")
     return ols_reference(y, X)
+
+
+def certainly_full_rank(X: np.ndarray, equilibrated: bool = True) -> bool:
+    """Cheap sufficient test that ``np.linalg.matrix_rank`` finds full column rank.
+
+    ``equilibrated``: the test is for ``X / column norms`` (as :func:`check_full_rank` uses),
+    else for ``X`` itself. From G = X'X with unit diagonal after scaling, 1 / trace(G^-1) is a
+    lower bound on the smallest eigenvalue; when it exceeds 1e-6 (a million times the rounding
+    error of G) the smallest singular value is far above matrix_rank's tolerance
+    s_max * max(n, p) * eps. False means "unknown": run the exact (SVD) check.
+    """
+    from estimators.fast._common import chol, chol_inv
+
+    n, p = X.shape
+    if n < p or p == 0:
+        return False
+    G = X.T @ X
+    d2 = np.diagonal(G)
+    if not (np.all(d2 > 0) and np.isfinite(d2).all()):
+        return False
+    d = np.sqrt(d2)
+    c, info = chol(G / np.outer(d, d))
+    if info != 0:
+        return False
+    lam = 1.0 / float(np.trace(chol_inv(c)))
+    if not lam > 1e-6:
+        return False
+    smin = np.sqrt(lam)  # lower bound for the equilibrated design
+    smax = np.sqrt(p)  # ||X_eq||_F
+    if not equilibrated:
+        smin, smax = smin * d.min(), np.sqrt(d2.sum())
+    return bool(smin > 1e3 * smax * max(n, p) * np.finfo(float).eps)
+
+
+def check_full_rank_fast(X: np.ndarray, names: list[str], what: str = "design matrix") -> None:
+    """:func:`check_full_rank` with a cheap Cholesky pre-test; the same decision and messages."""
+    if X.shape[0] and certainly_full_rank(X):
+        return
+    check_full_rank(X, names, what)
 
 
 def check_full_rank(X: np.ndarray, names: list[str], what: str = "design matrix") -> None:
@@ -171,7 +233,10 @@ def ancova(
             )
     if np.ptp(y) == 0:
         raise StatisticalTrouble(f"{outcome} is constant (all {n} complete cases equal {y[0]:g})")
-    check_full_rank(X, names, f"ANCOVA design for {outcome}")
+    if engine == "fast":
+        check_full_rank_fast(X, names, f"ANCOVA design for {outcome}")
+    else:
+        check_full_rank(X, names, f"ANCOVA design for {outcome}")
     if n - X.shape[1] < 1:
         raise StatisticalTrouble(
             f"no residual degrees of freedom for {outcome} (n={n}, {X.shape[1]} parameters)"
@@ -222,6 +287,42 @@ def patient_covariates(cohort, covariates: list[str]) -> tuple[np.ndarray, list[
     return np.column_stack(cols), names
 
 
+def numeric_column(cohort, col: str) -> np.ndarray | None:
+    """A patient column as a float array without building ``cohort.patients``, or None.
+
+    None when the column is categorical (or non-numeric) -- as ``cohort.patients`` would show it
+    -- or absent: callers then take the pandas path, which handles (and reports) those cases.
+    """
+    pa = getattr(cohort, "_pa", None)
+    if pa is None:  # a cohort built from frames (or a duck-typed one): pandas dtypes decide
+        df = cohort.patients
+        if col not in df.columns:
+            return None
+        s = df[col]
+        if isinstance(s.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(s):
+            return None
+        return s.to_numpy(dtype=float, na_value=np.nan)
+    if col not in pa or col in (getattr(cohort, "_cats", None) or {}):
+        return None
+    a = np.asarray(pa[col])
+    if a.dtype.kind not in "biuf":
+        return None
+    return a.astype(float)
+
+
+def patient_covariates_fast(cohort, covariates: list[str]) -> tuple[np.ndarray, list[str]]:
+    """:func:`patient_covariates` from the cohort's arrays when every column is numeric."""
+    if not covariates:
+        return np.empty((cohort.n, 0)), []
+    cols = []
+    for c in covariates:
+        a = numeric_column(cohort, c)
+        if a is None:
+            return patient_covariates(cohort, covariates)
+        cols.append(a)
+    return np.column_stack(cols), list(covariates)
+
+
 def _patient_float(cohort, col: str, a: dict | None = None) -> np.ndarray:
     a = cohort.arrays if a is None else a
     if col not in a:
@@ -267,10 +368,14 @@ class AncovaW12(Estimator):
     alive and in follow-up). Unbiased for the hypothetical estimand only if missingness/death
     depend on nothing but group and the variables in the model (a survivor analysis otherwise).
     Each outcome is fitted on its own: trouble with one outcome fails that row only.
+
+    Engines: ``fast`` (default; numpy OLS, :func:`ols_fast`) or ``reference`` (statsmodels OLS):
+    the same rows to ~1e-12.
     """
 
     outcomes: list[str] = field(default_factory=lambda: list(W12_OUTCOMES))
     covariates: list[str] = field(default_factory=list)
+    engines = ("reference", "fast")
 
     def __post_init__(self):
         super().__post_init__()
@@ -296,7 +401,10 @@ class AncovaW12(Estimator):
     def _fit(self, cohort, rng) -> list[Estimate]:
         pa = cohort.arrays  # built once (a from_frames cohort rebuilds it on every access)
         group = _patient_float(cohort, "group", pa)
-        Z, znames = patient_covariates(cohort, self.covariates)
+        if self.engine == "fast":
+            Z, znames = patient_covariates_fast(cohort, self.covariates)
+        else:
+            Z, znames = patient_covariates(cohort, self.covariates)
         rows: list[Estimate] = []
         for o in self.outcomes:
             c0, c12, log, estimand = w12_outcome(o)

@@ -10,9 +10,13 @@ difference on the observed 0-10 scale under the hypothetical strategy for death 
 (had every patient lived and stayed in the study).
 
 The numerical cores are small functions of numpy arrays: :func:`visit_design` (the explicit
-fixed-effects design and per-visit contrasts), :func:`mixedlm_reference`, :func:`gee_reference`,
-:func:`bayes_linreg_draw`, :func:`mice_chain`, :func:`rubin`, :func:`locf`, so a fast engine can
-reproduce them exactly and plug in later.
+fixed-effects design and per-visit contrasts), :func:`mixedlm_reference`, :func:`mixedlm_fast`,
+:func:`gee_reference`, :func:`bayes_linreg_draw`, :func:`mice_chain`, :func:`rubin`, :func:`locf`.
+
+Engines (``engine:`` option): ``fast`` (the default) for ``lmm`` (random intercept; the numpy
+profile-likelihood kernel of :mod:`estimators.fast.lmm`) and the three ANCOVAs (numpy OLS);
+``reference`` = statsmodels. ``gee`` has only ``reference``; ``lmm`` with ``random_slope`` falls
+back to ``reference`` (see :class:`LinearMixedModel`).
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
-from scipy import stats
+from scipy.linalg import get_lapack_funcs
+from scipy.special import ndtr
 
 from estimators.base import (
     FAILED,
@@ -39,7 +44,9 @@ from estimators.continuous import (
     ancova,
     check_covariates,
     check_full_rank,
+    check_full_rank_fast,
     patient_covariates,
+    patient_covariates_fast,
 )
 
 WEEKS = (0, 1, 4, 8, 12)
@@ -50,6 +57,8 @@ STATUS_LABELS = ("observed", "missed", "dropout", "dead")  # visit status codes 
 DEAD = 3
 MONTHS_PER_WEEK = 7.0 / 30.4375
 
+
+_GEQRF, _ORMQR, _TRTRS = get_lapack_funcs(("geqrf", "ormqr", "trtrs"), (np.empty((1, 1)),))
 
 # --------------------------------------------------------------------------------------------
 # data: the visits table in wide form
@@ -197,10 +206,71 @@ def mixedlm_reference(
     scale = float(res.scale)
     ev = np.linalg.eigvalsh(G) if np.all(np.isfinite(G)) else np.array([np.nan])
     if not np.all(np.isfinite(ev)) or ev.min() <= 1e-6 * max(scale, 1e-12):
-        msgs.append(
-            f"random effects covariance is singular (cov_re ~ 0: min eigenvalue "
-            f"{ev.min():.3g}, residual variance {scale:.3g}): boundary fit"
+        msgs.append(_singular_re_message(ev.min(), scale))
+    if not np.all(np.isfinite(params)) or not np.all(np.isfinite(np.diag(cov))):
+        raise StatisticalTrouble(
+            "MixedLM returned non-finite fixed effects or covariance"
+            + (f" ({'; '.join(msgs)})" if msgs else "")
         )
+    return ModelFit(params, cov, msgs)
+
+
+FAST_LMM_FALLBACK = (
+    "fast engine: statsmodels' optimisation path not reproducible here (BFGS did not converge, or "
+    "cov_re ~ 0): this fit was run by statsmodels MixedLM"
+)
+#: statsmodels' ``MixedLM.fit`` warns "The MLE may be on the boundary of the parameter space."
+#: when a random-effect variance is below this (absolute, outcome units squared).
+SM_BOUNDARY = 0.01
+
+
+def _singular_re_message(cov_re_min: float, scale: float) -> str:
+    return (
+        f"random effects covariance is singular (cov_re ~ 0: min eigenvalue "
+        f"{cov_re_min:.3g}, residual variance {scale:.3g}): boundary fit"
+    )
+
+
+def mixedlm_fast(
+    y: np.ndarray, X: np.ndarray, groups: np.ndarray, reml: bool = True
+) -> ModelFit | None:
+    """Random-intercept LMM by the fast engine, with :func:`mixedlm_reference`'s diagnostics.
+
+    :func:`estimators.fast.lmm.lmm_random_intercept_sm_path` runs statsmodels' own optimisation
+    (``fmin_bfgs`` on -loglike / N over sqrt(cov_re / scale), from 1, gtol 1e-5) on the profile
+    likelihood computed from sufficient statistics, so it stops where ``MixedLM.fit`` stops and
+    returns its numbers (~1e-10). (The exact optimum, :func:`estimators.fast.lmm_random_intercept`,
+    differs from statsmodels' default stopping point by ~1e-6 in the estimates and ~1e-5 in the
+    SEs.) The diagnostics are those the reference reports for the same fit: statsmodels'
+    boundary ConvergenceWarning when cov_re < 0.01, its non-positive-definite Hessian warning,
+    its singular-covariance warning at cov_re = 0, and the "random effects covariance is
+    singular" note when cov_re <= 1e-6 * scale. Returns None when that path cannot be
+    reproduced (BFGS does not converge and statsmodels retries with L-BFGS and CG, or the path
+    reaches cov_re / scale < 1e-10, where statsmodels switches to a pseudo-inverse): the caller
+    then refits with the reference.
+    """
+    from estimators.fast.lmm import lmm_random_intercept_sm_path
+
+    r = lmm_random_intercept_sm_path(y, X, groups, reml=reml)
+    if r.status == FAILED:
+        raise StatisticalTrouble(f"MixedLM failed: {r.message}")
+    if not r.converged:
+        return None
+    msgs: list[str] = []
+    cov_re = float(r.cov_re)
+    scale = float(r.scale)
+    if cov_re < SM_BOUNDARY:
+        msgs.append("ConvergenceWarning: The MLE may be on the boundary of the parameter space.")
+    if cov_re == 0.0:
+        msgs.append("SingularMatrixWarning: The random effects covariance matrix is singular.")
+    if r.status == WARNING and "Hessian" in r.message:
+        msgs.append(
+            "ConvergenceWarning: The Hessian matrix at the estimated parameter values is not "
+            "positive definite."
+        )
+    if not np.isfinite(cov_re) or cov_re <= 1e-6 * max(scale, 1e-12):
+        msgs.append(_singular_re_message(cov_re, scale))
+    params, cov = r.fe_params, r.cov_fe
     if not np.all(np.isfinite(params)) or not np.all(np.isfinite(np.diag(cov))):
         raise StatisticalTrouble(
             "MixedLM returned non-finite fixed effects or covariance"
@@ -252,7 +322,7 @@ def contrast_rows(
     for w, c in zip(weeks, C):
         est = float(c @ fit.params)
         se = float(np.sqrt(max(c @ fit.cov @ c, 0.0)))
-        p = 2 * stats.norm.sf(abs(est / se)) if se > 0 else np.nan
+        p = 2 * ndtr(-abs(est / se)) if se > 0 else np.nan  # = 2 norm.sf(|z|), same numbers
         if n_family:
             p = min(1.0, n_family * p)
         rows.append(
@@ -292,8 +362,37 @@ def bayes_linreg_draw(y: np.ndarray, X: np.ndarray, rng: np.random.Generator):
     return beta, sigma
 
 
+def bayes_linreg_draw_fast(y: np.ndarray, X: np.ndarray, rng: np.random.Generator):
+    """:func:`bayes_linreg_draw` through LAPACK directly (fast engine): the same draw.
+
+    The same Householder QR (``geqrf``, so the same R, signs included), Q'y by ``ormqr``
+    instead of forming Q, triangular solves instead of LU ones, and the same random numbers in
+    the same order: the draw equals :func:`bayes_linreg_draw`'s to rounding (~1e-15).
+    """
+    n, p = X.shape
+    if n - p < 1:
+        raise StatisticalTrouble(f"too few observed values ({n}) for {p} predictors")
+    qr, tau, _, _ = _GEQRF(X)
+    R = np.triu(qr[:p, :p])
+    d = np.abs(np.diagonal(R))
+    if d.min() <= 1e-10 * d.max():
+        raise StatisticalTrouble("rank-deficient predictors")
+    qty, _, _ = _ORMQR("L", "T", qr, tau, y[:, None], max(64, p))
+    beta_hat = _TRTRS(R, qty[:p, 0])[0]
+    resid = y - X @ beta_hat
+    rss = float(resid @ resid)
+    sigma = np.sqrt(rss / rng.chisquare(n - p))
+    beta = beta_hat + sigma * _TRTRS(R, rng.standard_normal(p))[0]
+    return beta, sigma
+
+
 def mice_chain(
-    Y: np.ndarray, P: np.ndarray, rng: np.random.Generator, cycles: int, labels: tuple[str, ...]
+    Y: np.ndarray,
+    P: np.ndarray,
+    rng: np.random.Generator,
+    cycles: int,
+    labels: tuple[str, ...],
+    draw=bayes_linreg_draw,
 ) -> np.ndarray:
     """One chain of chained equations for the NaN cells of ``Y`` (n, q); ``P`` complete predictors.
 
@@ -302,6 +401,7 @@ def mice_chain(
     the current completed Y], a posterior draw (:func:`bayes_linreg_draw`) is taken and missing
     cells are replaced by X beta* + sigma* N(0, 1). Imputations stay continuous (not rounded
     or clipped to 0-10): rounding biases means and is not needed for a linear analysis model.
+    ``draw``: :func:`bayes_linreg_draw` (reference) or :func:`bayes_linreg_draw_fast`.
     """
     Yc = Y.copy()
     miss = np.isnan(Y)
@@ -314,7 +414,7 @@ def mice_chain(
             m = miss[:, j]
             X = np.column_stack([P, np.delete(Yc, j, axis=1)])
             try:
-                beta, sigma = bayes_linreg_draw(Yc[~m, j], X[~m], rng)
+                beta, sigma = draw(Yc[~m, j], X[~m], rng)
             except StatisticalTrouble as exc:
                 raise StatisticalTrouble(
                     f"imputation model for {labels[j]} is not estimable: {exc}"
@@ -357,9 +457,9 @@ def locf(W: np.ndarray) -> np.ndarray:
 # helpers shared by the estimators
 
 
-def _covariate_rows(cohort, covariates, wide: NRSWide):
+def _covariate_rows(cohort, covariates, wide: NRSWide, fast: bool = False):
     """Covariate matrix, names, and the patients usable (finite group, nrs0 and covariates)."""
-    Z, znames = patient_covariates(cohort, covariates)
+    Z, znames = (patient_covariates_fast if fast else patient_covariates)(cohort, covariates)
     usable = np.isfinite(wide.group) & np.isfinite(Z).all(axis=1)
     return Z, znames, usable
 
@@ -449,6 +549,19 @@ class LinearMixedModel(Estimator):
     Diagnostics: ConvergenceWarning, "random effects covariance is singular" and cov_re ~ 0
     (boundary) -> status warning with the message. A visit where an arm has no observed NRS is
     dropped from the model and its row fails; no baseline in an arm fails all rows.
+
+    Engines: ``fast`` (default) fits the random-intercept model from the profile likelihood's
+    sufficient statistics (:func:`mixedlm_fast`: statsmodels' BFGS path, hence its numbers,
+    statsmodels' diagnostics and stopping point); ``reference`` uses statsmodels MixedLM
+    (:func:`mixedlm_reference`). Where the fast engine cannot follow statsmodels' path (BFGS
+    fails, or a variance at the boundary 0; rare: none in 800 fits of study-like cohorts) it runs
+    statsmodels for that fit, so the numbers are still the reference's; the rows keep the
+    estimator's engine (``fast``, so a performance table is not split by a data-dependent
+    subset of replications) and their message says so. The fast engine has no random-slope
+    model: with
+    ``random_slope: true`` and ``engine: fast`` the model is fitted by the reference engine, the
+    rows say ``engine = reference`` and their message notes the fallback (with the engine left
+    unset it resolves to ``reference`` silently).
     """
 
     covariates: list[str] = field(default_factory=list)
@@ -456,15 +569,26 @@ class LinearMixedModel(Estimator):
     reml: bool = True
     bonferroni: bool = True
     estimands = NRS_ESTIMANDS
+    engines = ("reference", "fast")
 
     def __post_init__(self):
+        explicit = self.engine not in ("", None)
         super().__post_init__()
         self.covariates = check_covariates(self.name, self.covariates)
+        self._engine_note = ""
+        if self.random_slope and self.engine == "fast":
+            self.engine = "reference"
+            if explicit:
+                self._engine_note = (
+                    "engine fast has no random-slope model: fitted by the reference engine "
+                    "(statsmodels MixedLM)"
+                )
 
     def _fit(self, cohort, rng) -> list[Estimate]:
+        fast = self.engine == "fast"
         wide = nrs_wide(cohort)
-        Z, znames, usable = _covariate_rows(cohort, self.covariates, wide)
-        note = _note_dropped(usable, wide)
+        Z, znames, usable = _covariate_rows(cohort, self.covariates, wide, fast)
+        note = "; ".join(filter(None, [_note_dropped(usable, wide), self._engine_note]))
         weeks, why = _split_estimable(wide, usable, WEEKS)
         if 0 not in weeks:
             raise StatisticalTrouble(f"{why[0]} (baseline needed for the group effect)")
@@ -477,12 +601,20 @@ class LinearMixedModel(Estimator):
                 f"NRS is constant (all {y.size} observed values equal {y[0]:g})"
             )
         X, names, C = visit_design(wide.group[pid], week, weeks, Z[pid], znames)
-        check_full_rank(X, names, "LMM fixed-effects design")
-        Zre = np.ones((y.size, 1))
-        if self.random_slope:
-            Zre = np.column_stack([Zre, week / 12.0])
-        fit = mixedlm_reference(y, X, pid, Zre, reml=self.reml)
-        n_used = int(np.unique(pid).size)
+        if fast:
+            check_full_rank_fast(X, names, "LMM fixed-effects design")
+            fit = mixedlm_fast(y, X, pid, reml=self.reml)
+            if fit is None:  # statsmodels' path not reproducible here: run statsmodels itself
+                fit = mixedlm_reference(y, X, pid, np.ones((y.size, 1)), reml=self.reml)
+                note = "; ".join(filter(None, [note, FAST_LMM_FALLBACK]))
+            n_used = int(np.count_nonzero(pid[1:] != pid[:-1]) + 1)  # pid is sorted
+        else:
+            check_full_rank(X, names, "LMM fixed-effects design")
+            Zre = np.ones((y.size, 1))
+            if self.random_slope:
+                Zre = np.column_stack([Zre, week / 12.0])
+            fit = mixedlm_reference(y, X, pid, Zre, reml=self.reml)
+            n_used = int(np.unique(pid).size)
         rows = contrast_rows(
             self.name,
             post,
@@ -590,6 +722,7 @@ class AncovaCompleteCase(Estimator):
 
     covariates: list[str] = field(default_factory=list)
     estimands = W12
+    engines = ("reference", "fast")
 
     def __post_init__(self):
         super().__post_init__()
@@ -597,7 +730,7 @@ class AncovaCompleteCase(Estimator):
 
     def _fit(self, cohort, rng) -> list[Estimate]:
         wide = nrs_wide(cohort)
-        Z, znames, usable = _covariate_rows(cohort, self.covariates, wide)
+        Z, znames, usable = _covariate_rows(cohort, self.covariates, wide, self.engine == "fast")
         y = (
             np.asarray(cohort.arrays["nrs12"], float)
             if "nrs12" in cohort.arrays
@@ -624,6 +757,7 @@ class AncovaLOCF(Estimator):
 
     covariates: list[str] = field(default_factory=list)
     estimands = W12
+    engines = ("reference", "fast")
 
     def __post_init__(self):
         super().__post_init__()
@@ -631,7 +765,7 @@ class AncovaLOCF(Estimator):
 
     def _fit(self, cohort, rng) -> list[Estimate]:
         wide = nrs_wide(cohort)
-        Z, znames, usable = _covariate_rows(cohort, self.covariates, wide)
+        Z, znames, usable = _covariate_rows(cohort, self.covariates, wide, self.engine == "fast")
         if not np.isfinite(wide.nrs[usable, 1:]).any():
             raise StatisticalTrouble(
                 "no post-baseline NRS observed: LOCF would carry baseline forward for every patient"
@@ -664,6 +798,10 @@ class AncovaMI(Estimator):
     survivors (not the truth's hypothetical estimand when survival differs by arm or death is
     related to pain). ``impute_dead=True`` imputes them too: the hypothetical "had they lived"
     estimand under MAR. Patients missing covariates are excluded (noted).
+
+    Engines: ``fast`` (default) draws through LAPACK directly (:func:`bayes_linreg_draw_fast`,
+    the same QR and random numbers as :func:`bayes_linreg_draw`) and fits each ANCOVA with the
+    numpy OLS; ``reference`` uses numpy's QR and statsmodels OLS. Same rows to ~1e-12.
     """
 
     m: int = 20
@@ -671,6 +809,7 @@ class AncovaMI(Estimator):
     impute_dead: bool = False
     covariates: list[str] = field(default_factory=list)
     estimands = W12
+    engines = ("reference", "fast")
 
     def __post_init__(self):
         super().__post_init__()
@@ -687,7 +826,7 @@ class AncovaMI(Estimator):
         if not isinstance(rng, np.random.Generator):
             raise TypeError("mi_ancova needs a numpy Generator as rng (imputation randomness)")
         wide = nrs_wide(cohort)
-        Z, znames, usable = _covariate_rows(cohort, self.covariates, wide)
+        Z, znames, usable = _covariate_rows(cohort, self.covariates, wide, self.engine == "fast")
         usable &= np.isfinite(wide.nrs0)
         note = _note_dropped(usable, wide)
         if not self.impute_dead:
@@ -720,10 +859,11 @@ class AncovaMI(Estimator):
         if np.ptp(y12) == 0:
             raise StatisticalTrouble(f"observed week-12 NRS is constant ({y12[0]:g})")
         P = np.column_stack([np.ones(g.size), g, b, Zu])
+        draw = bayes_linreg_draw_fast if self.engine == "fast" else bayes_linreg_draw
         q, u = np.empty(self.m), np.empty(self.m)
         df_com = np.nan
         for k in range(self.m):
-            Yc = mice_chain(Y, P, rng, self.cycles, labels) if np.isnan(Y).any() else Y
+            Yc = mice_chain(Y, P, rng, self.cycles, labels, draw) if np.isnan(Y).any() else Y
             r = ancova(
                 Yc[:, -1], g, b, Zu, znames, self.engine, outcome="week-12 NRS", base_name="nrs0"
             )

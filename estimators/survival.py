@@ -16,8 +16,15 @@ kinds and targets (estimand names as in sim/truth.py):
 - ``iptw_cox``: marginal structural Cox with stabilized IPT weights -> ``{ep}_loghr`` (marginal).
 - ``rmst``: Kaplan-Meier restricted mean survival time difference -> ``{ep}_rmst_diff``.
 
-Only the ``reference`` engine (lifelines, statsmodels) exists. Data leave the cohort through
-:func:`survival_arrays` and :func:`covariate_matrix`, so a fast engine can reuse them later.
+Engines (``engine:`` option of every kind here): ``fast`` (the default) runs the numpy kernels of
+:mod:`estimators.fast` on arrays read straight from ``cohort.arrays``
+(:func:`survival_arrays_fast`, :func:`covariate_arrays`); ``reference`` runs lifelines (and
+statsmodels for the propensity model). The Cox fits of the fast engine retrace lifelines' own
+Newton-Raphson path (:func:`estimators.fast.cox.cox_fit_lifelines_path`: same normalisation,
+damped steps, stopping rule and returned iterate), so they agree with ``CoxPHFitter().fit`` at its
+default settings to ~1e-12, including its warnings and errors (re-issued with lifelines'
+classes and texts). Kaplan-Meier medians and CIs, the log-rank test and RMST are closed-form and
+agree to rounding.
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtri
 
 from estimators.base import (
     FAILED,
@@ -42,6 +50,7 @@ from estimators.base import (
     register,
     wald_row,
 )
+from estimators.continuous import numeric_column
 
 ENDPOINTS = ("pfs", "os")
 # The measured confounders the truth's adjusted estimands condition on (== sim.truth.ADJUSTMENT_SET;
@@ -106,6 +115,78 @@ def covariate_matrix(cohort, endpoint: str, covariates) -> tuple[pd.DataFrame, i
     n0 = len(out)
     out = out.dropna().reset_index(drop=True)
     return out, n0 - len(out)
+
+
+def _float_column(cohort, col: str) -> np.ndarray:
+    a = numeric_column(cohort, col)
+    return cohort.patients[col].to_numpy(dtype=float) if a is None else a
+
+
+def survival_arrays_fast(cohort, endpoint: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`survival_arrays` from ``cohort.arrays`` (no DataFrame)."""
+    t = _float_column(cohort, f"{endpoint}_months")
+    e = _float_column(cohort, f"{endpoint}_event")
+    g = _float_column(cohort, "group")
+    keep = np.isfinite(t) & np.isfinite(e) & np.isfinite(g)
+    if keep.all():
+        return t, e, g
+    return t[keep], e[keep], g[keep]
+
+
+def covariate_arrays(cohort, endpoint: str, covariates):
+    """The complete cases of :func:`covariate_matrix` as arrays: (time, event, group, X, names,
+    dropped). Numeric covariates are read from ``cohort.arrays``; with any categorical (or
+    unknown) covariate the pandas :func:`covariate_matrix` builds the same columns (or raises)."""
+    cols = []
+    for c in covariates:
+        a = numeric_column(cohort, c)
+        if a is None:
+            df, dropped = covariate_matrix(cohort, endpoint, covariates)
+            names = [c for c in df.columns if c not in ("_time", "_event", "group")]
+            return (
+                df["_time"].to_numpy(dtype=float),
+                df["_event"].to_numpy(dtype=float),
+                df["group"].to_numpy(dtype=float),
+                df[names].to_numpy(dtype=float).reshape(len(df), len(names)),
+                names,
+                dropped,
+            )
+        cols.append(a)
+    t = _float_column(cohort, f"{endpoint}_months")
+    e = _float_column(cohort, f"{endpoint}_event")
+    g = _float_column(cohort, "group")
+    X = np.column_stack(cols) if cols else np.empty((t.size, 0))
+    keep = ~(np.isnan(t) | np.isnan(e) | np.isnan(g) | np.isnan(X).any(axis=1))  # = dropna()
+    dropped = int(t.size - np.count_nonzero(keep))
+    if dropped:
+        t, e, g, X = t[keep], e[keep], g[keep], X[keep]
+    return t, e, g, X, list(covariates), dropped
+
+
+def _reissue(res) -> None:
+    """Issue the warnings, and raise the error, lifelines would have for this fit."""
+    if res.warnings:
+        from lifelines.exceptions import ConvergenceWarning
+        from scipy.linalg import LinAlgWarning
+
+        cats = {"ConvergenceWarning": ConvergenceWarning, "LinAlgWarning": LinAlgWarning}
+        for cat, text in res.warnings:
+            warnings.warn(text, cats[cat], stacklevel=3)
+    if res.error:
+        from lifelines.exceptions import ConvergenceError
+
+        raise ConvergenceError(res.error)
+
+
+def _cox_fast(t, e, X, names, alpha, weights=None):
+    """(estimate, se, ci_low, ci_high, p) of the first column by the lifelines-path Cox fit."""
+    from estimators.fast.cox import cox_fit_lifelines_path
+
+    res = cox_fit_lifelines_path(t, e, X, weights=weights, robust=weights is not None, names=names)
+    _reissue(res)
+    b, se = float(res.params[0]), float(res.bse[0])
+    q = ndtri(1 - alpha / 2)  # lifelines' inv_normal_cdf(1 - alpha / 2)
+    return b, se, float(b - q * se), float(b + q * se), float(res.pvalues[0])
 
 
 def check_arms(t: np.ndarray, e: np.ndarray, g: np.ndarray, endpoint: str) -> None:
@@ -212,6 +293,7 @@ class _SurvivalEstimator(Estimator):
     """Shared machinery: ``endpoints`` option, per-endpoint failure and warning isolation."""
 
     endpoints: list = field(default_factory=lambda: list(ENDPOINTS))
+    engines = ("reference", "fast")
 
     def __post_init__(self):
         super().__post_init__()
@@ -287,7 +369,10 @@ class KMMedian(_SurvivalEstimator):
                 f"estimator '{self.name}' (km_median) draws bootstrap resamples: "
                 "pass a numpy Generator as rng"
             )
-        g = cohort.patients["group"].to_numpy(dtype=float)
+        if self.engine == "fast":
+            g = _float_column(cohort, "group")
+        else:
+            g = cohort.patients["group"].to_numpy(dtype=float)
         # resample patients (not endpoint rows) once, so both endpoints share the resamples
         idx = {
             a: rng.integers(0, int(np.sum(g == a)), size=(self.n_boot, int(np.sum(g == a))))
@@ -300,14 +385,33 @@ class KMMedian(_SurvivalEstimator):
             rows.extend(self._guarded(lambda ep=ep: self._fit_endpoint(cohort, ep, idx), ep))
         return rows
 
-    def _fit_endpoint(self, cohort, ep, idx) -> list[Estimate]:
+    def _median_ci(self, t, e):
+        """(median, ci_low, ci_high) of one group with lifelines' conventions."""
+        if self.engine == "fast":
+            from estimators.fast import km_median
+
+            r = km_median(t, e, alpha=self.alpha)
+            return float(r.median), r.ci_lower, r.ci_upper
         from lifelines import KaplanMeierFitter
         from lifelines.utils import median_survival_times
 
-        df = cohort.patients
-        t_all = df[f"{ep}_months"].to_numpy(dtype=float)
-        e_all = df[f"{ep}_event"].to_numpy(dtype=float)
-        g_all = df["group"].to_numpy(dtype=float)
+        kmf = KaplanMeierFitter(alpha=self.alpha).fit(t, e)
+        m = float(kmf.median_survival_time_)
+        if not np.isfinite(m):
+            return m, NAN, NAN
+        ci = median_survival_times(kmf.confidence_interval_).to_numpy(dtype=float).ravel()
+        return m, ci[0], ci[1]
+
+    def _fit_endpoint(self, cohort, ep, idx) -> list[Estimate]:
+        if self.engine == "fast":
+            t_all = _float_column(cohort, f"{ep}_months")
+            e_all = _float_column(cohort, f"{ep}_event")
+            g_all = _float_column(cohort, "group")
+        else:
+            df = cohort.patients
+            t_all = df[f"{ep}_months"].to_numpy(dtype=float)
+            e_all = df[f"{ep}_event"].to_numpy(dtype=float)
+            g_all = df["group"].to_numpy(dtype=float)
         if not (np.all(np.isfinite(t_all)) and np.all(np.isfinite(e_all))):
             raise StatisticalTrouble(
                 f"missing {ep} times or events (bootstrap needs complete data)"
@@ -321,8 +425,7 @@ class KMMedian(_SurvivalEstimator):
             elif not np.any(e > 0):
                 trouble[a] = f"no {ep} events in group {a}: median not reached in group {a}"
             else:
-                kmf = KaplanMeierFitter(alpha=self.alpha).fit(t, e)
-                m = float(kmf.median_survival_time_)
+                m, ci_lo, ci_hi = self._median_ci(t, e)
                 if not np.isfinite(m):
                     trouble[a] = f"median not reached in group {a} ({ep})"
             if a in trouble:
@@ -330,7 +433,6 @@ class KMMedian(_SurvivalEstimator):
                     Estimate(self.name, name, status=FAILED, message=trouble[a], n_used=int(t.size))
                 )
                 continue
-            ci = median_survival_times(kmf.confidence_interval_).to_numpy(dtype=float).ravel()
             bm = km_medians_resampled(t, e, idx[a])
             med[a], boot[a] = m, bm
             se, note = _boot_sd(bm)
@@ -340,8 +442,8 @@ class KMMedian(_SurvivalEstimator):
                     name,
                     m,
                     se,
-                    float(ci[0]),
-                    float(ci[1]),
+                    float(ci_lo),
+                    float(ci_hi),
                     NAN,
                     int(t.size),
                     status=WARNING if note else OK,
@@ -410,12 +512,23 @@ class LogRank(_SurvivalEstimator):
         return (f"{ep}_loghr",)
 
     def _fit_endpoint(self, cohort, ep, rng) -> list[Estimate]:
-        from lifelines.statistics import logrank_test
+        if self.engine == "fast":
+            from estimators.fast import logrank_test as logrank_fast
 
-        t, e, g = survival_arrays(cohort, ep)
-        check_arms(t, e, g, ep)
-        res = logrank_test(t[g == 1], t[g == 0], e[g == 1], e[g == 0])
-        o_e, v = peto_logrank(t, e, g)
+            t, e, g = survival_arrays_fast(cohort, ep)
+            check_arms(t, e, g, ep)
+            res = logrank_fast(t, e, g == 1)
+            # the kernel's O - E and hypergeometric V for group 1 are Peto's (same sums)
+            o_e, v = float(res.observed[1] - res.expected[1]), float(res.variance)
+            if res.status != "ok" and v > 0:
+                raise StatisticalTrouble(f"log-rank test ({ep}): {res.message}")
+        else:
+            from lifelines.statistics import logrank_test
+
+            t, e, g = survival_arrays(cohort, ep)
+            check_arms(t, e, g, ep)
+            res = logrank_test(t[g == 1], t[g == 0], e[g == 1], e[g == 0])
+            o_e, v = peto_logrank(t, e, g)
         if not v > 0:
             raise StatisticalTrouble(f"zero log-rank variance ({ep})")
         return [
@@ -455,6 +568,12 @@ class Cox(_SurvivalEstimator):
         return (f"{ep}_loghr_adj" if self.covariates else f"{ep}_loghr",)
 
     def _fit_endpoint(self, cohort, ep, rng) -> list[Estimate]:
+        if self.engine == "fast":
+            t, e, g, Xc, names, dropped = covariate_arrays(cohort, ep, self.covariates)
+            check_arms(t, e, g, ep)
+            X = np.column_stack([g, Xc]) if Xc.shape[1] else g[:, None]
+            out = _cox_fast(t, e, X, ["group", *names], self.alpha)
+            return [_cox_row_fast(self.name, self._targets_for(ep)[0], out, t.size, dropped)]
         from lifelines import CoxPHFitter
 
         df, dropped = covariate_matrix(cohort, ep, self.covariates)
@@ -463,9 +582,20 @@ class Cox(_SurvivalEstimator):
         return [_cox_row(self.name, self._targets_for(ep)[0], cph, len(df), dropped)]
 
 
+def _dropped_message(dropped: int) -> str:
+    return f"complete cases: {dropped} rows with missing covariates dropped" if dropped else ""
+
+
+def _cox_row_fast(method: str, estimand: str, out, n_used: int, dropped: int) -> Estimate:
+    b, se, lo, hi, p = out
+    return Estimate(
+        method, estimand, b, se, lo, hi, p, int(n_used), message=_dropped_message(dropped)
+    )
+
+
 def _cox_row(method: str, estimand: str, cph, n_used: int, dropped: int) -> Estimate:
     ci = cph.confidence_intervals_.loc["group"].to_numpy(dtype=float)
-    msg = f"complete cases: {dropped} rows with missing covariates dropped" if dropped else ""
+    msg = _dropped_message(dropped)
     return Estimate(
         method,
         estimand,
@@ -517,6 +647,9 @@ class IPTWCox(_SurvivalEstimator):
         x = sm.add_constant(df[cols].to_numpy(dtype=float), has_constant="add")
         res = sm.Logit(a, x).fit(disp=0, maxiter=100)
         ps = np.asarray(res.predict(x), dtype=float)
+        return self._stabilized(a, ps)
+
+    def _stabilized(self, a: np.ndarray, ps: np.ndarray) -> np.ndarray:
         if not np.all(np.isfinite(ps)) or np.any(ps < _PS_EPS) or np.any(ps > 1 - _PS_EPS):
             raise StatisticalTrouble(
                 "propensity scores at 0 or 1 (separation): positivity violated, weights undefined"
@@ -528,7 +661,41 @@ class IPTWCox(_SurvivalEstimator):
             w = np.clip(w, lo, hi)
         return w
 
+    def weights_fast(self, a: np.ndarray, Xc: np.ndarray) -> np.ndarray:
+        """:meth:`weights` by the fast engine: the propensity Logit (Newton, at most 100
+        iterations as statsmodels') by :func:`estimators.fast.logistic_fit`."""
+        from scipy.special import expit
+
+        from estimators.fast import logistic_fit
+
+        x = np.column_stack([np.ones(a.size), Xc])
+        r = logistic_fit(a, x, maxiter=100, tol=1e-10, check_separation=False)
+        if r.status != "ok":
+            from statsmodels.tools.sm_exceptions import ConvergenceWarning
+
+            from estimators.fast.logistic import is_separated
+
+            if "singular" in r.message:  # what statsmodels' Newton step raises
+                raise np.linalg.LinAlgError("Singular matrix")
+            warnings.warn(
+                "Maximum Likelihood optimization failed to converge. Check mle_retvals",
+                ConvergenceWarning,
+                stacklevel=2,
+            )
+            if is_separated(a, x):  # statsmodels' iterates diverge: scores reach 0 or 1
+                raise StatisticalTrouble(
+                    "propensity scores at 0 or 1 (separation): positivity violated, weights "
+                    "undefined"
+                )
+        return self._stabilized(a, expit(x @ r.params))
+
     def _fit_endpoint(self, cohort, ep, rng) -> list[Estimate]:
+        if self.engine == "fast":
+            t, e, g, Xc, names, dropped = covariate_arrays(cohort, ep, self.covariates)
+            check_arms(t, e, g, ep)
+            w = self.weights_fast(g, Xc)
+            out = _cox_fast(t, e, g[:, None], ["group"], self.alpha, weights=w)
+            return [_cox_row_fast(self.name, f"{ep}_loghr", out, t.size, dropped)]
         from lifelines import CoxPHFitter
 
         df, dropped = covariate_matrix(cohort, ep, self.covariates)
@@ -572,10 +739,8 @@ class RMST(_SurvivalEstimator):
         return (f"{ep}_rmst_diff",)
 
     def _fit_endpoint(self, cohort, ep, rng) -> list[Estimate]:
-        from lifelines import KaplanMeierFitter
-        from lifelines.utils import restricted_mean_survival_time
-
-        t, e, g = survival_arrays(cohort, ep)
+        fast = self.engine == "fast"
+        t, e, g = (survival_arrays_fast if fast else survival_arrays)(cohort, ep)
         check_arms(t, e, g, ep)
         est, var = {}, {}
         for a in (0, 1):
@@ -585,6 +750,15 @@ class RMST(_SurvivalEstimator):
                     f"horizon {self.horizon:g} months is beyond the last {ep} follow-up time "
                     f"({ta.max():.3g} months) in group {a}"
                 )
+            if fast:
+                from estimators.fast import rmst
+
+                r = rmst(ta, ea, self.horizon)
+                est[a], var[a] = float(r.rmst), float(r.se) ** 2
+                continue
+            from lifelines import KaplanMeierFitter
+            from lifelines.utils import restricted_mean_survival_time
+
             kmf = KaplanMeierFitter(alpha=self.alpha).fit(ta, ea)
             est[a] = float(restricted_mean_survival_time(kmf, t=self.horizon))
             var[a] = km_rmst_variance(kmf, self.horizon)
@@ -601,8 +775,10 @@ __all__ = [
     "LogRank",
     "RMST",
     "covariate_matrix",
+    "covariate_arrays",
     "km_medians_resampled",
     "km_rmst_variance",
     "peto_logrank",
     "survival_arrays",
+    "survival_arrays_fast",
 ]
