@@ -134,7 +134,7 @@ def package_versions() -> dict[str, str | None]:
     for name in VERSION_PACKAGES:
         try:
             out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
+        except Exception:  # not installed, or metadata unreadable (e.g. a build in progress)
             out[name] = None
     out["python"] = sys.version.split()[0]
     return out

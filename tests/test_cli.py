@@ -161,6 +161,13 @@ def test_score_foreign_table(tmp_path):
 
 def test_wheel_ships_configs(tmp_path):
     """The configs live inside the package so `palliasim` works from a wheel in any directory."""
+    import shutil
+
+    src = tmp_path / "src"  # build from a copy: a build writes egg-info next to the sources
+    ignore = shutil.ignore_patterns(
+        ".git", ".venv", "build", "outputs", "multirun", "*.egg-info", "__pycache__", ".palliasim_cache"
+    )
+    shutil.copytree(ROOT, src, ignore=ignore)
     subprocess.run(
         [
             sys.executable,
@@ -172,7 +179,7 @@ def test_wheel_ships_configs(tmp_path):
             "-q",
             "-w",
             str(tmp_path),
-            str(ROOT),
+            str(src),
         ],
         check=True,
         capture_output=True,
