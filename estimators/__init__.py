@@ -14,4 +14,11 @@ from estimators.base import (
     build_estimator,
 )
 
-__all__ = ["ESTIMATE_COLUMNS", "REGISTRY", "Estimate", "Estimator", "StatisticalTrouble", "build_estimator"]
+__all__ = [
+    "ESTIMATE_COLUMNS",
+    "REGISTRY",
+    "Estimate",
+    "Estimator",
+    "StatisticalTrouble",
+    "build_estimator",
+]

@@ -165,7 +165,14 @@ def test_wheel_ships_configs(tmp_path):
 
     src = tmp_path / "src"  # build from a copy: a build writes egg-info next to the sources
     ignore = shutil.ignore_patterns(
-        ".git", ".venv", "build", "outputs", "multirun", "*.egg-info", "__pycache__", ".palliasim_cache"
+        ".git",
+        ".venv",
+        "build",
+        "outputs",
+        "multirun",
+        "*.egg-info",
+        "__pycache__",
+        ".palliasim_cache",
     )
     shutil.copytree(ROOT, src, ignore=ignore)
     subprocess.run(
