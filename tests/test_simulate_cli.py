@@ -156,3 +156,21 @@ def test_simulate_invalid_runner_key(tmp_path):
     )
     assert proc.returncode == 2
     assert "runner.backend" in proc.stderr and "loky" in proc.stderr
+
+
+def test_hydra_multirun_sweeps_whole_experiments(tmp_path):
+    proc = _cli(
+        "-m",
+        "cohort.n=40,50",
+        "reps=2",
+        "estimators=[ancova_cc]",
+        "task.plots=false",
+        "quiet=true",
+        "truth.n=20000",
+        "runner.n_jobs=1",
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    perfs = sorted((tmp_path / "multirun").rglob("performance.csv"))
+    assert len(perfs) == 2
+    assert {pd.read_csv(p)["estimand"].iloc[0] for p in perfs} == {"nrs_diff_w12"}
