@@ -363,21 +363,16 @@ class Logistic(_EngineMixin, Estimator):
     engines = ENGINES
 
     def _fit(self, cohort, rng) -> list[Estimate]:
-        d = self._data(cohort, [])
-        _check_response(d, per_arm=True)
-        X, labels = _design(d)
-        b, V, _ = self._logit(d.y, X, labels)
-        return [
-            wald_row(
-                self.name,
-                "response_logor",
-                b[1],
-                np.sqrt(V[1, 1]),
-                self.alpha,
-                d.n,
-                message=d.note(),
-            )
-        ]
+        return _group_logor_rows(self, cohort, [], "response_logor")
+
+
+def _group_logor_rows(est, cohort, covariates: list, estimand: str) -> list[Estimate]:
+    """The group coefficient of logistic(response ~ group + covariates) as one Wald row."""
+    d = est._data(cohort, covariates)
+    _check_response(d, per_arm=True)
+    X, labels = _design(d)
+    b, V, _ = est._logit(d.y, X, labels)
+    return [wald_row(est.name, estimand, b[1], np.sqrt(V[1, 1]), est.alpha, d.n, message=d.note())]
 
 
 @register("logistic_adjusted")
@@ -400,21 +395,9 @@ class LogisticAdjusted(_EngineMixin, Estimator):
     engines = ENGINES
 
     def _fit(self, cohort, rng) -> list[Estimate]:
-        d = self._data(cohort, _covariate_list(self.covariates))
-        _check_response(d, per_arm=True)
-        X, labels = _design(d)
-        b, V, _ = self._logit(d.y, X, labels)
-        return [
-            wald_row(
-                self.name,
-                "response_logor_adj",
-                b[1],
-                np.sqrt(V[1, 1]),
-                self.alpha,
-                d.n,
-                message=d.note(),
-            )
-        ]
+        return _group_logor_rows(
+            self, cohort, _covariate_list(self.covariates), "response_logor_adj"
+        )
 
 
 @register("logistic_study_pipeline")
