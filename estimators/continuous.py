@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from estimators.base import Estimate, Estimator, StatisticalTrouble, failed_rows, register, wald_row
+from sim.cohort import BASELINE_COLUMNS  # the Cohort schema: estimators know its columns
 
 ARM_LABELS = {0: "control (group 0)", 1: "observation (group 1)"}
 
@@ -36,23 +37,7 @@ W12_OUTCOMES = QOL_DOMAINS + LOG_MARKERS + NATURAL_MARKERS
 #: ``primary`` and ``site`` are categorical (dummy-coded, first observed level = reference);
 #: every other column enters linearly (ecog 0-4 as a number).
 BASELINE_COVARIATES = (
-    (
-        "age",
-        "male",
-        "primary",
-        "ecog",
-        "lesions_gt3",
-        "site",
-        "spinal",
-        "fracture",
-        "visceral",
-        "charlson",
-        "nrs0",
-        "strong_opioid",
-        "omed0",
-        "rt_dose_gy",
-        "rt_fractions",
-    )
+    BASELINE_COLUMNS
     + tuple(f"{m}_w0" for m in LOG_MARKERS + NATURAL_MARKERS)
     + tuple(f"qol_{d}_w0" for d in QOL_DOMAINS)
 )

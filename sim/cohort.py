@@ -23,6 +23,24 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+#: baseline covariate columns drawn by sim/covariates.py, in table order (markers and QoL follow)
+BASELINE_COLUMNS = (
+    "age",
+    "male",
+    "primary",
+    "ecog",
+    "lesions_gt3",
+    "site",
+    "spinal",
+    "fracture",
+    "visceral",
+    "charlson",
+    "nrs0",
+    "strong_opioid",
+    "omed0",
+    "rt_dose_gy",
+    "rt_fractions",
+)
 PATIENT_REQUIRED = (
     "id",
     "group",

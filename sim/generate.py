@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from sim import adverse, covariates, markers, missingness, pain, qol, survival, treatment
-from sim.cohort import Cohort, PotentialOutcomes
+from sim.cohort import BASELINE_COLUMNS, Cohort, PotentialOutcomes
 from sim.scenario import Scenario
 from sim.seeding import rng_for
 
@@ -180,23 +180,7 @@ def _tables(p: dict, sim: dict) -> tuple[dict, dict, dict]:
     obs12 = obs[:, 3]
     dead12 = st[:, 3] == missingness.DEAD
     pa: dict = {"id": np.arange(1, n + 1), "group": A}
-    for c in (
-        "age",
-        "male",
-        "primary",
-        "ecog",
-        "lesions_gt3",
-        "site",
-        "spinal",
-        "fracture",
-        "visceral",
-        "charlson",
-        "nrs0",
-        "strong_opioid",
-        "omed0",
-        "rt_dose_gy",
-        "rt_fractions",
-    ):
+    for c in BASELINE_COLUMNS:
         pa[c] = cov[c]
     for m in covariates.INFLAMMATORY:
         pa[f"{m}_w0"] = np.round(np.exp(cov[f"log_{m}0"]), 3)
