@@ -125,7 +125,10 @@ def test_simulate_factorial_sweep_end_to_end_and_resume(tmp_path):
     proc = _cli(*args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     manifest = json.loads((out / "manifest.json").read_text())
-    assert json.dumps(manifest)  # readable
+    runs = manifest["runs"]
+    assert len(runs) == 2 and len(runs[0]["computed"]) == 12  # 6 points x 2 chunks, then ...
+    assert runs[1]["computed"] == []  # ... the same command again computes nothing
+    assert manifest["status"] == "complete" and manifest["seed"] == 20261129
     res2 = pd.read_parquet(out / "results.parquet")
     cols = [c for c in res1.columns if c != "seconds"]
     pd.testing.assert_frame_equal(res1[cols], res2[cols])
