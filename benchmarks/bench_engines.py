@@ -52,8 +52,8 @@ SEED = 20261129
 
 def configs() -> dict[str, tuple[str, dict]]:
     """{config name: (kind, options without engine)} of the estimators that have a fast engine."""
-    import estimators  # noqa: F401  (registers the kinds)
-    from estimators.base import REGISTRY
+    import palliasim.estimators  # noqa: F401  (registers the kinds)
+    from palliasim.estimators.base import REGISTRY
 
     out = {}
     for path in sorted(CONF.glob("*.yaml")):
@@ -66,7 +66,7 @@ def configs() -> dict[str, tuple[str, dict]]:
 
 
 def make_cohorts(k: int):
-    from sim import generate, load_scenario, rng_for
+    from palliasim.sim import generate, load_scenario, rng_for
 
     sc = load_scenario("study", {"cohort.n": 205})
     return [generate(sc, rng_for(SEED, sc.key, "data", r)) for r in range(k)]
@@ -74,13 +74,13 @@ def make_cohorts(k: int):
 
 def fresh(c):
     """The same cohort as a new object (no cached pandas tables)."""
-    from sim.cohort import Cohort
+    from palliasim.sim.cohort import Cohort
 
     return Cohort(dict(c.arrays), dict(c.visit_arrays), dict(c._cats))
 
 
 def build(name: str, kind: str, opts: dict, engine: str, **override):
-    from estimators import build_estimator
+    from palliasim.estimators import build_estimator
 
     return build_estimator(kind, name=name, engine=engine, **{**opts, **override})
 
@@ -90,12 +90,12 @@ class KMMedians:
     the bootstrap: the estimator's own data reading and median code for the given engine."""
 
     def __init__(self, endpoints, engine: str):
-        from estimators.survival import KMMedian
+        from palliasim.estimators.survival import KMMedian
 
         self.est = KMMedian(endpoints=list(endpoints), engine=engine)
 
     def fit(self, cohort, rng=None):
-        from estimators.survival import _float_column
+        from palliasim.estimators.survival import _float_column
 
         est, out = self.est, []
         for ep in est.endpoints:
@@ -190,7 +190,7 @@ def _cli(out_dir: Path, reps: int, overrides: list[str], env) -> float:
     cmd = [
         sys.executable,
         "-m",
-        "experiments.cli",
+        "palliasim.experiments.cli",
         "quiet=true",
         f"reps={reps}",
         f"out_dir={out_dir}",

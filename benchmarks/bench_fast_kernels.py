@@ -29,11 +29,11 @@ from lifelines.utils import median_survival_times
 from statsmodels.regression.mixed_linear_model import MixedLM
 from threadpoolctl import threadpool_limits
 
-from estimators.fast.cox import cox_fit
-from estimators.fast.km import km_median
-from estimators.fast.lmm import lmm_random_intercept
-from estimators.fast.logistic import logistic_fit
-from estimators.fast.logrank import logrank_test
+from palliasim.estimators.fast.cox import cox_fit
+from palliasim.estimators.fast.km import km_median
+from palliasim.estimators.fast.lmm import lmm_random_intercept
+from palliasim.estimators.fast.logistic import logistic_fit
+from palliasim.estimators.fast.logrank import logrank_test
 
 N_PATIENTS = 205
 N_VISITS = 5

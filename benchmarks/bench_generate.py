@@ -18,8 +18,8 @@ import warnings
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from sim import generate, load_scenario, rng_for
-from sim.generate import constants
+from palliasim.sim import generate, load_scenario, rng_for
+from palliasim.sim.generate import constants
 
 
 def _time(fn, reps, repeats):

@@ -26,7 +26,7 @@ DEFAULT_KINDS = ("ancova_cc", "cox", "logistic", "logrank")
 def _toy_kind() -> str:
     import numpy as np
 
-    from estimators.base import REGISTRY, Estimator, register, wald_row
+    from palliasim.estimators.base import REGISTRY, Estimator, register, wald_row
 
     if "bench_mean_diff" in REGISTRY:
         return "bench_mean_diff"
@@ -62,10 +62,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--kinds", nargs="+", default=list(DEFAULT_KINDS))
     args = ap.parse_args(argv)
 
-    import estimators  # noqa: F401  (registers the families)
-    from estimators.base import REGISTRY
-    from experiments.design import expand_design
-    from experiments.runner import run_experiment
+    import palliasim.estimators  # noqa: F401  (registers the families)
+    from palliasim.estimators.base import REGISTRY
+    from palliasim.experiments.engine.design import expand_design
+    from palliasim.experiments.engine.runner import run_experiment
 
     kinds = [k for k in args.kinds if k in REGISTRY]
     if not kinds:

@@ -4,8 +4,8 @@ Every estimator follows the contract of :mod:`estimators.base` and is selectable
 its ``kind`` (``conf/estimators/*.yaml``). Importing this package registers all families.
 """
 
-from estimators import binary, continuous, longitudinal, survival, tables  # noqa: F401
-from estimators.base import (
+from palliasim.estimators import binary, continuous, longitudinal, survival, tables  # noqa: F401
+from palliasim.estimators.base import (
     ESTIMATE_COLUMNS,
     REGISTRY,
     Estimate,

@@ -225,7 +225,7 @@ def failed_rows(method: str, estimands, message: str, n_used: int = 0) -> list[E
 
 def build_estimator(kind: str, **options) -> Estimator:
     """Instantiate a registered estimator; unknown kinds or options raise ValueError naming them."""
-    import estimators  # noqa: F401  (registers all families)
+    import palliasim.estimators  # noqa: F401  (registers all families)
 
     if kind not in REGISTRY:
         raise ValueError(

@@ -55,10 +55,10 @@ import numpy as np
 import pandas as pd
 from scipy.special import chdtrc, expit, ndtr
 
-from estimators.base import Estimate, Estimator, StatisticalTrouble, register, wald_row
-from estimators.continuous import certainly_full_rank, numeric_column
-from estimators.tables import CI_METHODS, TEST_RULES, _binary_row, _check_choice
-from sim.truth import ADJUSTMENT_SET
+from palliasim.estimators.base import Estimate, Estimator, StatisticalTrouble, register, wald_row
+from palliasim.estimators.continuous import certainly_full_rank, numeric_column
+from palliasim.estimators.tables import CI_METHODS, TEST_RULES, _binary_row, _check_choice
+from palliasim.sim.truth import ADJUSTMENT_SET
 
 #: the study's Table 3 variables available in a Cohort, as screening candidates.
 STUDY_CANDIDATES = (
@@ -244,8 +244,8 @@ def _design_problem_fast(X: np.ndarray, labels: list, what: str) -> str:
 def _logit_fast(y: np.ndarray, X: np.ndarray, labels: list, what: str = "outcome model"):
     """:func:`_logit` by the fast engine (:func:`estimators.fast.logistic_fit`, Newton-Raphson,
     at most 100 iterations): the same design checks, separation rules and messages."""
-    from estimators.fast import logistic_fit
-    from estimators.fast.logistic import is_separated
+    from palliasim.estimators.fast import logistic_fit
+    from palliasim.estimators.fast.logistic import is_separated
 
     problem = _design_problem_fast(X, labels, what)
     if problem:
@@ -302,7 +302,7 @@ def _logit(y: np.ndarray, X: np.ndarray, labels: list, what: str = "outcome mode
     flagged = any(issubclass(w.category, PerfectSeparationWarning) for w in caught)
     extreme = bool(np.any(np.minimum(mu, 1 - mu) < _P_EXTREME))
     if flagged or extreme or not converged:
-        from estimators.fast.logistic import is_separated
+        from palliasim.estimators.fast.logistic import is_separated
 
         if is_separated(y, X):
             raise StatisticalTrouble(

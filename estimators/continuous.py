@@ -23,8 +23,15 @@ from typing import NamedTuple
 import numpy as np
 import pandas as pd
 
-from estimators.base import Estimate, Estimator, StatisticalTrouble, failed_rows, register, wald_row
-from sim.cohort import BASELINE_COLUMNS  # the Cohort schema: estimators know its columns
+from palliasim.estimators.base import (
+    Estimate,
+    Estimator,
+    StatisticalTrouble,
+    failed_rows,
+    register,
+    wald_row,
+)
+from palliasim.sim.cohort import BASELINE_COLUMNS  # the Cohort schema: estimators know its columns
 
 ARM_LABELS = {0: "control (group 0)", 1: "observation (group 1)"}
 
@@ -98,7 +105,7 @@ def ols_fast(y: np.ndarray, X: np.ndarray) -> OLSFit:
     Same numbers as :func:`ols_reference` (statsmodels) to ~1e-12 on a full-rank design (callers
     check the rank first); a design it cannot fit raises StatisticalTrouble.
     """
-    from estimators.fast import ols_fit
+    from palliasim.estimators.fast import ols_fit
 
     r = ols_fit(y, X)
     if r.status != "ok":
@@ -124,7 +131,7 @@ def certainly_full_rank(X: np.ndarray, equilibrated: bool = True) -> bool:
     error of G) the smallest singular value is far above matrix_rank's tolerance
     s_max * max(n, p) * eps. False means "unknown": run the exact (SVD) check.
     """
-    from estimators.fast._common import chol, chol_inv
+    from palliasim.estimators.fast._common import chol, chol_inv
 
     n, p = X.shape
     if n < p or p == 0:
@@ -273,26 +280,10 @@ def patient_covariates(cohort, covariates: list[str]) -> tuple[np.ndarray, list[
 
 
 def numeric_column(cohort, col: str) -> np.ndarray | None:
-    """A patient column as a float array without building ``cohort.patients``, or None.
-
-    None when the column is categorical (or non-numeric) -- as ``cohort.patients`` would show it
-    -- or absent: callers then take the pandas path, which handles (and reports) those cases.
-    """
-    pa = getattr(cohort, "_pa", None)
-    if pa is None:  # a cohort built from frames (or a duck-typed one): pandas dtypes decide
-        df = cohort.patients
-        if col not in df.columns:
-            return None
-        s = df[col]
-        if isinstance(s.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(s):
-            return None
-        return s.to_numpy(dtype=float, na_value=np.nan)
-    if col not in pa or col in (getattr(cohort, "_cats", None) or {}):
-        return None
-    a = np.asarray(pa[col])
-    if a.dtype.kind not in "biuf":
-        return None
-    return a.astype(float)
+    """A patient column as a float array, or None when it is categorical, non-numeric or absent
+    (callers then take the pandas path, which handles and reports those cases); see
+    :meth:`palliasim.sim.cohort.Cohort.numeric_column`."""
+    return cohort.numeric_column(col)
 
 
 def patient_covariates_fast(cohort, covariates: list[str]) -> tuple[np.ndarray, list[str]]:

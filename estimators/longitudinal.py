@@ -29,7 +29,7 @@ import numpy as np
 from scipy.linalg import get_lapack_funcs
 from scipy.special import ndtr
 
-from estimators.base import (
+from palliasim.estimators.base import (
     FAILED,
     OK,
     WARNING,
@@ -39,7 +39,7 @@ from estimators.base import (
     register,
     wald_row,
 )
-from estimators.continuous import (
+from palliasim.estimators.continuous import (
     ARM_LABELS,
     ancova,
     check_covariates,
@@ -48,14 +48,11 @@ from estimators.continuous import (
     patient_covariates,
     patient_covariates_fast,
 )
+from palliasim.sim.schedule import MONTHS_PER_WEEK, POST_WEEKS, STATUS_LABELS, WEEKS
 
-WEEKS = (0, 1, 4, 8, 12)
-POST_WEEKS = (1, 4, 8, 12)
 NRS_ESTIMANDS = tuple(f"nrs_diff_w{w}" for w in POST_WEEKS)
 W12 = ("nrs_diff_w12",)
-STATUS_LABELS = ("observed", "missed", "dropout", "dead")  # visit status codes 0..3
-DEAD = 3
-MONTHS_PER_WEEK = 7.0 / 30.4375
+DEAD = STATUS_LABELS.index("dead")  # visit status code of a death
 
 
 _GEQRF, _ORMQR, _TRTRS = get_lapack_funcs(("geqrf", "ormqr", "trtrs"), (np.empty((1, 1)),))
@@ -249,7 +246,7 @@ def mixedlm_fast(
     reaches cov_re / scale < 1e-10, where statsmodels switches to a pseudo-inverse): the caller
     then refits with the reference.
     """
-    from estimators.fast.lmm import lmm_random_intercept_sm_path
+    from palliasim.estimators.fast.lmm import lmm_random_intercept_sm_path
 
     r = lmm_random_intercept_sm_path(y, X, groups, reml=reml)
     if r.status == FAILED:

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import ndtri
 
-from estimators.base import (
+from palliasim.estimators.base import (
     FAILED,
     NAN,
     OK,
@@ -50,7 +50,7 @@ from estimators.base import (
     register,
     wald_row,
 )
-from estimators.continuous import numeric_column
+from palliasim.estimators.continuous import numeric_column
 
 ENDPOINTS = ("pfs", "os")
 # The measured confounders the truth's adjusted estimands condition on (== sim.truth.ADJUSTMENT_SET;
@@ -180,7 +180,7 @@ def _reissue(res) -> None:
 
 def _cox_fast(t, e, X, names, alpha, weights=None):
     """(estimate, se, ci_low, ci_high, p) of the first column by the lifelines-path Cox fit."""
-    from estimators.fast.cox import cox_fit_lifelines_path
+    from palliasim.estimators.fast.cox import cox_fit_lifelines_path
 
     res = cox_fit_lifelines_path(t, e, X, weights=weights, robust=weights is not None, names=names)
     _reissue(res)
@@ -388,7 +388,7 @@ class KMMedian(_SurvivalEstimator):
     def _median_ci(self, t, e):
         """(median, ci_low, ci_high) of one group with lifelines' conventions."""
         if self.engine == "fast":
-            from estimators.fast import km_median
+            from palliasim.estimators.fast import km_median
 
             r = km_median(t, e, alpha=self.alpha)
             return float(r.median), r.ci_lower, r.ci_upper
@@ -513,7 +513,7 @@ class LogRank(_SurvivalEstimator):
 
     def _fit_endpoint(self, cohort, ep, rng) -> list[Estimate]:
         if self.engine == "fast":
-            from estimators.fast import logrank_test as logrank_fast
+            from palliasim.estimators.fast import logrank_test as logrank_fast
 
             t, e, g = survival_arrays_fast(cohort, ep)
             check_arms(t, e, g, ep)
@@ -666,14 +666,14 @@ class IPTWCox(_SurvivalEstimator):
         iterations as statsmodels') by :func:`estimators.fast.logistic_fit`."""
         from scipy.special import expit
 
-        from estimators.fast import logistic_fit
+        from palliasim.estimators.fast import logistic_fit
 
         x = np.column_stack([np.ones(a.size), Xc])
         r = logistic_fit(a, x, maxiter=100, tol=1e-10, check_separation=False)
         if r.status != "ok":
             from statsmodels.tools.sm_exceptions import ConvergenceWarning
 
-            from estimators.fast.logistic import is_separated
+            from palliasim.estimators.fast.logistic import is_separated
 
             if "singular" in r.message:  # what statsmodels' Newton step raises
                 raise np.linalg.LinAlgError("Singular matrix")
@@ -751,7 +751,7 @@ class RMST(_SurvivalEstimator):
                     f"({ta.max():.3g} months) in group {a}"
                 )
             if fast:
-                from estimators.fast import rmst
+                from palliasim.estimators.fast import rmst
 
                 r = rmst(ta, ea, self.horizon)
                 est[a], var[a] = float(r.rmst), float(r.se) ** 2

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from estimators.base import (
+from palliasim.estimators.base import (
     FAILED,
     NAN,
     Estimate,

@@ -1,10 +1,6 @@
-"""palliasim.experiments: wiring, parallel runs, storage, scoring, power, CI checks, the CLI.
+"""palliasim.experiments: wiring, parallel runs, storage, scoring, trial planning, CI checks, the CLI.
 
-Only this package (and the CLI) imports Hydra; ``sim`` and ``estimators`` stay plain Python.
+Only this package imports Hydra; ``palliasim.sim`` and ``palliasim.estimators`` stay plain Python.
 
-    from experiments import summarise        # score any long results table (rsimsum-style)
+    from palliasim.experiments.scoring.performance import summarise   # any long results table
 """
-
-from experiments.performance import compare_methods, reps_needed, summarise
-
-__all__ = ["compare_methods", "reps_needed", "summarise"]

@@ -5,7 +5,7 @@
     palliasim task=export scenario=study cohort.n=500 seed=7
     palliasim task=analyse data=DIR            # run the estimators on your own data
     palliasim task=score input=results.parquet # performance measures of any long results table
-Configs ship inside the package (``pkg://conf``), so the command works from any directory.
+Configs ship inside the package (``pkg://palliasim.conf``), so the command works from any directory.
 Invalid configuration stops before any compute with a message naming the key (exit code 2).
 """
 
@@ -15,22 +15,22 @@ import sys
 
 import hydra
 
-from sim.validation import ConfigError
+from palliasim.sim.errors import ConfigError
 
 
 def _dispatch(cfg) -> int:
-    from experiments import config as C
+    from palliasim.experiments import config as C
 
     plain = C.to_plain(cfg)
     C.check_common(plain)
     name = plain["task"]["name"]
     from importlib import import_module
 
-    module = import_module(f"experiments.tasks.{name}")
+    module = import_module(f"palliasim.experiments.tasks.{name}")
     return int(module.run(plain) or 0)
 
 
-@hydra.main(version_base="1.3", config_path="pkg://conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="pkg://palliasim.conf", config_name="config")
 def _hydra_main(cfg) -> int:
     try:
         code = _dispatch(cfg)

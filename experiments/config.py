@@ -9,8 +9,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sim.scenario import SECTIONS, Scenario
-from sim.validation import ConfigError
+from palliasim.sim.errors import ConfigError
+from palliasim.sim.scenario import SECTIONS, Scenario
 
 TASKS = ("simulate", "calibrate", "export", "analyse", "score", "power", "check")
 
@@ -24,7 +24,7 @@ def to_plain(cfg) -> dict:
 def scenario_from(plain: dict) -> Scenario:
     """The validated scenario described by the DGM sections of a config, after the config's
     ``solve:`` entries (marginal targets turned into conditional parameters, sim/calibrate.py)."""
-    from sim.calibrate import apply_solves
+    from palliasim.sim.calibrate import apply_solves
 
     sc = Scenario.from_dict({k: plain[k] for k in SECTIONS if k in plain})
     return apply_solves(sc, plain.get("solve"))
@@ -32,7 +32,7 @@ def scenario_from(plain: dict) -> Scenario:
 
 def estimator_specs(plain: dict) -> dict[str, dict]:
     """``estimators.<name>: {kind: ..., options...}`` -> {name: {kind, **options}}, validated."""
-    from estimators.base import build_estimator
+    from palliasim.estimators.base import build_estimator
 
     specs = plain.get("estimators") or {}
     if not isinstance(specs, dict) or not specs:

@@ -1,18 +1,18 @@
 """palliasim.sim: the data-generating model (no Hydra, no estimators).
 
-from sim import load_scenario, generate, truth, rng_for
+from palliasim.sim import load_scenario, generate, truth, rng_for
 sc = load_scenario("study", {"cohort.n": 500})
 cohort = generate(sc, rng_for(7, sc.key, "data", rep=0))
 cohort.patients, cohort.visits           # tidy DataFrames (see sim/cohort.py)
 truth(sc).to_frame()                      # true value of every estimand (sim/truth.py)
 """
 
-from sim.cohort import Cohort, PotentialOutcomes
-from sim.generate import generate, generate_with_potential
-from sim.scenario import PRESETS, Scenario, load_scenario
-from sim.seeding import rng_for, seed_sequence
-from sim.truth import ADJUSTMENT_SET, Truth, truth
-from sim.validation import ConfigError
+from palliasim.sim.cohort import Cohort, PotentialOutcomes
+from palliasim.sim.errors import ConfigError
+from palliasim.sim.generate import generate, generate_with_potential
+from palliasim.sim.scenario import PRESETS, Scenario, load_scenario
+from palliasim.sim.seeding import rng_for, seed_sequence
+from palliasim.sim.truth import ADJUSTMENT_SET, Truth, truth
 
 __all__ = [
     "ADJUSTMENT_SET",

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtr, ndtri
 
-from sim.validation import ConfigError
+from palliasim.sim.errors import ConfigError
 
 _GH_X, _GH_W = np.polynomial.hermite_e.hermegauss(96)
 _GH_W = _GH_W / _GH_W.sum()

@@ -20,10 +20,10 @@ from collections.abc import Callable
 import numpy as np
 import pandas as pd
 
-from sim.generate import generate, generate_with_potential
-from sim.scenario import Scenario, load_scenario
-from sim.seeding import rng_for
-from sim.survstats import cox_loghr, km_median
+from palliasim.sim.generate import generate, generate_with_potential
+from palliasim.sim.scenario import Scenario, load_scenario
+from palliasim.sim.seeding import rng_for
+from palliasim.sim.survstats import cox_loghr, km_median
 
 PP2, PP3 = 0.02, 0.03
 T1 = {  # Table 1: (quantity, control, observation)
@@ -317,9 +317,9 @@ def apply_solves(scenario: Scenario, solves: list | None, seed: int = 1) -> Scen
     import json
     import os
 
-    from sim.scenario import content_hash
-    from sim.truth import cache_dir
-    from sim.validation import ConfigError
+    from palliasim.sim.errors import ConfigError
+    from palliasim.sim.scenario import content_hash
+    from palliasim.sim.truth import cache_dir
 
     if not solves:
         return scenario

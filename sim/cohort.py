@@ -91,6 +91,24 @@ class Cohort:
             return {c: self._patients[c].to_numpy() for c in self._patients.columns}
         return self._pa
 
+    def numeric_column(self, col: str) -> np.ndarray | None:
+        """Patient column ``col`` as a float array without building :attr:`patients`, or None
+        when it is categorical (or non-numeric), as :attr:`patients` would show it, or absent."""
+        if self._pa is None:  # built from frames: the pandas dtypes decide
+            df = self.patients
+            if col not in df.columns:
+                return None
+            s = df[col]
+            if isinstance(s.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(s):
+                return None
+            return s.to_numpy(dtype=float, na_value=np.nan)
+        if col not in self._pa or col in self._cats:
+            return None
+        a = np.asarray(self._pa[col])
+        if a.dtype.kind not in "biuf":
+            return None
+        return a.astype(float)
+
     @property
     def visit_arrays(self) -> dict:
         if self._va is None:

@@ -14,14 +14,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim import adverse, covariates, markers, missingness, pain, qol, survival, treatment
-from sim.cohort import BASELINE_COLUMNS, Cohort, PotentialOutcomes
-from sim.scenario import Scenario
-from sim.seeding import rng_for
+from palliasim.sim import (
+    adverse,
+    covariates,
+    markers,
+    missingness,
+    pain,
+    qol,
+    schedule,
+    survival,
+    treatment,
+)
+from palliasim.sim.cohort import BASELINE_COLUMNS, Cohort, PotentialOutcomes
+from palliasim.sim.scenario import Scenario
+from palliasim.sim.seeding import rng_for
 
 _CONSTANTS: dict[str, dict] = {}
 SOLVE_N = 100_000
-W12_MONTHS = 12 * missingness.MONTHS_PER_WEEK
 
 
 def constants(scenario: Scenario) -> dict:
@@ -125,7 +134,7 @@ def _simulate(
                 arm["omed12"],
                 resp_cfg["increase_threshold"],
             )
-            arm["responder"] = (arm["category"] <= 1) & (arm["t_death"] > W12_MONTHS)
+            arm["responder"] = (arm["category"] <= 1) & (arm["t_death"] > schedule.W12_MONTHS)
         else:
             arm["category"] = np.full(n, -1, dtype=np.int8)
             arm["responder"] = u_miss[7] < pain.direct_response_prob(p, cov, a)
@@ -247,7 +256,7 @@ def _tables(p: dict, sim: dict) -> tuple[dict, dict, dict]:
         "primary": covariates.PRIMARIES,
         "site": covariates.SITES,
         "response_category": CATEGORY_LABELS,
-        "status": missingness.STATUS_LABELS,
+        "status": schedule.STATUS_LABELS,
     }
     return pa, va, cats
 

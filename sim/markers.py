@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.covariates import INFLAMMATORY, NUTRITIONAL
+from palliasim.sim.covariates import INFLAMMATORY, NUTRITIONAL
 
 MARKERS = INFLAMMATORY + NUTRITIONAL
 

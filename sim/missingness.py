@@ -16,13 +16,12 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit, logit
 
-from sim.covariates import ECOG_CENTRE
-from sim.validation import ConfigError
+from palliasim.sim import schedule
+from palliasim.sim.covariates import ECOG_CENTRE
+from palliasim.sim.errors import ConfigError
 
-MONTHS_PER_WEEK = 7.0 / 30.4375
-VISIT_MONTHS = np.array([1, 4, 8, 12]) * MONTHS_PER_WEEK
+VISIT_MONTHS = np.asarray(schedule.VISIT_MONTHS)
 OBSERVED, MISSED, DROPOUT, DEAD = 0, 1, 2, 3
-STATUS_LABELS = ("observed", "missed", "dropout", "dead")
 
 
 def draw_missing_uniforms(rng: np.random.Generator, n: int) -> np.ndarray:

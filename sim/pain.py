@@ -18,10 +18,11 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit, logit
 
-from sim.covariates import ECOG_CENTRE, NRS_CENTRE
+from palliasim.sim import schedule
+from palliasim.sim.covariates import ECOG_CENTRE, NRS_CENTRE
 
 CATEGORIES = ("complete", "partial", "indeterminate", "progression")
-WEEKS = np.array([0, 1, 4, 8, 12])
+WEEKS = np.asarray(schedule.WEEKS)
 
 
 def draw_nrs_latent(p: dict, cov: dict, rng: np.random.Generator, n: int) -> dict:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.covariates import NRS_CENTRE
+from palliasim.sim.covariates import NRS_CENTRE
 
 DOMAINS = ("global", "physical", "role", "emotional", "social")
 

@@ -18,7 +18,8 @@ from typing import Any
 
 import yaml
 
-from sim.validation import ConfigError, validate_params
+from palliasim.sim.errors import ConfigError
+from palliasim.sim.validation import validate_params
 
 #: top-level keys of a scenario (everything else in a Hydra config belongs to the runner).
 SECTIONS = (
@@ -153,7 +154,7 @@ def preset_params(name: str) -> dict:
         raise ConfigError(
             f"scenario='{name}' is not a preset; allowed values: {', '.join(PRESETS)}"
         )
-    text = resources.files("conf").joinpath("scenario", f"{name}.yaml").read_text()
+    text = resources.files("palliasim.conf").joinpath("scenario", f"{name}.yaml").read_text()
     raw = yaml.safe_load(text) or {}
     base: dict = {}
     for entry in raw.pop("defaults", []) or []:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from sim.covariates import ECOG_CENTRE
+from palliasim.sim.covariates import ECOG_CENTRE
 
 AGE_CENTRE = 62.0
 PRO_WINDOW_MONTHS = 12 * 7.0 / 30.4375  # week 12

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit, logit
 
-from sim.covariates import ECOG_CENTRE, NRS_CENTRE
+from palliasim.sim.covariates import ECOG_CENTRE, NRS_CENTRE
 
 
 def propensity_score(p: dict, cov: dict) -> np.ndarray:

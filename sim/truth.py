@@ -39,12 +39,12 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from sim import covariates as cv
-from sim.generate import generate_with_potential
-from sim.qol import DOMAINS
-from sim.scenario import Scenario, content_hash
-from sim.seeding import rng_for
-from sim.survstats import cox_loghr
+from palliasim.sim import covariates as cv
+from palliasim.sim.generate import generate_with_potential
+from palliasim.sim.qol import DOMAINS
+from palliasim.sim.scenario import Scenario, content_hash
+from palliasim.sim.seeding import rng_for
+from palliasim.sim.survstats import cox_loghr
 
 TRUTH_VERSION = "1"
 ADJUSTMENT_SET = (

@@ -15,6 +15,8 @@ from typing import Any
 
 import yaml
 
+from palliasim.sim.errors import ConfigError
+
 COVARIATE_MISSING_ALLOWED = (
     "ecog",
     "charlson",
@@ -25,10 +27,6 @@ COVARIATE_MISSING_ALLOWED = (
     "crp_w0",
     "hb_w0",
 )
-
-
-class ConfigError(ValueError):
-    """An invalid configuration value; the message names the key and the allowed values."""
 
 
 def _num(x: Any) -> bool:
@@ -183,7 +181,7 @@ _ALLOWED_TEXT = {
 @lru_cache(maxsize=1)
 def schema() -> dict:
     """The `study` preset: the reference structure every scenario must have."""
-    text = resources.files("conf").joinpath("scenario", "study.yaml").read_text()
+    text = resources.files("palliasim.conf").joinpath("scenario", "study.yaml").read_text()
     raw = yaml.safe_load(text)
     raw.pop("defaults", None)
     return raw
@@ -277,6 +275,6 @@ def validate_params(params: dict) -> None:
     age = params["covariates"]
     if age["age_min"] >= age["age_max"]:
         raise ConfigError("config key 'covariates.age_min' must be < 'covariates.age_max'")
-    from sim.adverse import ae_constants  # noqa: PLC0415 (import cycle)
+    from palliasim.sim.adverse import ae_constants  # noqa: PLC0415 (import cycle)
 
     ae_constants(params["adverse_events"])  # reachable 'any', grade34/discontinuation <= any

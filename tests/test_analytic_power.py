@@ -10,7 +10,7 @@ from lifelines.statistics import power_under_cph, sample_size_necessary_under_cp
 from statsmodels.stats.power import NormalIndPower, TTestIndPower
 from statsmodels.stats.proportion import power_proportions_2indep, proportion_effectsize
 
-from experiments.analytic_power import (
+from palliasim.experiments.planning.formulas import (
     ancova_n,
     ancova_power,
     events_to_patients,

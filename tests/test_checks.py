@@ -21,11 +21,11 @@ import pandas as pd
 import pytest
 import yaml
 
-from estimators.base import Estimator, register, wald_row
-from experiments import checks
-from experiments.checks import evaluate, load_suite, run_suite
-from experiments.performance import summarise
-from sim.validation import ConfigError
+from palliasim.estimators.base import Estimator, register, wald_row
+from palliasim.experiments.checks import suite as checks
+from palliasim.experiments.checks.suite import evaluate, load_suite, run_suite
+from palliasim.experiments.scoring.performance import summarise
+from palliasim.sim.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
 REPS = 40
@@ -391,7 +391,7 @@ def cli(tmp_path, suite: dict | str, *args):
         "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
     }
     return subprocess.run(
-        [sys.executable, "-m", "experiments.cli", "task=check", f"suite={suite}", *args],
+        [sys.executable, "-m", "palliasim.experiments.cli", "task=check", f"suite={suite}", *args],
         cwd=tmp_path,
         env=env,
         capture_output=True,

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-import sim
-from experiments.design import (
+from palliasim import sim
+from palliasim.experiments.engine.design import (
     RUNNER_DEFAULTS,
     DesignPoint,
     design_frame,
@@ -15,7 +15,7 @@ from experiments.design import (
     factor_columns,
     validate_runner,
 )
-from sim import ConfigError
+from palliasim.sim import ConfigError
 
 FACTORS = {"cohort.n": [40, 60, 80], "confounding.strength": [0.0, 1.0]}
 
@@ -28,8 +28,8 @@ def no_compute(monkeypatch):
         raise AssertionError("computation started before validation finished")
 
     # ``sim.generate`` / ``sim.truth`` are the functions; patch the modules behind them too
-    monkeypatch.setattr(sys.modules["sim.generate"], "generate", boom)
-    monkeypatch.setattr(sys.modules["sim.truth"], "compute_truth", boom)
+    monkeypatch.setattr(sys.modules["palliasim.sim.generate"], "generate", boom)
+    monkeypatch.setattr(sys.modules["palliasim.sim.truth"], "compute_truth", boom)
     monkeypatch.setattr(sim, "generate", boom)
 
 

@@ -37,11 +37,11 @@ import numpy as np
 import pytest
 import yaml
 
-from estimators import build_estimator
-from estimators.base import REGISTRY
-from estimators.longitudinal import FAST_LMM_FALLBACK
-from sim import generate, load_scenario, rng_for
-from sim.cohort import Cohort
+from palliasim.estimators import build_estimator
+from palliasim.estimators.base import REGISTRY
+from palliasim.estimators.longitudinal import FAST_LMM_FALLBACK
+from palliasim.sim import generate, load_scenario, rng_for
+from palliasim.sim.cohort import Cohort
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "estimators"
 EST_RTOL, EST_ATOL = 1e-6, 1e-9

@@ -22,9 +22,9 @@ from scipy import stats
 from scipy.special import expit
 from statsmodels.stats.proportion import confint_proportions_2indep
 
-from estimators import REGISTRY, build_estimator
-from estimators.binary import STUDY_CANDIDATES
-from sim import ADJUSTMENT_SET, Cohort, generate, load_scenario, rng_for, truth
+from palliasim.estimators import REGISTRY, build_estimator
+from palliasim.estimators.binary import STUDY_CANDIDATES
+from palliasim.sim import ADJUSTMENT_SET, Cohort, generate, load_scenario, rng_for, truth
 
 BINARY_KINDS = (
     "logistic",

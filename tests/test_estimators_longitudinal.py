@@ -19,12 +19,12 @@ import yaml
 from scipy import stats
 from statsmodels.genmod import cov_struct
 
-from estimators import build_estimator
-from estimators.base import FAILED, OK, REGISTRY, WARNING
-from estimators.continuous import W12_OUTCOMES, w12_outcome
-from estimators.longitudinal import NRS_ESTIMANDS, POST_WEEKS, locf, rubin
-from sim import generate, load_scenario, rng_for, truth
-from sim.cohort import Cohort
+from palliasim.estimators import build_estimator
+from palliasim.estimators.base import FAILED, OK, REGISTRY, WARNING
+from palliasim.estimators.continuous import W12_OUTCOMES, w12_outcome
+from palliasim.estimators.longitudinal import NRS_ESTIMANDS, POST_WEEKS, locf, rubin
+from palliasim.sim import generate, load_scenario, rng_for, truth
+from palliasim.sim.cohort import Cohort
 
 RANDOMIZED = {
     "confounding.strength": 0.0,

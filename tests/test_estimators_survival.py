@@ -17,15 +17,15 @@ from lifelines import CoxPHFitter, KaplanMeierFitter
 from lifelines.statistics import logrank_test
 from lifelines.utils import median_survival_times, restricted_mean_survival_time
 
-from estimators import build_estimator
-from estimators.survival import (
+from palliasim.estimators import build_estimator
+from palliasim.estimators.survival import (
     DEFAULT_COVARIATES,
     km_medians_resampled,
     km_rmst_variance,
     peto_logrank,
 )
-from sim import ADJUSTMENT_SET, generate, load_scenario, rng_for, truth
-from sim.cohort import Cohort
+from palliasim.sim import ADJUSTMENT_SET, generate, load_scenario, rng_for, truth
+from palliasim.sim.cohort import Cohort
 
 CONF = Path(__file__).resolve().parents[1] / "conf" / "estimators"
 CONFIGS = ("km_median", "logrank", "cox", "cox_adjusted", "iptw_cox", "rmst")

@@ -30,12 +30,12 @@ from lifelines.utils import median_survival_times, restricted_mean_survival_time
 from statsmodels.duration.hazard_regression import PHReg
 from statsmodels.regression.mixed_linear_model import MixedLM
 
-from estimators.fast.cox import cox_fit
-from estimators.fast.km import km_fit, km_median, rmst
-from estimators.fast.lmm import lmm_random_intercept
-from estimators.fast.logistic import logistic_fit
-from estimators.fast.logrank import logrank_test
-from estimators.fast.ols import ols_fit
+from palliasim.estimators.fast.cox import cox_fit
+from palliasim.estimators.fast.km import km_fit, km_median, rmst
+from palliasim.estimators.fast.lmm import lmm_random_intercept
+from palliasim.estimators.fast.logistic import logistic_fit
+from palliasim.estimators.fast.logrank import logrank_test
+from palliasim.estimators.fast.ols import ols_fit
 
 EST_RTOL = 1e-6
 SE_RTOL = 1e-5

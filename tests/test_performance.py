@@ -11,7 +11,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from experiments.performance import OUTPUT_COLUMNS, compare_methods, reps_needed, summarise
+from palliasim.experiments.scoring.performance import (
+    OUTPUT_COLUMNS,
+    compare_methods,
+    reps_needed,
+    summarise,
+)
 
 NAN = float("nan")
 COLS = ["rep", "estimate", "se", "ci_low", "ci_high", "p_value", "status"]

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-import sim
-from experiments import plots
-from experiments.report import MAIN_COLUMNS, format_terminal, performance_table
+from palliasim import sim
+from palliasim.experiments.scoring import plots
+from palliasim.experiments.scoring.report import MAIN_COLUMNS, format_terminal, performance_table
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FACTORS = ["cohort.n", "confounding.strength"]

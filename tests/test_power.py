@@ -13,11 +13,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from estimators.base import REGISTRY, Estimate, Estimator, register
-from experiments import analytic_power as AP
-from experiments import power as P
-from experiments.design import expand_design
-from sim import load_scenario
+from palliasim.estimators.base import REGISTRY, Estimate, Estimator, register
+from palliasim.experiments.engine.design import expand_design
+from palliasim.experiments.planning import formulas as AP
+from palliasim.experiments.planning import power as P
+from palliasim.sim import load_scenario
 
 Z975 = 1.959963984540054
 
@@ -257,14 +257,14 @@ def test_logrank_power_matches_schoenfeld_under_its_assumptions(tmp_path):
 def _plain(*overrides):
     from hydra import compose, initialize_config_module
 
-    from experiments import config as C
+    from palliasim.experiments import config as C
 
-    with initialize_config_module(version_base="1.3", config_module="conf"):
+    with initialize_config_module(version_base="1.3", config_module="palliasim.conf"):
         return C.to_plain(compose(config_name="config", overrides=["task=power", *overrides]))
 
 
 def test_scenarios_default_to_randomized_with_overrides():
-    from experiments.tasks import power as T
+    from palliasim.experiments.tasks import power as T
 
     plain = _plain("survival.os.log_hr=-0.3", "missingness.target_week12=0.2")
     cfg = T.task_config(plain)
@@ -286,7 +286,7 @@ def test_cli_power_end_to_end(tmp_path):
     args = [
         sys.executable,
         "-m",
-        "experiments.cli",
+        "palliasim.experiments.cli",
         "task=power",
         "task.n_grid=[60,120]",
         "task.endpoints=[nrs,response]",

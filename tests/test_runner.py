@@ -21,12 +21,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-import sim
-from estimators.base import ESTIMATE_COLUMNS, Estimator, register, wald_row
-from experiments import runner, storage
-from experiments.design import expand_design
-from experiments.runner import RunIncomplete, run_experiment
-from sim import rng_for
+from palliasim import sim
+from palliasim.estimators.base import ESTIMATE_COLUMNS, Estimator, register, wald_row
+from palliasim.experiments.engine import runner, storage
+from palliasim.experiments.engine.design import expand_design
+from palliasim.experiments.engine.runner import RunIncomplete, run_experiment
+from palliasim.sim import rng_for
 
 ROOT = str(Path(__file__).resolve().parents[1])
 REPS = 12
@@ -151,7 +151,7 @@ def private_truth_cache(tmp_path_factory):
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("PALLIASIM_CACHE", str(tmp_path_factory.mktemp("truth_cache")))
         with pytest.MonkeyPatch.context() as inner:
-            inner.setattr(sys.modules["sim.truth"], "compute_truth", _fake_truth)
+            inner.setattr(sys.modules["palliasim.sim.truth"], "compute_truth", _fake_truth)
             for p in make_points():
                 sim.truth(p.scenario)
         yield
@@ -295,7 +295,7 @@ def test_kill_and_resume(reference, tmp_path):
         import sys
         sys.path.insert(0, {ROOT!r})
         import tests.test_runner as t
-        from experiments.runner import run_experiment
+        from palliasim.experiments.engine.runner import run_experiment
         run_experiment(t.make_points(), t.SPECS, t.REPS, t.SEED, {str(out)!r}, n_jobs=1,
                        chunk_size=2, quiet=True)
     """)
@@ -435,7 +435,7 @@ def test_uncached_truth_is_computed_in_the_pool(tmp_path, monkeypatch):
         return {"nrs_diff_w12": {"value": 1.5, "mcse": 0.01, "source": "fake"}}
 
     monkeypatch.setenv("PALLIASIM_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(sys.modules["sim.truth"], "compute_truth", fake_truth)
+    monkeypatch.setattr(sys.modules["palliasim.sim.truth"], "compute_truth", fake_truth)
     df = run(tmp_path / "run", reps=3, chunk_size=3)
     assert len(calls) == 1  # both points share the outcome model, hence one truth
     t = df[df["estimand"] == "nrs_diff_w12"]

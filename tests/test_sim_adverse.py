@@ -8,7 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim import generate_with_potential, load_scenario, rng_for
+from palliasim.sim import generate_with_potential, load_scenario, rng_for
 
 N = 40_000
 SEED = 20261129

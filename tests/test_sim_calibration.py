@@ -12,9 +12,9 @@ import statsmodels.api as sm
 from lifelines import CoxPHFitter, KaplanMeierFitter
 from lifelines.utils import restricted_mean_survival_time
 
-from sim import load_scenario
-from sim.calibrate import calibration_table
-from sim.survstats import cox_loghr, km_median, km_rmst
+from palliasim.sim import load_scenario
+from palliasim.sim.calibrate import calibration_table
+from palliasim.sim.survstats import cox_loghr, km_median, km_rmst
 
 CALIBRATE_SEED = 20261129  # conf/config.yaml `seed`, used by `palliasim task=calibrate`
 CALIBRATE_N = 40_000  # conf/task/calibrate.yaml `n`

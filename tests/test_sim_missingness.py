@@ -13,9 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from sim import ConfigError, generate, generate_with_potential, load_scenario, rng_for
-from sim.generate import SOLVE_N, constants
-from sim.missingness import VISIT_MONTHS
+from palliasim.sim import ConfigError, generate, generate_with_potential, load_scenario, rng_for
+from palliasim.sim.generate import SOLVE_N, constants
+from palliasim.sim.missingness import VISIT_MONTHS
 
 N = 40_000
 SEED = 20261129

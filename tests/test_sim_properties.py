@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sim import generate, generate_with_potential, load_scenario, rng_for
-from sim.missingness import VISIT_MONTHS
+from palliasim.sim import generate, generate_with_potential, load_scenario, rng_for
+from palliasim.sim.missingness import VISIT_MONTHS
 
 PRESETS = ("study", "randomized", "null")
 MECHANISMS = ("none", "mcar", "mar", "mnar")

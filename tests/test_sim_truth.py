@@ -14,13 +14,13 @@ import json
 import numpy as np
 import pytest
 
-from sim import generate_with_potential, load_scenario, rng_for
-from sim.calibrate import _po_sample, marginal_measures, solve_parameter
-from sim.survstats import cox_loghr
-from sim.truth import compute_truth, truth, truth_key
+from palliasim.sim import generate_with_potential, load_scenario, rng_for
+from palliasim.sim.calibrate import _po_sample, marginal_measures, solve_parameter
+from palliasim.sim.survstats import cox_loghr
+from palliasim.sim.truth import compute_truth, truth, truth_key
 
 #: the module: ``sim.truth`` as an attribute is the function re-exported by sim/__init__.py
-truth_module = importlib.import_module("sim.truth")
+truth_module = importlib.import_module("palliasim.sim.truth")
 Z = 4.0
 SMALL = {"truth.n": 20_000}
 #: estimands that are levels of one arm, not contrasts (equal across arms under the null)

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from sim import ConfigError, Scenario, generate, load_scenario, rng_for
-from sim.scenario import PRESETS, preset_params
+from palliasim.sim import ConfigError, Scenario, generate, load_scenario, rng_for
+from palliasim.sim.scenario import PRESETS, preset_params
 
 ROOT = Path(__file__).resolve().parents[1]
 

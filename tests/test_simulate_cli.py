@@ -12,11 +12,11 @@ import pandas as pd
 import pytest
 from hydra import compose, initialize_config_module
 
-from experiments import config as C
+from palliasim.experiments import config as C
 
 ESTIMATOR_CONFIGS = sorted(
     p.name[:-5]
-    for p in resources.files("conf").joinpath("estimators").iterdir()
+    for p in resources.files("palliasim.conf").joinpath("estimators").iterdir()
     if p.name.endswith(".yaml")
 )
 
@@ -26,7 +26,7 @@ ESTIMATOR_CONFIGS = sorted(
     [("study", "study"), ("randomized", "randomized"), ("'null'", "null"), ("no_effect", "null")],
 )
 def test_every_preset_and_estimator_composes(preset, name):
-    with initialize_config_module(config_module="conf", version_base="1.3"):
+    with initialize_config_module(config_module="palliasim.conf", version_base="1.3"):
         cfg = compose(
             "config",
             overrides=[f"scenario={preset}", f"estimators=[{','.join(ESTIMATOR_CONFIGS)}]"],
@@ -40,7 +40,7 @@ def test_every_preset_and_estimator_composes(preset, name):
 
 
 def test_default_config_selects_the_study_analyses():
-    with initialize_config_module(config_module="conf", version_base="1.3"):
+    with initialize_config_module(config_module="palliasim.conf", version_base="1.3"):
         cfg = compose("config")
     plain = C.to_plain(cfg)
     assert plain["task"]["name"] == "simulate" and plain["scenario_name"] == "study"
@@ -53,13 +53,13 @@ def test_default_config_selects_the_study_analyses():
 def test_every_design_composes():
     designs = [
         p.name[:-5]
-        for p in resources.files("conf").joinpath("design").iterdir()
+        for p in resources.files("palliasim.conf").joinpath("design").iterdir()
         if p.name.endswith(".yaml")
     ]
-    from experiments.design import expand_design
+    from palliasim.experiments.engine.design import expand_design
 
     for d in designs:
-        with initialize_config_module(config_module="conf", version_base="1.3"):
+        with initialize_config_module(config_module="palliasim.conf", version_base="1.3"):
             cfg = compose("config", overrides=[f"design={d}"])
         plain = C.to_plain(cfg)
         pts = expand_design(
@@ -74,7 +74,7 @@ def test_every_design_composes():
 def _cli(*args, cwd):
     env = {**os.environ, "MPLBACKEND": "Agg"}
     return subprocess.run(
-        [sys.executable, "-m", "experiments.cli", *args],
+        [sys.executable, "-m", "palliasim.experiments.cli", *args],
         cwd=cwd,
         env=env,
         capture_output=True,

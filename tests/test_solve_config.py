@@ -7,10 +7,10 @@ import importlib
 import numpy as np
 import pytest
 
-from sim import ConfigError, load_scenario
-from sim.calibrate import apply_solves, marginal_measures
+from palliasim.sim import ConfigError, load_scenario
+from palliasim.sim.calibrate import apply_solves, marginal_measures
 
-calibrate = importlib.import_module("sim.calibrate")
+calibrate = importlib.import_module("palliasim.sim.calibrate")
 
 
 @pytest.fixture

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from estimators.base import ESTIMATE_COLUMNS, build_estimator
-from experiments import config as C
-from experiments.storage_utils import atomic_write_text
-from sim.cohort import Cohort, check_frames
-from sim.seeding import name_int, rng_for
-from sim.validation import ConfigError
+from palliasim.estimators.base import ESTIMATE_COLUMNS, build_estimator
+from palliasim.experiments import config as C
+from palliasim.sim.cohort import Cohort, check_frames
+from palliasim.sim.errors import ConfigError
+from palliasim.sim.files import atomic_write_text
+from palliasim.sim.seeding import name_int, rng_for
 
 DATA_KEY = "0" * 16
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from experiments import config as C
-from experiments.storage_utils import atomic_write_text
-from sim.calibrate import calibration_table
-from sim.validation import ConfigError
+from palliasim.experiments import config as C
+from palliasim.sim.calibrate import calibration_table
+from palliasim.sim.errors import ConfigError
+from palliasim.sim.files import atomic_write_text
 
 
 def run(plain: dict) -> int:

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import sys
 
-from experiments import config as C
-from sim.validation import ConfigError
+from palliasim.experiments import config as C
+from palliasim.sim.errors import ConfigError
 
 TASK_KEYS = ("name", "junit", "seed", "reps")
 
@@ -46,9 +46,9 @@ def _task_options(plain: dict) -> dict:
 
 
 def run(plain: dict) -> int:
-    from experiments.checks import load_suite, run_suite
-    from experiments.design import validate_runner
-    from experiments.runner import RunIncomplete
+    from palliasim.experiments.checks.suite import load_suite, run_suite
+    from palliasim.experiments.engine.design import validate_runner
+    from palliasim.experiments.engine.runner import RunIncomplete
 
     opts = _task_options(plain)
     source = plain.get("suite")

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from importlib import resources
 
-from experiments import config as C
-from experiments.storage_utils import atomic_write_text
-from sim.generate import generate
-from sim.seeding import rng_for
-from sim.validation import ConfigError
+from palliasim.experiments import config as C
+from palliasim.sim.errors import ConfigError
+from palliasim.sim.files import atomic_write_text
+from palliasim.sim.generate import generate
+from palliasim.sim.seeding import rng_for
 
 FORMATS = ("csv", "parquet")
 
@@ -42,7 +42,7 @@ def run(plain: dict) -> int:
             tmp.write_bytes(buf.getvalue())
             tmp.replace(path)
         written.append(path)
-    doc = resources.files("conf").joinpath("DATA.md").read_text()
+    doc = resources.files("palliasim.conf").joinpath("DATA.md").read_text()
     header = (
         f"<!-- scenario '{sc.name}', n = {sc.n}, seed = {plain['seed']}, "
         f"scenario hash {sc.key[:16]} -->\n"

@@ -22,8 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from experiments import config as C
-from sim.validation import ConfigError
+from palliasim.experiments import config as C
+from palliasim.sim.errors import ConfigError
 
 POWER_COLUMNS = [
     "scenario",
@@ -110,7 +110,7 @@ def _grid(key, v) -> list[int]:
 
 def task_config(plain: dict) -> dict:
     """``task.*`` validated, defaults filled in; ConfigError names the key."""
-    from experiments.power import ENDPOINTS
+    from palliasim.experiments.planning.power import ENDPOINTS
 
     raw = dict(plain.get("task") or {})
     raw.pop("name", None)
@@ -215,7 +215,7 @@ def scenarios(plain: dict, cfg: dict):
     from the alternative's preset (its zero effects). ``task.allocation`` applies to both;
     ``cohort.n`` is set per grid point.
     """
-    from sim.scenario import PRESETS, SECTIONS, Scenario, load_scenario, preset_params
+    from palliasim.sim.scenario import PRESETS, SECTIONS, Scenario, load_scenario, preset_params
 
     composed = {k: plain[k] for k in SECTIONS if k in plain}
     cname = str(composed.get("scenario_name", "custom"))
@@ -260,8 +260,8 @@ def scenarios(plain: dict, cfg: dict):
 
 def methods(plain: dict, cfg: dict):
     """(runner specs, info, per-method reps_max) for the selected endpoints."""
-    from experiments.power import endpoint_of
-    from experiments.runner import build_estimators
+    from palliasim.experiments.engine.runner import build_estimators
+    from palliasim.experiments.planning.power import endpoint_of
 
     raw = cfg["methods"]
     if raw is None:
@@ -320,7 +320,7 @@ def _nice(x: float) -> int:
 def grids(cfg, info, formulas, inputs) -> dict[str, list[int]]:
     """endpoint -> sizes (``auto``: 5 sizes from 0.6 x the formula's n at the lowest target
     power to 1.3 x the n at the highest, over the endpoint's methods)."""
-    from experiments.power import endpoint_of, formula_n
+    from palliasim.experiments.planning.power import endpoint_of, formula_n
 
     out = {}
     for ep in cfg["endpoints"]:
@@ -351,7 +351,7 @@ def grids(cfg, info, formulas, inputs) -> dict[str, list[int]]:
 # assembling the tables
 # --------------------------------------------------------------------------------------------
 def method_label(name: str, estimand: str, info: dict) -> str:
-    from experiments.power import endpoint_of, estimand_tag
+    from palliasim.experiments.planning.power import endpoint_of, estimand_tag
 
     ep = endpoint_of(estimand)
     same = [e for e in info[name]["estimands"] if endpoint_of(e) == ep]
@@ -359,7 +359,7 @@ def method_label(name: str, estimand: str, info: dict) -> str:
 
 
 def pretty(endpoint: str, method: str, kind: str | None, estimand: str | None) -> str:
-    from experiments.power import ENDPOINT_LABELS, KIND_LABELS, estimand_tag
+    from palliasim.experiments.planning.power import ENDPOINT_LABELS, KIND_LABELS, estimand_tag
 
     ep = ENDPOINT_LABELS.get(endpoint, endpoint)
     if kind is None:
@@ -379,8 +379,8 @@ def pretty(endpoint: str, method: str, kind: str | None, estimand: str | None) -
 def build_power_table(
     run, points_info, info, formulas, alpha, alt_name, extra_formulas, projections=None
 ):
-    from experiments import power as P
-    from experiments.power import endpoint_of, rejection_table
+    from palliasim.experiments.planning import power as P
+    from palliasim.experiments.planning.power import endpoint_of, rejection_table
 
     tab = rejection_table(run.results, alpha, by=("scenario_key", "method", "estimand"))
     tab["scenario"] = tab["scenario_key"].map(lambda k: points_info[k][0])
@@ -464,7 +464,7 @@ def build_power_table(
 
 
 def sample_sizes(tab, formulas, extra_formulas, alt_name, targets, n_boot, seed, alpha=0.05):
-    from experiments.power import formula_n, required_n
+    from palliasim.experiments.planning.power import formula_n, required_n
 
     rows = []
     alt = tab[(tab["scenario"] == alt_name) & (tab["reps"] > 0)]
@@ -590,11 +590,11 @@ def format_table(tab: pd.DataFrame, max_rows: int) -> str:
 # the task
 # --------------------------------------------------------------------------------------------
 def run(plain: dict) -> int:
-    import sim
-    from experiments import power as P
-    from experiments import storage
-    from experiments.design import expand_design, validate_runner
-    from experiments.runner import RunIncomplete
+    from palliasim import sim
+    from palliasim.experiments.engine import storage
+    from palliasim.experiments.engine.design import expand_design, validate_runner
+    from palliasim.experiments.engine.runner import RunIncomplete
+    from palliasim.experiments.planning import power as P
 
     t_start = time.perf_counter()
     cfg = task_config(plain)

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from experiments import config as C
-from experiments.performance import summarise
-from experiments.storage_utils import atomic_write_text
-from sim.validation import ConfigError
+from palliasim.experiments import config as C
+from palliasim.experiments.scoring.performance import summarise
+from palliasim.sim.errors import ConfigError
+from palliasim.sim.files import atomic_write_text
 
 KNOWN = {
     "rep",

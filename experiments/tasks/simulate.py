@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import sys
 
-from experiments import config as C
-from experiments.design import expand_design, factor_columns, validate_runner
-from sim.validation import ConfigError
+from palliasim.experiments import config as C
+from palliasim.experiments.engine.design import expand_design, factor_columns, validate_runner
+from palliasim.sim.errors import ConfigError
 
 #: the study's headline estimands, shown first in the plots (the rest follow, then no-truth ones)
 CORE = (
@@ -42,9 +42,9 @@ def _prioritise(perf):
 
 
 def _plots(res, perf, fc, points, out, seed, quiet):
-    from experiments import plots
-    from sim.generate import generate
-    from sim.seeding import rng_for
+    from palliasim.experiments.scoring import plots
+    from palliasim.sim.generate import generate
+    from palliasim.sim.seeding import rng_for
 
     perf = _prioritise(perf)
     pdir = out / "plots"
@@ -90,7 +90,7 @@ def comparisons(res, fc, order):
     (the study's own analysis comes first in the default selection), per scenario."""
     import pandas as pd
 
-    from experiments.performance import compare_methods
+    from palliasim.experiments.scoring.performance import compare_methods
 
     out = []
     by = ["scenario", *fc]
@@ -107,7 +107,7 @@ def comparisons(res, fc, order):
 
 def planning(perf, targets: dict):
     """Replications needed for each target MCSE (``task.target_mcse``) given the run's figures."""
-    from experiments.performance import reps_needed
+    from palliasim.experiments.scoring.performance import reps_needed
 
     cols = [c for c in ("scenario", "method", "estimand") if c in perf]
     table = perf[cols].copy()
@@ -117,8 +117,8 @@ def planning(perf, targets: dict):
 
 
 def run(plain: dict) -> int:
-    from experiments.report import format_terminal, performance_table
-    from experiments.runner import RunIncomplete, run_experiment
+    from palliasim.experiments.engine.runner import RunIncomplete, run_experiment
+    from palliasim.experiments.scoring.report import format_terminal, performance_table
 
     base = C.scenario_from(plain)
     specs = C.estimator_specs(plain)
@@ -164,7 +164,7 @@ def run(plain: dict) -> int:
     fc = factor_columns(points)
     perf = performance_table(res, fc, plain["alpha"], plain["failures"], out_dir=out)
     print(format_terminal(perf, max_rows=int(C.get(plain, "task.max_rows", 60))))
-    from experiments.storage_utils import atomic_write_text
+    from palliasim.sim.files import atomic_write_text
 
     comp = comparisons(res, fc, list(specs))
     if len(comp):

@@ -1,8 +1,8 @@
 """Trial planning by simulation: power curves, adaptive replication, required sample sizes, and
 the closed-form formulas side by side (the engine of ``palliasim task=power``).
 
-    from experiments.design import expand_design
-    from experiments import power as P
+    from palliasim.experiments.engine.design import expand_design
+    from palliasim.experiments.planning import power as P
     pts = expand_design("randomized", None, {"cohort.n": [100, 200, 300]})
     run = P.adaptive_power(pts, {"logrank": {"kind": "logrank"}}, alpha=0.05, out_dir="out/pw",
                            ci_halfwidth=0.02, reps_start=200, reps_step=200, reps_max=1000)
@@ -58,7 +58,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from experiments import analytic_power as AP
+from palliasim.experiments.planning import formulas as AP
+from palliasim.sim.schedule import POST_WEEKS
 
 __all__ = [
     "ENDPOINTS",
@@ -94,7 +95,7 @@ KIND_LABELS = {
     "risk_difference": "risk difference",
     "ancova_w12": "ANCOVA",
 }
-NRS_WEEKS = (1, 4, 8, 12)
+NRS_WEEKS = POST_WEEKS
 
 
 def endpoint_of(estimand: str) -> str | None:
@@ -215,7 +216,7 @@ def adaptive_power(
     chunks and rerunning the same call resumes. Deterministic: the rows depend only on (seed,
     scenario, method, rep), never on the stopping path.
     """
-    from experiments.runner import run_experiment
+    from palliasim.experiments.engine.runner import run_experiment
 
     points = list(points)
     by_key = {p.key: p for p in points}
@@ -509,10 +510,10 @@ def design_inputs(scenario, truth=None, n_big: int = 100_000, seed: int = 1) -> 
     dropout by week 12, variance components and ICC), ``response`` (true and observed risks,
     adjusted OR), ``qol`` (per domain like NRS week 12). Plain floats (JSON-ready).
     """
-    import sim
-    from sim.generate import generate_with_potential
-    from sim.missingness import DEAD, OBSERVED
-    from sim.qol import DOMAINS
+    from palliasim import sim
+    from palliasim.sim.generate import generate_with_potential
+    from palliasim.sim.missingness import DEAD, OBSERVED
+    from palliasim.sim.qol import DOMAINS
 
     tr = truth if truth is not None else sim.truth(scenario)
     p = scenario.params
@@ -668,8 +669,8 @@ def method_projection(scenario, specs, n_big: int = 200_000, seed: int = 1) -> d
     method's own large-sample power: simulation minus projection isolates small-sample
     behaviour (and model SEs that are wrong in small samples).
     """
-    import sim
-    from estimators.base import build_estimator
+    from palliasim import sim
+    from palliasim.estimators.base import build_estimator
 
     cohort = sim.generate(scenario, sim.rng_for(seed, scenario.key, "truth", 7920), int(n_big))
     out = {}

@@ -10,7 +10,7 @@ slowest, the last fastest, and levels keep the order they were written in. The o
 for display (labels, nested-loop plots); seeds and results depend on each point's content hash,
 never on its position.
 
-    from experiments.design import expand_design
+    from palliasim.experiments.engine.design import expand_design
     points = expand_design("study", {"cohort.n": 100},
                            {"confounding.strength": [0.0, 1.0], "cohort.n": [50, 200]},
                            subset=[{"confounding.strength": 0.0}])
@@ -30,7 +30,7 @@ from typing import Any
 
 import pandas as pd
 
-from sim import ConfigError, Scenario, load_scenario
+from palliasim.sim import ConfigError, Scenario, load_scenario
 
 __all__ = [
     "BACKENDS",

@@ -1,6 +1,6 @@
 """Performance tables of a run: the CSV for analysis and a fixed-width summary for the terminal.
 
-    from experiments.report import performance_table, format_terminal
+    from palliasim.experiments.scoring.report import performance_table, format_terminal
     perf = performance_table(results, ["cohort.n"], alpha=0.05, failures="exclude", out_dir=run)
     print(format_terminal(perf))
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from experiments.performance import summarise
+from palliasim.experiments.scoring.performance import summarise
 
 __all__ = ["MAIN_COLUMNS", "format_terminal", "performance_table"]
 
@@ -77,7 +77,7 @@ def performance_table(
     perf = perf[lead + list(MAIN_COLUMNS) + rest]
     perf = _sort_rows(perf, [*factor_cols, "scenario", "estimand", "method"])
     if out_dir is not None:
-        from experiments.storage import atomic_write
+        from palliasim.sim.files import atomic_write
 
         text = perf.to_csv(index=False, float_format="%.10g")
         atomic_write(Path(out_dir) / "performance.csv", lambda fh: fh.write(text.encode()))

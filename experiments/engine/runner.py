@@ -1,7 +1,7 @@
 """The parallel runner: every (design point, chunk of replications) task of a run, resumable.
 
-    from experiments.design import expand_design
-    from experiments.runner import run_experiment
+    from palliasim.experiments.engine.design import expand_design
+    from palliasim.experiments.engine.runner import run_experiment
     points = expand_design("study", {}, {"cohort.n": [100, 200]})
     results = run_experiment(points, {"ancova": {"kind": "ancova_w12"}}, reps=200, seed=1,
                              out_dir="outputs/run1", n_jobs=4)
@@ -57,11 +57,12 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from estimators.base import ESTIMATE_COLUMNS, Estimate, build_estimator
-from experiments import storage
-from experiments.design import DesignPoint, factor_columns, validate_runner
-from sim import generate, rng_for
-from sim.seeding import name_int
+from palliasim.estimators.base import ESTIMATE_COLUMNS, Estimate, build_estimator
+from palliasim.experiments.engine import storage
+from palliasim.experiments.engine.design import DesignPoint, factor_columns, validate_runner
+from palliasim.sim import generate, rng_for
+from palliasim.sim.files import atomic_write_text
+from palliasim.sim.seeding import name_int
 
 __all__ = ["RunIncomplete", "run_experiment", "build_estimators", "normalise_specs"]
 
@@ -117,7 +118,7 @@ def _single_thread_blas():
 
 
 def _register_extra(extra_kinds: Mapping[str, type]) -> None:
-    from estimators.base import REGISTRY
+    from palliasim.estimators.base import REGISTRY
 
     for kind, cls in extra_kinds.items():
         REGISTRY.setdefault(kind, cls)
@@ -239,7 +240,7 @@ def _run_chunk(task: dict) -> dict:
 
 def _run_truth(task: dict) -> dict:
     """Compute (and cache) the truth of one scenario."""
-    import sim
+    from palliasim import sim
 
     t0 = time.perf_counter()
     try:
@@ -353,7 +354,7 @@ def _check_points(points: Sequence[DesignPoint]) -> list[DesignPoint]:
 # --------------------------------------------------------------------------------------------
 def _truth_key(scenario) -> str | None:
     try:
-        from sim.truth import truth_key
+        from palliasim.sim.truth import truth_key
 
         return truth_key(scenario)
     except Exception:  # pragma: no cover - sim internals changed
@@ -362,7 +363,7 @@ def _truth_key(scenario) -> str | None:
 
 def _truth_cached(scenario) -> bool:
     try:
-        from sim.truth import cache_dir, truth_key
+        from palliasim.sim.truth import cache_dir, truth_key
 
         return (cache_dir() / f"{truth_key(scenario)}.json").exists()
     except Exception:  # pragma: no cover
@@ -371,7 +372,7 @@ def _truth_cached(scenario) -> bool:
 
 def _truth_frame(points: Sequence[DesignPoint], computed: Mapping[str, dict]) -> pd.DataFrame:
     """scenario_key, estimand, true, true_mcse, source for every point."""
-    import sim
+    from palliasim import sim
 
     frames = []
     by_tkey: dict[str, pd.DataFrame] = {}
@@ -825,7 +826,7 @@ def run_experiment(
         results = _assemble(points, plans, names, out_dir, truth_df)
         storage.write_parquet(out_dir / storage.RESULTS_NAME, results)
         text = truth_df.to_csv(index=False, float_format="%.17g")
-        storage.atomic_write(out_dir / "truth.csv", lambda fh: fh.write(text.encode()))
+        atomic_write_text(out_dir / "truth.csv", text)
 
         # the manifest's chunk table covers the planned chunks (metadata read from each file)
         for c in plans:

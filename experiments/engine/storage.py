@@ -56,14 +56,14 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from estimators.base import ESTIMATE_COLUMNS
+from palliasim.estimators.base import ESTIMATE_COLUMNS
+from palliasim.sim.files import TMP_SUFFIX, atomic_write, is_our_tmp
 
 __all__ = [
     "CHUNK_COLUMNS",
     "ChunkPlan",
     "MANIFEST_NAME",
     "RESULTS_NAME",
-    "atomic_write",
     "check_resume",
     "chunk_grid",
     "chunk_id",
@@ -90,7 +90,6 @@ RESULTS_DIR = "results"
 MANIFEST_NAME = "manifest.json"
 RESULTS_NAME = "results.parquet"
 LOCK_NAME = ".lock"
-TMP_SUFFIX = ".tmp"
 META_KEY = b"palliasim"
 FORMAT_VERSION = 1
 CHUNK_RE = re.compile(r"^chunk_(\d+)-(\d+)\.parquet$")
@@ -192,42 +191,6 @@ def chunk_path(out_dir: Path | str, scenario_key: str, first: int, last: int) ->
     return key_dir(out_dir, scenario_key) / f"chunk_{first}-{last}.parquet"
 
 
-# --------------------------------------------------------------------------------------------
-# atomic writes
-# --------------------------------------------------------------------------------------------
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:  # pragma: no cover - e.g. Windows
-        return
-    try:
-        os.fsync(fd)
-    except OSError:  # pragma: no cover
-        pass
-    finally:
-        os.close(fd)
-
-
-def atomic_write(path: Path | str, write) -> Path:
-    """Write ``path`` atomically: ``write(fileobj)`` into a temp file of the same directory,
-    flush + fsync, then ``os.replace``. Readers see the old file or the new one, never a mix."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}-{os.urandom(4).hex()}{TMP_SUFFIX}")
-    try:
-        with open(tmp, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
 def clean_tmp(out_dir: Path | str) -> int:
     """Remove temp files left by a killed run (call only while holding :func:`run_lock`)."""
     out_dir = Path(out_dir)
@@ -235,6 +198,8 @@ def clean_tmp(out_dir: Path | str) -> int:
     if not out_dir.exists():
         return 0
     for p in [*out_dir.glob(f".*{TMP_SUFFIX}"), *(out_dir / RESULTS_DIR).glob(f"*/.*{TMP_SUFFIX}")]:
+        if not is_our_tmp(p):
+            continue  # a user's own file
         with contextlib.suppress(OSError):
             p.unlink()
             n += 1

@@ -4,7 +4,7 @@ pass/fail verdicts, so a build fails when a change makes an estimator biased or 
     palliasim task=check suite=smoke           # exit 0: every check passed, 1: some failed,
     palliasim task=check suite=/path/my.yaml   # 2: invalid suite (the message names the key)
 
-    from experiments.checks import run_suite   # the same from Python / pytest
+    from palliasim.experiments.checks.suite import run_suite   # the same from Python / pytest
     result = run_suite("smoke", out_dir=tmp_path, n_jobs=2)
     assert result.passed, result.markdown
 
@@ -88,7 +88,7 @@ import pandas as pd
 import yaml
 from scipy import stats
 
-from sim.validation import ConfigError
+from palliasim.sim.errors import ConfigError
 
 __all__ = [
     "EXPECTATIONS",
@@ -211,7 +211,7 @@ class Suite:
 
 
 def _checks_dir():
-    return resources.files("conf").joinpath("checks")
+    return resources.files("palliasim.conf").joinpath("checks")
 
 
 def suite_names() -> list[str]:
@@ -330,7 +330,7 @@ def _import_modules(mods: Any) -> tuple[str, ...]:
 
 
 def _scenarios(raw: Any) -> dict:
-    from sim.scenario import PRESETS, load_scenario
+    from palliasim.sim.scenario import PRESETS, load_scenario
 
     if not isinstance(raw, Mapping) or not raw:
         raise ConfigError(
@@ -378,7 +378,7 @@ def _scenarios(raw: Any) -> dict:
 
 
 def _estimators(raw: Any, alpha: float) -> tuple[dict, dict]:
-    from experiments.runner import build_estimators, normalise_specs
+    from palliasim.experiments.engine.runner import build_estimators, normalise_specs
 
     if not isinstance(raw, Mapping) or not raw:
         raise ConfigError(
@@ -1040,11 +1040,16 @@ def code_fingerprint(suite: Suite) -> str:
     ``estimators``, the runner, the modules defining the suite's estimator kinds (plug-ins),
     and the versions of the numerical libraries. A change to any of them gives a new run
     directory, so a resumed run never scores replications of older code."""
-    from estimators.base import REGISTRY
-    from experiments import storage
+    from palliasim.estimators.base import REGISTRY
+    from palliasim.experiments.engine import storage
 
     h = hashlib.sha256()
-    mods = {"sim", "estimators", "experiments.runner", "experiments.storage"}
+    mods = {
+        "palliasim.sim",
+        "palliasim.estimators",
+        "palliasim.experiments.engine.runner",
+        "palliasim.experiments.engine.storage",
+    }
     for spec in suite.estimators.values():
         cls = REGISTRY.get(spec["kind"])
         if cls is not None:
@@ -1089,10 +1094,10 @@ def run_suite(
     Raises ConfigError for an invalid suite or runner setting (before any compute),
     :class:`experiments.runner.RunIncomplete` when replications could not be completed.
     """
-    from experiments.design import DesignPoint, validate_runner
-    from experiments.performance import summarise
-    from experiments.runner import run_experiment
-    from experiments.storage_utils import atomic_write_text
+    from palliasim.experiments.engine.design import DesignPoint, validate_runner
+    from palliasim.experiments.engine.runner import run_experiment
+    from palliasim.experiments.scoring.performance import summarise
+    from palliasim.sim.files import atomic_write_text
 
     t0 = time.perf_counter()
     suite = load_suite(suite)

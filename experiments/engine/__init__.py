@@ -1,0 +1,1 @@
+"""palliasim.experiments.engine: the design grid, the parallel resumable runner, run storage."""

@@ -1,0 +1,1 @@
+"""palliasim.experiments.planning: trial planning (analytic formulas, simulated power, sample size)."""

@@ -1,0 +1,1 @@
+"""palliasim.experiments.scoring: performance measures with Monte Carlo SE, reports, plots."""

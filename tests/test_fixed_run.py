@@ -1,0 +1,50 @@
+"""A small fixed run reproduces, bit for bit, the results recorded before the package was
+reorganised (issue 10): two design points, six estimators, the canonical sort of
+``results.parquet`` hashed with every float written to 17 significant digits (exact)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+
+import pandas as pd
+
+#: SHA-256 of the canonical results of FIXED_RUN. It changes only with a deliberate change of
+#: the data-generating model or of an estimator (say which in the commit that updates it).
+EXPECTED = "86f2ee77cce02bcaee3557105eecd422c19056096f512f995e2e10f6d47a0628"
+
+FIXED_RUN = (
+    "reps=8",
+    "estimators=[lmm,cox,logistic,mi_ancova,km_median,gcomp]",
+    "design=missing_confounding",
+    "design.subset=[{cohort.n:100,missingness.mechanism:mar,confounding.strength:1.0},"
+    "{cohort.n:205,missingness.mechanism:mcar,confounding.strength:0.0}]",
+    "runner.n_jobs=2",
+    "runner.chunk_size=3",
+    "quiet=true",
+    "task.plots=false",
+)
+
+
+def canonical_hash(path) -> str:
+    """SHA-256 of a results file: rows in canonical order, columns sorted, timings dropped."""
+    d = pd.read_parquet(path).drop(columns=["seconds"])
+    d = d.sort_values(["scenario_key", "rep", "method", "estimand"], kind="stable")
+    d = d.reset_index(drop=True)[sorted(d.columns)]
+    return hashlib.sha256(d.to_csv(index=False, float_format="%.17g").encode()).hexdigest()
+
+
+def test_fixed_run_reproduces_the_recorded_results(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run(
+        [sys.executable, "-m", "palliasim", *FIXED_RUN, f"out_dir={out}"],
+        cwd=tmp_path,
+        env={**os.environ, "MPLBACKEND": "Agg", "PALLIASIM_CACHE": str(tmp_path / "cache")},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert canonical_hash(out / "results.parquet") == EXPECTED
