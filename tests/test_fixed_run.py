@@ -4,12 +4,11 @@ reorganised (issue 10): two design points, six estimators, the canonical sort of
 
 from __future__ import annotations
 
-import hashlib
 import os
 import subprocess
 import sys
 
-import pandas as pd
+from tests.results_hash import canonical_hash
 
 #: SHA-256 of the canonical results of FIXED_RUN. It changes only with a deliberate change of
 #: the data-generating model or of an estimator (say which in the commit that updates it).
@@ -26,14 +25,6 @@ FIXED_RUN = (
     "quiet=true",
     "task.plots=false",
 )
-
-
-def canonical_hash(path) -> str:
-    """SHA-256 of a results file: rows in canonical order, columns sorted, timings dropped."""
-    d = pd.read_parquet(path).drop(columns=["seconds"])
-    d = d.sort_values(["scenario_key", "rep", "method", "estimand"], kind="stable")
-    d = d.reset_index(drop=True)[sorted(d.columns)]
-    return hashlib.sha256(d.to_csv(index=False, float_format="%.17g").encode()).hexdigest()
 
 
 def test_fixed_run_reproduces_the_recorded_results(tmp_path):
