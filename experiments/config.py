@@ -91,3 +91,15 @@ def output_dir(settings) -> Path:
     if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir).resolve()
     return Path.cwd().resolve() / "outputs"
+
+
+def command_line_choice(group: str) -> str | None:
+    """The option of config group ``group`` given on the command line (``scenario=study``), or
+    None (not given, or not under a Hydra app)."""
+    if not HydraConfig.initialized():
+        return None
+    for o in HydraConfig.get().overrides.task:
+        key, _, val = o.partition("=")
+        if key.lstrip("+~") == group:
+            return val
+    return None

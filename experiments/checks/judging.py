@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from palliasim.estimators.base import FAILED
 from palliasim.experiments.checks.schema import EXPECTATIONS, CheckSpec, Suite
 
 
@@ -57,7 +58,7 @@ def fmt_p(x: float) -> str:
 def _coverage_counts(results: pd.DataFrame, failures: str) -> pd.DataFrame:
     """Replications behind coverage (n_cov) and rejection (n_rej), as in ``summarise``."""
     r = results
-    used = (r["status"] != "failed").to_numpy() & r["estimate"].notna().to_numpy()
+    used = (r["status"] != FAILED).to_numpy() & r["estimate"].notna().to_numpy()
     has_true = r["true"].notna().to_numpy()
     if failures == "count":
         n_cov = has_true.astype(float)
@@ -74,7 +75,7 @@ def _first_failure(results: pd.DataFrame) -> dict:
     """(scenario, method, estimand) -> the first failure message (in rep order)."""
     if "message" not in results.columns:
         return {}
-    f = results[results["status"] == "failed"]
+    f = results[results["status"] == FAILED]
     if f.empty:
         return {}
     f = f.sort_values(["scenario", "method", "estimand", "rep"], kind="stable")

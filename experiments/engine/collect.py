@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from palliasim.estimators.base import FAILED
 from palliasim.experiments.engine import storage
 from palliasim.experiments.engine.design import DesignPoint, factor_columns
 from palliasim.experiments.engine.dispatch import single_thread_blas
@@ -87,6 +88,6 @@ def assemble(
 def count_errors(results: pd.DataFrame) -> tuple[int, int]:
     """(fits that raised, their rows): one fit = one (scenario, rep, method), whatever its
     number of estimands."""
-    err = (results["status"] == "failed") & results["message"].str.startswith(ERROR_PREFIX)
+    err = (results["status"] == FAILED) & results["message"].str.startswith(ERROR_PREFIX)
     fits = results.loc[err, ["scenario_key", "rep", "method"]].drop_duplicates()
     return int(len(fits)), int(err.sum())

@@ -22,7 +22,7 @@ import time
 import traceback
 from collections.abc import Mapping
 
-from palliasim.estimators.base import ESTIMATE_COLUMNS, REGISTRY, Estimate, build_estimator
+from palliasim.estimators.base import ESTIMATE_COLUMNS, FAILED, REGISTRY, Estimate, build_estimator
 from palliasim.experiments.engine import storage
 from palliasim.experiments.engine.dispatch import single_thread_blas
 from palliasim.experiments.engine.records import (
@@ -90,7 +90,7 @@ def _error_rows(name: str, est, exc: BaseException, seconds: float) -> list[dict
             "ci_high": float("nan"),
             "p_value": float("nan"),
             "n_used": 0,
-            "status": "failed",
+            "status": FAILED,
             "message": msg,
             "seconds": seconds / len(targets),
             "engine": str(getattr(est, "engine", "")),

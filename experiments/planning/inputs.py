@@ -17,7 +17,7 @@ from scipy import stats
 from scipy.interpolate import PchipInterpolator
 
 from palliasim import sim
-from palliasim.estimators.base import build_estimator
+from palliasim.estimators.base import FAILED, build_estimator
 from palliasim.experiments.planning import formulas as AP
 from palliasim.experiments.planning.endpoints import NRS_WEEKS
 from palliasim.sim.generate import generate_with_potential
@@ -260,7 +260,7 @@ def method_projection(scenario, specs, n_big: int = 200_000, seed: int = 1) -> d
             warnings.simplefilter("ignore")
             rows = est.fit(cohort, sim.rng_for(seed, scenario.key, "estimator", 7920))
         for r in rows:
-            if r.status != "failed" and np.isfinite(r.estimate) and np.isfinite(r.se) and r.se > 0:
+            if r.status != FAILED and np.isfinite(r.estimate) and np.isfinite(r.se) and r.se > 0:
                 out[(name, r.estimand)] = {
                     "estimate": float(r.estimate),
                     "se_sqrt_n": float(r.se * math.sqrt(n_big)),

@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from palliasim.estimators.base import FAILED
+
 
 def clopper_pearson(k, n, alpha: float = 0.05):
     """Exact (Clopper-Pearson) two-sided 1 - alpha interval for a binomial proportion k / n.
@@ -40,7 +42,7 @@ def rejection_table(
     """
     by = list(by)
     p = pd.to_numeric(results["p_value"], errors="coerce").to_numpy(dtype=float)
-    ok = (results["status"].to_numpy() != "failed") & np.isfinite(p)
+    ok = (results["status"].to_numpy() != FAILED) & np.isfinite(p)
     df = results[by].copy()
     df["_rej"] = (ok & (p < alpha)).astype(np.int64)
     df["_fail"] = (~ok).astype(np.int64)

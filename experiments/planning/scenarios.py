@@ -20,27 +20,13 @@ def _flat(d: dict, prefix: str = "") -> dict:
     return out
 
 
-def _cli_scenario_choice() -> str | None:
-    """The ``scenario=...`` given on the command line, if any (None outside Hydra)."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
-        overrides = list(HydraConfig.get().overrides.task)
-    except Exception:
-        return None
-    for o in overrides:
-        key, _, val = o.partition("=")
-        if key.lstrip("+~") == "scenario":
-            return val
-    return None
-
-
-def scenarios(plain: dict, cfg: PowerSettings):
+def scenarios(plain: dict, cfg: PowerSettings, explicit: str | None = None):
     """(alternative, null or None, notes): the scenarios of the power study.
 
     The alternative is ``task.scenario`` (default ``randomized``) plus every scenario key the
     user overrode (the difference between the composed config and its preset), unless the
-    command line chose ``scenario=`` explicitly (then the composed config as is). The null is
+    command line chose ``scenario=`` explicitly (``explicit``: the chosen preset, see
+    config.command_line_choice; then the composed config as is). The null is
     ``task.scenario_null`` with the same overrides except the keys where that preset differs
     from the alternative's preset (its zero effects). ``task.allocation`` applies to both;
     ``cohort.n`` is set per grid point.
@@ -48,7 +34,6 @@ def scenarios(plain: dict, cfg: PowerSettings):
 
     composed = {k: plain[k] for k in SECTIONS if k in plain}
     cname = str(composed.get("scenario_name", "custom"))
-    explicit = _cli_scenario_choice()
     notes = []
     overrides: dict = {}
     if cname in PRESETS:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from palliasim.estimators.base import ESTIMATE_COLUMNS, build_estimator
+from palliasim.estimators.base import ESTIMATE_COLUMNS, OK, build_estimator
 from palliasim.experiments import config as C
 from palliasim.experiments.settings import Settings
 from palliasim.sim.cohort import Cohort, check_frames
@@ -67,20 +67,10 @@ def run(settings: Settings) -> int:
     with pd.option_context("display.width", 200, "display.max_rows", 500):
         print(
             table[
-                [
-                    "method",
-                    "estimand",
-                    "estimate",
-                    "se",
-                    "ci_low",
-                    "ci_high",
-                    "p_value",
-                    "n_used",
-                    "status",
-                ]
+                [c for c in ESTIMATE_COLUMNS if c not in ("message", "seconds", "engine")]
             ].to_string(index=False, float_format=lambda x: f"{x:.4g}")
         )
-    bad = table[table.status != "ok"]
+    bad = table[table.status != OK]
     if len(bad):
         print(
             f"\n{len(bad)} row(s) with status warning/failed; see the message column of estimates.csv",

@@ -54,7 +54,7 @@ def run(settings: Settings) -> int:
         reps=cfg.reps_start,
         chunk_size=cfg.chunk_size if cfg.chunk_size is not None else settings.runner.chunk_size,
     )
-    alt, null, notes = scenarios(plain, cfg)
+    alt, null, notes = scenarios(plain, cfg, C.command_line_choice("scenario"))
     specs, info, caps = methods(cfg, alpha)
     out = C.output_dir(settings)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from palliasim.estimators.base import FAILED
 from palliasim.experiments import config as C
 from palliasim.experiments.engine.design import expand_design, factor_columns
 from palliasim.experiments.engine.runner import RunIncomplete, run_experiment
@@ -166,7 +167,7 @@ def run(settings: Settings) -> int:
         return 1
     res, out = sim.results, sim.out_dir
     print(format_terminal(sim.performance, max_rows=settings.task.max_rows))
-    n_fail = int((res["status"] == "failed").sum())
+    n_fail = int((res["status"] == FAILED).sum())
     print(
         f"\n{len(res):,} estimate rows ({n_fail:,} failed, counted in n_failed; failure policy "
         f"'{settings.failures}')."
