@@ -10,9 +10,9 @@ pass/fail verdicts, so a build fails when a change makes an estimator biased or 
 
 A *suite* is YAML (``conf/checks/<name>.yaml``, or any file): scenarios x estimators x
 expectations. Every key is validated before anything runs (:func:`load_suite`); the
-replications go through :func:`experiments.runner.run_experiment` (parallel, resumable, bit for
+replications go through :func:`engine.runner.run_experiment` (parallel, resumable, bit for
 bit identical whatever the number of workers), are scored by
-:func:`experiments.performance.summarise` and judged here (:func:`evaluate`).
+:func:`scoring.performance.summarise` and judged (:func:`checks.judging.evaluate`).
 
 Suite keys (defaults in brackets)::
 
@@ -23,7 +23,7 @@ Suite keys (defaults in brackets)::
     alpha: 0.05               # nominal level of the estimators' CIs and tests (one per suite)
     error_rate: 0.01          # family-wise error rate of the suite's statistical checks
     correction: holm          # holm | bonferroni
-    failures: exclude         # exclude | count (experiments.performance)
+    failures: exclude         # exclude | count (scoring.performance)
     scenarios:                # name -> a preset plus dotted overrides
       randomized: {preset: randomized, overrides: {cohort.n: 200, truth.n: 50000}}
     estimators:               # name -> {kind, options} as in conf/estimators/*.yaml
@@ -83,7 +83,15 @@ import yaml
 
 from palliasim.experiments.engine.plan import build_estimators, normalise_specs
 from palliasim.sim.errors import ConfigError
-from palliasim.sim.rules import int_at_least, one_of, open_prob, reject_unknown, require
+from palliasim.sim.rules import (
+    int_at_least,
+    nonnegative,
+    one_of,
+    open_prob,
+    prob,
+    reject_unknown,
+    require,
+)
 from palliasim.sim.scenario import PRESETS, load_scenario
 
 SUITE_KEYS = (
@@ -394,10 +402,7 @@ def _expect_value(name: str, v: Any, key: str) -> Any:
             )
         return True
     x = _num(v)
-    if kind == "nonneg" and (x is None or not math.isfinite(x) or x < 0):
-        raise ConfigError(f"invalid value {v!r} for suite key '{key}'; allowed: a number >= 0")
-    if kind == "rate" and (x is None or not 0.0 <= x <= 1.0):
-        raise ConfigError(f"invalid value {v!r} for suite key '{key}'; allowed: a number in [0, 1]")
+    require(v if x is None else x, key, nonnegative if kind == "nonneg" else prob)
     return x
 
 

@@ -47,7 +47,7 @@ def _ols_arm_effect(y, a, x):
 def _surv_fn(times: np.ndarray, horizon: float):
     """A smooth (monotone PCHIP) survival function through the empirical one of ``times``,
     knots at its percentiles within [0, horizon] (smooth, so ``scipy.integrate.quad`` in
-    :func:`experiments.analytic_power.prob_event_arm` converges)."""
+    :func:`planning.formulas.prob_event_arm` converges)."""
 
     st = np.sort(np.asarray(times, dtype=float))
     knots = np.quantile(st, np.linspace(0.0, 0.995, 200))
