@@ -64,6 +64,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import palliasim.estimators  # noqa: F401  (registers the families)
     from palliasim.estimators.base import REGISTRY
+    from palliasim.experiments.api import runner_settings
     from palliasim.experiments.engine.design import expand_design
     from palliasim.experiments.engine.runner import run_experiment
 
@@ -80,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     # warm the truth cache and imports so the first timed run is not penalised for them
     with tempfile.TemporaryDirectory() as tmp:
-        run_experiment(points, specs, 1, 0, Path(tmp) / "warm", n_jobs=1, quiet=True)
+        run_experiment(
+            points, specs, runner_settings(reps=1, seed=0, n_jobs=1, quiet=True), Path(tmp) / "w"
+        )
 
     medians = {}
     for n_jobs in args.jobs:
@@ -88,17 +91,15 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(args.repeats):
             with tempfile.TemporaryDirectory() as tmp:
                 t0 = time.perf_counter()
-                df = run_experiment(
-                    points,
-                    specs,
-                    args.reps,
-                    12345,
-                    Path(tmp) / "run",
+                runner = runner_settings(
+                    reps=args.reps,
+                    seed=12345,
                     n_jobs=n_jobs,
                     backend=args.backend,
                     chunk_size=args.chunk_size,
                     quiet=True,
                 )
+                df = run_experiment(points, specs, runner, Path(tmp) / "run")
                 times.append(time.perf_counter() - t0)
             if i == 0:
                 fit_s = df.groupby("method")["seconds"].sum() / total

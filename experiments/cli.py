@@ -7,33 +7,32 @@
     palliasim task=score input=results.parquet # performance measures of any long results table
 Configs ship inside the package (``pkg://palliasim.conf``), so the command works from any directory.
 Invalid configuration stops before any compute with a message naming the key (exit code 2).
+The Python API (palliasim.experiments.api) goes through the same :func:`run_task`.
 """
 
 from __future__ import annotations
 
 import sys
+from importlib import import_module
 
 import hydra
 
+from palliasim.experiments import config as C
+from palliasim.experiments.settings import Settings
 from palliasim.sim.errors import ConfigError
 
 
-def _dispatch(cfg) -> int:
-    from palliasim.experiments import config as C
-
-    plain = C.to_plain(cfg)
-    C.check_common(plain)
-    name = plain["task"]["name"]
-    from importlib import import_module
-
-    module = import_module(f"palliasim.experiments.tasks.{name}")
-    return int(module.run(plain) or 0)
+def run_task(settings: Settings) -> int:
+    """Run the task the settings name (its module in experiments/tasks/, imported on demand:
+    a task's heavy dependencies load only when it runs); returns the exit code."""
+    module = import_module(f"palliasim.experiments.tasks.{settings.task_name}")
+    return int(module.run(settings) or 0)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://palliasim.conf", config_name="config")
 def _hydra_main(cfg) -> int:
     try:
-        code = _dispatch(cfg)
+        code = run_task(Settings.from_config(C.to_plain(cfg)))
     except ConfigError as exc:
         print(f"palliasim: configuration error: {exc}", file=sys.stderr)
         code = 2

@@ -1,4 +1,6 @@
-"""From a Hydra/OmegaConf config to plain, validated objects (the only place that knows both).
+"""From Hydra/OmegaConf to plain data (the only module that knows both): the composed config as a
+resolved dict, the packaged config composed from Python, the scenario of a config, and the
+output directory.
 
 Workers never see OmegaConf objects: everything is converted with
 ``OmegaConf.to_container(resolve=True)`` here, in the parent process, before any compute.
@@ -6,93 +8,98 @@ Workers never see OmegaConf objects: everything is converted with
 
 from __future__ import annotations
 
+import copy
+import functools
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from palliasim.sim.errors import ConfigError
+from hydra import compose as hydra_compose
+from hydra import initialize_config_module
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import OmegaConf
+
+from palliasim.sim.calibrate import apply_solves
 from palliasim.sim.scenario import SECTIONS, Scenario
 
-TASKS = ("simulate", "calibrate", "export", "analyse", "score", "power", "check")
+CONFIG_MODULE = "palliasim.conf"
 
 
 def to_plain(cfg) -> dict:
-    from omegaconf import OmegaConf
-
+    """A composed config as plain, resolved Python data."""
     return OmegaConf.to_container(cfg, resolve=True)
 
 
-def scenario_from(plain: dict) -> Scenario:
+def _override_value(v: Any) -> str:
+    """A Python value as Hydra override grammar: lists ``[a,b]``, mappings ``{k:v}``, null."""
+    if v is None:
+        return "null"
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (list, tuple)):
+        return "[" + ",".join(_override_value(x) for x in v) + "]"
+    if isinstance(v, Mapping):
+        return "{" + ",".join(f"{k}:{_override_value(x)}" for k, x in v.items()) + "}"
+    return str(v)
+
+
+def override_list(overrides: Sequence[str] | Mapping[str, Any]) -> list[str]:
+    """Command-line overrides (``["reps=20", "estimators=[cox]"]``) or a mapping of them
+    (``{"reps": 20, "estimators": ["cox"]}``) as a list of override strings."""
+    if isinstance(overrides, Mapping):
+        return [f"{k}={_override_value(v)}" for k, v in overrides.items()]
+    if isinstance(overrides, str):
+        return [overrides]
+    return [str(o) for o in overrides]
+
+
+def compose(overrides: Sequence[str] | Mapping[str, Any] = ()) -> dict:
+    """The packaged config (``pkg://palliasim.conf``) composed with the same overrides the CLI
+    takes, as plain data (a fresh copy: the caller may change it)."""
+    return copy.deepcopy(_compose(tuple(override_list(overrides))))
+
+
+@functools.lru_cache(maxsize=64)
+def _compose(overrides: tuple[str, ...]) -> dict:
+    """Compose once per list of overrides; Hydra's global state is restored afterwards (also
+    inside a Hydra app)."""
+    backup = GlobalHydra.instance().is_initialized()
+    if backup:  # e.g. called from a Hydra app: compose with the packaged config on the side
+        saved = GlobalHydra.instance().hydra
+        GlobalHydra.instance().clear()
+    try:
+        with initialize_config_module(config_module=CONFIG_MODULE, version_base="1.3"):
+            return to_plain(hydra_compose("config", overrides=list(overrides)))
+    finally:
+        if backup:
+            GlobalHydra.instance().initialize(saved)
+
+
+def scenario_from(plain: Mapping[str, Any]) -> Scenario:
     """The validated scenario described by the DGM sections of a config, after the config's
     ``solve:`` entries (marginal targets turned into conditional parameters, sim/calibrate.py)."""
-    from palliasim.sim.calibrate import apply_solves
-
     sc = Scenario.from_dict({k: plain[k] for k in SECTIONS if k in plain})
     return apply_solves(sc, plain.get("solve"))
 
 
-def estimator_specs(plain: dict) -> dict[str, dict]:
-    """``estimators.<name>: {kind: ..., options...}`` -> {name: {kind, **options}}, validated."""
-    from palliasim.estimators.base import build_estimator
-
-    specs = plain.get("estimators") or {}
-    if not isinstance(specs, dict) or not specs:
-        raise ConfigError("no estimators selected; choose some, e.g. estimators=[lmm,cox]")
-    out = {}
-    for name, spec in specs.items():
-        if not isinstance(spec, dict) or "kind" not in spec:
-            raise ConfigError(f"config key 'estimators.{name}' must be a mapping with a 'kind'")
-        spec = dict(spec)
-        kind = spec.pop("kind")
-        spec["alpha"] = plain.get("alpha", spec.get("alpha", 0.05))  # one global alpha per run
-        try:
-            build_estimator(kind, name=name, **spec)
-        except (TypeError, ValueError) as exc:
-            raise ConfigError(f"estimators.{name}: {exc}") from exc
-        out[name] = {"kind": kind, **spec}
-    return out
-
-
-def check_common(plain: dict) -> None:
-    """Validate the top-level keys shared by all tasks."""
-    task = plain["task"]["name"]
-    if task not in TASKS:
-        raise ConfigError(f"task='{task}' is unknown; allowed values: {', '.join(TASKS)}")
-    if not isinstance(plain.get("seed"), int) or plain["seed"] < 0:
-        raise ConfigError(
-            f"invalid value {plain.get('seed')!r} for config key 'seed'; allowed: an integer >= 0"
-        )
-    if not isinstance(plain.get("reps"), int) or plain["reps"] < 1:
-        raise ConfigError(
-            f"invalid value {plain.get('reps')!r} for config key 'reps'; allowed: an integer >= 1"
-        )
-    a = plain.get("alpha")
-    if not isinstance(a, (int, float)) or not 0 < a < 1:
-        raise ConfigError(
-            f"invalid value {a!r} for config key 'alpha'; allowed: a number in (0, 1)"
-        )
-    if plain.get("failures") not in ("exclude", "count"):
-        raise ConfigError(
-            f"invalid value {plain.get('failures')!r} for config key 'failures'; "
-            "allowed values: exclude, count"
-        )
-
-
-def output_dir(plain: dict) -> Path:
-    """Absolute output directory: ``out_dir`` if given, else Hydra's run directory."""
-    if plain.get("out_dir"):
-        return Path(plain["out_dir"]).expanduser().resolve()
-    try:
-        from hydra.core.hydra_config import HydraConfig
-
+def output_dir(settings) -> Path:
+    """Absolute output directory: ``out_dir`` if given, else Hydra's run directory (outside a
+    Hydra app: ``./outputs``)."""
+    if settings.out_dir:
+        return Path(settings.out_dir).expanduser().resolve()
+    if HydraConfig.initialized():
         return Path(HydraConfig.get().runtime.output_dir).resolve()
-    except Exception:  # not under Hydra (tests, notebooks)
-        return Path.cwd().resolve() / "outputs"
+    return Path.cwd().resolve() / "outputs"
 
 
-def get(plain: dict, dotted: str, default: Any = None) -> Any:
-    node: Any = plain
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return default
-        node = node[part]
-    return node
+def command_line_choice(group: str) -> str | None:
+    """The option of config group ``group`` given on the command line (``scenario=study``), or
+    None (not given, or not under a Hydra app)."""
+    if not HydraConfig.initialized():
+        return None
+    for o in HydraConfig.get().overrides.task:
+        key, _, val = o.partition("=")
+        if key.lstrip("+~") == group:
+            return val
+    return None

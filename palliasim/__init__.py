@@ -7,6 +7,8 @@ radiotherapy study of painful bone metastases.
     ps.truth(sc).to_frame()                                  # the true value of every estimand
     rows = ps.build_estimator("cox", name="cox").fit(cohort, ps.rng_for(7, sc.key, "estimator"))
     ps.summarise(results)                                    # bias, coverage... with Monte Carlo SE
+    res = ps.simulate(["reps=200", "estimators=[cox,logistic]"], out_dir="outputs/run1")
+    res.performance                                          # a whole simulation study, as the CLI
 
 The subpackages live at the top of the repository (``sim/``, ``estimators/``, ``experiments/``,
 ``conf/``) and install as ``palliasim.sim``, ``palliasim.estimators``, ``palliasim.experiments``
@@ -29,16 +31,19 @@ if not _os.path.isdir(_os.path.join(_os.path.dirname(__file__), "sim")) and _os.
     __path__.append(_root)  # noqa: F821 (the package's own search path)
 
 from palliasim.estimators import Estimate, Estimator, build_estimator  # noqa: E402
+from palliasim.experiments.api import SimulationResult, simulate  # noqa: E402
 from palliasim.experiments.scoring.performance import summarise  # noqa: E402
 from palliasim.sim import generate, load_scenario, rng_for, truth  # noqa: E402
 
 __all__ = [
     "Estimate",
     "Estimator",
+    "SimulationResult",
     "build_estimator",
     "generate",
     "load_scenario",
     "rng_for",
+    "simulate",
     "summarise",
     "truth",
 ]

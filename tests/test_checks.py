@@ -22,8 +22,10 @@ import pytest
 import yaml
 
 from palliasim.estimators.base import Estimator, register, wald_row
-from palliasim.experiments.checks import suite as checks
-from palliasim.experiments.checks.suite import evaluate, load_suite, run_suite
+from palliasim.experiments.checks import judging, schema
+from palliasim.experiments.checks.judging import evaluate
+from palliasim.experiments.checks.running import run_suite
+from palliasim.experiments.checks.schema import load_suite
 from palliasim.experiments.scoring.performance import summarise
 from palliasim.sim.errors import ConfigError
 
@@ -131,7 +133,7 @@ def test_biased_toy_is_caught_and_correct_one_passes(tmp_path):
     assert md.startswith("## palliasim checks: suite `suite` FAILED: 2 of 5 check(s) failed")
     lines = [ln for ln in md.splitlines() if ln.startswith("| ")][1:]
     assert [ln.split(" | ")[0] for ln in lines] == ["| **FAIL**"] * 2 + ["| PASS"] * 3
-    assert f"| bias | {checks._g(bad['figure'])} | {checks._g(bad['mcse'], 2)} |" in md
+    assert f"| bias | {judging.fmt(bad['figure'])} | {judging.fmt(bad['mcse'], 2)} |" in md
     with pytest.raises(AssertionError, match="2 check"):
         res.assert_passed()
     for name in ("summary.md", "checks.csv", "junit.xml", "performance.csv"):
@@ -199,7 +201,7 @@ def synthetic(bias: float, se: float, covered: int, n: int, method: str, rng) ->
     )
 
 
-def synthetic_suite(correction: str) -> checks.Suite:
+def synthetic_suite(correction: str) -> schema.Suite:
     s = toy_suite()
     s["correction"] = correction
     s["checks"] = [
@@ -367,7 +369,7 @@ def test_numbers_yaml_reads_as_strings_are_accepted():
 
 
 def test_shipped_suites_are_valid():
-    assert "smoke" in checks.suite_names()
+    assert "smoke" in schema.suite_names()
     smoke = load_suite("smoke")
     assert smoke.name == "smoke" and smoke.correction == "holm"
     caught = {(c.scenario, c.method) for c in smoke.checks if c.expectation == "biased"}

@@ -10,6 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from palliasim.experiments.config import compose
+from palliasim.experiments.settings import Settings
+from palliasim.sim.errors import ConfigError
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -81,6 +85,38 @@ def test_invalid_config_names_key_exits_2_writes_nothing(tmp_path, override, key
     proc = cli("task=export", override, f"out_dir={out}", cwd=tmp_path, check=False)
     assert proc.returncode == 2
     assert key in proc.stderr
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("+foo=1",), "unknown config key 'foo'; allowed keys: "),
+        (("+task.foo=1",), "unknown config key 'task.foo'; allowed keys of task: format"),
+        (("+design.sbuset=[]",), "unknown config key 'design.sbuset'; allowed keys of design: "),
+        (("quiet=maybe",), "invalid value 'maybe' for config key 'quiet'; allowed: true or false"),
+        (("task=simulate", "task.max_rows=0"), "'task.max_rows'; allowed: an integer >= 1"),
+        (("task=simulate", "task.target_mcse.bias=-1"), "'task.target_mcse.bias'; allowed: a"),
+        (("task=simulate", "+task.target_mcse.bia=1"), "'task.target_mcse.bia'; allowed keys"),
+        (("task=check", "task.reps=1"), "'task.reps'; allowed: null or an integer >= 2"),
+        (("task=power", "task.endpoints=[pain]"), "'task.endpoints'; allowed: a non-empty list"),
+        (("task=calibrate", "task.n=10"), "'task.n'; allowed: an integer >= 1000"),
+    ],
+)
+def test_unknown_keys_and_bad_task_options_are_refused_naming_the_key(args, message):
+    """Validated once, in Settings.from_config (the CLI's and the API's entry point)."""
+    first = () if args[0].startswith("task=") else ("task=export",)
+    with pytest.raises(ConfigError) as err:
+        Settings.from_config(compose([*first, *args]))
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("arg", ["+foo=1", "quiet=maybe", "task.plots=maybe"])
+def test_unknown_key_or_non_boolean_exits_2_before_compute(tmp_path, arg):
+    out = tmp_path / "out"
+    proc = cli("reps=2", arg, f"out_dir={out}", cwd=tmp_path, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert "palliasim: configuration error: " in proc.stderr
     assert not out.exists()
 
 

@@ -7,14 +7,15 @@ import sys
 import pytest
 
 from palliasim import sim
+from palliasim.experiments.api import runner_settings
+from palliasim.experiments.config import compose
 from palliasim.experiments.engine.design import (
-    RUNNER_DEFAULTS,
     DesignPoint,
     design_frame,
     expand_design,
     factor_columns,
-    validate_runner,
 )
+from palliasim.experiments.settings import RunnerSettings
 from palliasim.sim import ConfigError
 
 FACTORS = {"cohort.n": [40, 60, 80], "confounding.strength": [0.0, 1.0]}
@@ -147,35 +148,52 @@ def test_invalid_base_override():
 # ---------------------------------------------------------------------------------------------
 # runner keys
 # ---------------------------------------------------------------------------------------------
-def test_validate_runner_defaults_and_normalisation():
-    out = validate_runner({"n_jobs": 2, "backend": "threading", "chunk_size": 10, "reps": 50})
-    assert out["n_jobs"] == 2 and out["backend"] == "threading"
-    assert out["chunk_size"] == 10 and out["reps"] == 50
-    assert set(out) == set(RUNNER_DEFAULTS)
-    assert validate_runner(None) == RUNNER_DEFAULTS
-    assert validate_runner({"n_jobs": -1})["n_jobs"] == -1
-    assert validate_runner({"reps": 100.0})["reps"] == 100
-    assert validate_runner({"backend": "dask", "dask_address": "tcp://h:8786"})["dask_address"]
+def test_runner_settings_defaults_and_normalisation():
+    out = runner_settings(n_jobs=2, backend="threading", chunk_size=10, reps=50)
+    assert out.n_jobs == 2 and out.backend == "threading"
+    assert out.chunk_size == 10 and out.reps == 50
+    # the defaults are the YAML's (conf/runner/default.yaml, conf/config.yaml), nowhere else
+    plain = compose()
+    assert RunnerSettings.from_config(plain) == runner_settings()
+    assert runner_settings().seed == plain["seed"] and runner_settings().reps == plain["reps"]
+    assert runner_settings().n_jobs == plain["runner"]["n_jobs"]
+    assert runner_settings(n_jobs=-1).n_jobs == -1
+    assert runner_settings(reps=100.0).reps == 100
+    assert runner_settings(backend="dask", dask_address="tcp://h:8786").dask_address
 
 
 @pytest.mark.parametrize(
     "cfg, match",
     [
-        ({"n_jobs": 0}, r"runner\.n_jobs must be an integer >= 1 or -1"),
-        ({"n_jobs": -2}, r"runner\.n_jobs must be an integer >= 1 or -1"),
-        ({"n_jobs": 1.5}, r"runner\.n_jobs must be an integer"),
-        ({"n_jobs": "2"}, r"runner\.n_jobs must be an integer"),
-        ({"n_jobs": True}, r"runner\.n_jobs must be an integer"),
-        ({"backend": "mpi"}, r"runner\.backend='mpi'.*allowed values: loky, threading, dask"),
-        ({"chunk_size": 0}, r"runner\.chunk_size must be an integer >= 1"),
-        ({"reps": 0}, r"runner\.reps must be an integer >= 1"),
-        ({"reps": -5}, r"runner\.reps must be an integer >= 1"),
-        ({"seed": -1}, r"runner\.seed must be an integer >= 0"),
-        ({"dask_address": "tcp://h:1"}, r"runner\.dask_address is set but runner\.backend='loky'"),
-        ({"njobs": 2}, r"unknown config key 'runner\.njobs'; allowed keys: n_jobs"),
-        ({"progress": "yes"}, r"runner\.progress must be true or false"),
+        ({"n_jobs": 0}, r"'runner\.n_jobs'; allowed: an integer >= 1, or -1"),
+        ({"n_jobs": -2}, r"'runner\.n_jobs'; allowed: an integer >= 1, or -1"),
+        ({"n_jobs": 1.5}, r"'runner\.n_jobs'; allowed: an integer"),
+        ({"n_jobs": "2"}, r"'runner\.n_jobs'; allowed: an integer"),
+        ({"n_jobs": True}, r"'runner\.n_jobs'; allowed: an integer"),
+        (
+            {"backend": "mpi"},
+            r"'mpi' for config key 'runner\.backend'; allowed: loky, threading, dask",
+        ),
+        ({"chunk_size": 0}, r"'runner\.chunk_size'; allowed: an integer >= 1"),
+        ({"reps": 0}, r"'reps'; allowed: an integer >= 1"),
+        ({"reps": -5}, r"'reps'; allowed: an integer >= 1"),
+        ({"seed": -1}, r"'seed'; allowed: an integer >= 0"),
+        (
+            {"dask_address": "tcp://h:1"},
+            r"'runner\.dask_address': an address needs runner\.backend=dask \(runner\.backend='loky'\)",
+        ),
+        ({"quiet": "yes"}, r"'quiet'; allowed: true or false"),
     ],
 )
-def test_validate_runner_errors(cfg, match):
-    with pytest.raises(ValueError, match=match):
-        validate_runner(cfg)
+def test_runner_settings_errors(cfg, match):
+    with pytest.raises(ConfigError, match=match):
+        runner_settings(**cfg)
+
+
+def test_unknown_runner_key_is_refused():
+    plain = compose()
+    plain["runner"]["njobs"] = 2
+    with pytest.raises(
+        ConfigError, match=r"unknown config key 'runner\.njobs'; allowed keys of runner: .*n_jobs"
+    ):
+        RunnerSettings.from_config(plain)

@@ -30,6 +30,11 @@ cohort = palliasim.generate(sc, palliasim.rng_for(3, sc.key, "data", 0))
 rows = palliasim.build_estimator("logrank", name="logrank").fit(
     cohort, palliasim.rng_for(3, sc.key, "estimator", 0))
 assert rows and rows[0].status in ("ok", "warning"), rows
+import pathlib, tempfile
+out = pathlib.Path(tempfile.mkdtemp()) / "api-run"   # the Python API: the CLI's code path
+res = palliasim.simulate(["reps=4", "estimators=[cox,logistic]", "task.plots=false"], out_dir=out)
+assert set(res.results["method"]) == {"cox", "logistic"} and res.results["rep"].nunique() == 4
+assert (out / "results.parquet").is_file() and len(res.performance) and res.out_dir == out
 import palliasim.sim, palliasim.experiments.cli
 assert "site-packages" in palliasim.sim.__file__ or palliasim.sim.__file__.startswith(ROOT)
 print("API-OK", palliasim.sim.__file__)

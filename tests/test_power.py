@@ -14,9 +14,13 @@ import pytest
 from scipy import stats
 
 from palliasim.estimators.base import REGISTRY, Estimate, Estimator, register
+from palliasim.experiments.api import runner_settings
+from palliasim.experiments.config import compose
 from palliasim.experiments.engine.design import expand_design
+from palliasim.experiments.planning import adaptive, inputs, rejection, sample_size
 from palliasim.experiments.planning import formulas as AP
-from palliasim.experiments.planning import power as P
+from palliasim.experiments.planning.scenarios import scenarios
+from palliasim.experiments.settings import Settings
 from palliasim.sim import load_scenario
 
 Z975 = 1.959963984540054
@@ -80,11 +84,11 @@ def test_hsieh_power_inverts_hsieh_n():
 # ---- rejection rates, CI, isotonic, required n ------------------------------------------------
 def test_clopper_pearson_published():
     # R: binom.test(5, 10)$conf.int = 0.1870860 0.8129140; binom.test(0, 10): 0 0.3084971
-    lo, hi = P.clopper_pearson(5, 10)
+    lo, hi = rejection.clopper_pearson(5, 10)
     assert (lo, hi) == pytest.approx((0.1870860, 0.8129140), abs=1e-7)
-    lo, hi = P.clopper_pearson(0, 10)
+    lo, hi = rejection.clopper_pearson(0, 10)
     assert lo == 0.0 and hi == pytest.approx(0.3084971, abs=1e-7)
-    lo, hi = P.clopper_pearson(np.array([10, 3]), np.array([10, 40]))
+    lo, hi = rejection.clopper_pearson(np.array([10, 3]), np.array([10, 40]))
     assert lo[0] == pytest.approx(0.6915029, abs=1e-7) and hi[0] == 1.0
 
 
@@ -98,15 +102,15 @@ def test_rejection_table_counts_failures_as_non_rejections():
             "status": ["ok", "ok", "failed", "failed", "warning"],
         }
     )
-    t = P.rejection_table(df, 0.05).iloc[0]
+    t = rejection.rejection_table(df, 0.05).iloc[0]
     assert (t["reps"], t["rejections"], t["n_failed"]) == (5, 2, 2)
     assert t["power"] == pytest.approx(0.4)
     assert t["power_mcse"] == pytest.approx(math.sqrt(0.4 * 0.6 / 5))
 
 
 def test_isotonic_pava():
-    assert P.isotonic([1, 3, 2, 4]).tolist() == [1, 2.5, 2.5, 4]
-    assert P.isotonic([0.5, 0.4, 0.3], [1, 1, 2]).tolist() == pytest.approx([0.375] * 3)
+    assert sample_size.isotonic([1, 3, 2, 4]).tolist() == [1, 2.5, 2.5, 4]
+    assert sample_size.isotonic([0.5, 0.4, 0.3], [1, 1, 2]).tolist() == pytest.approx([0.375] * 3)
 
 
 def _curve(n, c=0.12):
@@ -119,20 +123,20 @@ def test_required_n_on_a_synthetic_monotone_curve():
     k = np.round(reps * _curve(n)).astype(int)
     k[3] -= 60  # a non-monotone wiggle: the isotonic fit pools it away
     true80 = ((stats.norm.ppf(0.8) + Z975) / 0.12) ** 2  # 545
-    r = P.required_n(n, k, reps, 0.8, n_boot=300)
+    r = sample_size.required_n(n, k, reps, 0.8, n_boot=300)
     assert r["how"] == "interpolated"
     assert r["n"] == pytest.approx(true80, rel=0.03)
     assert r["ci_low"] < true80 < r["ci_high"]
     # beyond the grid: probit-on-sqrt(n) extrapolation, flagged
     true90 = ((stats.norm.ppf(0.9) + Z975) / 0.12) ** 2
-    r9 = P.required_n(n, k, reps, 0.9, n_boot=300)
+    r9 = sample_size.required_n(n, k, reps, 0.9, n_boot=300)
     assert r9["how"].startswith("extrapolated above")
     assert r9["n"] == pytest.approx(true90, rel=0.06)
     # rejection never above alpha: never reached
-    flat = P.required_n(n, np.full(n.size, 100), reps, 0.8, n_boot=50)
+    flat = sample_size.required_n(n, np.full(n.size, 100), reps, 0.8, n_boot=50)
     assert flat["n"] == math.inf and flat["how"].startswith("not reached")
     # already above the target at the smallest n: the curve through it, below the grid
-    lo = P.required_n(n, k, reps, 0.15, n_boot=50)
+    lo = sample_size.required_n(n, k, reps, 0.15, n_boot=50)
     true15 = ((stats.norm.ppf(0.15) + Z975) / 0.12) ** 2  # 59
     assert lo["how"] == "extrapolated below the grid"
     assert lo["n"] == pytest.approx(true15, rel=0.1)
@@ -162,7 +166,7 @@ def test_adaptive_loop_stops_at_target_or_reps_max(tmp_path):
         "always": {"kind": "toy_pvalue", "mode": "reject"},
         "uniform": {"kind": "toy_pvalue", "mode": "uniform"},
     }
-    run = P.adaptive_power(
+    run = adaptive.adaptive_power(
         pts,
         specs,
         alpha=0.05,
@@ -171,10 +175,7 @@ def test_adaptive_loop_stops_at_target_or_reps_max(tmp_path):
         reps_start=50,
         reps_step=50,
         reps_max=150,
-        seed=3,
-        n_jobs=1,
-        chunk_size=25,
-        quiet=True,
+        runner=runner_settings(seed=3, n_jobs=1, chunk_size=25, quiet=True),
     )
     key = pts[0].key
     # k = n: half-width (1 - 0.025^(1/n)) / 2 is 0.036 at 50 and 0.018 at 100 -> stops at 100
@@ -183,7 +184,7 @@ def test_adaptive_loop_stops_at_target_or_reps_max(tmp_path):
     counts = run.results.groupby("method")["rep"].nunique().to_dict()
     assert counts == {"always": 100, "uniform": 150}
     # a rerun in the same directory computes nothing new and gives the same rows
-    again = P.adaptive_power(
+    again = adaptive.adaptive_power(
         pts,
         specs,
         alpha=0.05,
@@ -192,9 +193,7 @@ def test_adaptive_loop_stops_at_target_or_reps_max(tmp_path):
         reps_start=50,
         reps_step=50,
         reps_max=150,
-        seed=3,
-        n_jobs=1,
-        quiet=True,
+        runner=runner_settings(seed=3, n_jobs=1, quiet=True),
     )
     a = run.results.sort_values(["method", "rep"])["p_value"].to_numpy()
     b = again.results.sort_values(["method", "rep"])["p_value"].to_numpy()
@@ -226,11 +225,11 @@ def test_logrank_power_matches_schoenfeld_under_its_assumptions(tmp_path):
     a, f = cens["accrual_months"], cens["min_followup_months"]
     p_event = AP.prob_event_exponential(1 / scale, hr, a, f, 0.0, 0.5)
     # the measured formula input agrees with the closed form
-    inp = P.design_inputs(sc, n_big=60_000, seed=5)
+    inp = inputs.design_inputs(sc, n_big=60_000, seed=5)
     assert inp["os"]["p_event"] == pytest.approx(p_event, abs=0.006)
     assert inp["os"]["hr"] == pytest.approx(hr, abs=0.02)
     pts = expand_design(sc, None, {"cohort.n": [150, 300]})
-    run = P.adaptive_power(
+    run = adaptive.adaptive_power(
         pts,
         {"logrank": {"kind": "logrank", "endpoints": ["os"]}},
         alpha=0.05,
@@ -239,11 +238,9 @@ def test_logrank_power_matches_schoenfeld_under_its_assumptions(tmp_path):
         reps_start=400,
         reps_step=100,
         reps_max=400,
-        seed=11,
-        n_jobs=2,
-        quiet=True,
+        runner=runner_settings(seed=11, n_jobs=2, quiet=True),
     )
-    tab = P.rejection_table(run.results, 0.05)
+    tab = rejection.rejection_table(run.results, 0.05)
     n_of = {p.key: p.scenario.n for p in pts}
     for _, r in tab.iterrows():
         n = n_of[r["scenario_key"]]
@@ -255,20 +252,13 @@ def test_logrank_power_matches_schoenfeld_under_its_assumptions(tmp_path):
 
 # ---- config: scenario resolution -------------------------------------------------------------
 def _plain(*overrides):
-    from hydra import compose, initialize_config_module
-
-    from palliasim.experiments import config as C
-
-    with initialize_config_module(version_base="1.3", config_module="palliasim.conf"):
-        return C.to_plain(compose(config_name="config", overrides=["task=power", *overrides]))
+    return compose(["task=power", *overrides])
 
 
 def test_scenarios_default_to_randomized_with_overrides():
-    from palliasim.experiments.tasks import power as T
-
     plain = _plain("survival.os.log_hr=-0.3", "missingness.target_week12=0.2")
-    cfg = T.task_config(plain)
-    alt, null, _ = T.scenarios(plain, cfg)
+    cfg = Settings.from_config(plain).task
+    alt, null, _ = scenarios(plain, cfg)
     assert alt.name == "randomized" and alt.get("treatment.scheme") == "complete"
     assert alt.get("survival.os.log_hr") == -0.3
     assert alt.get("missingness.target_week12") == 0.2
@@ -276,7 +266,7 @@ def test_scenarios_default_to_randomized_with_overrides():
     assert null.get("survival.os.log_hr") == 0.0  # the null preset's own key wins
     assert null.get("missingness.target_week12") == 0.2  # other overrides carry over
     with pytest.raises(Exception, match="task.n_grid"):
-        T.task_config(_plain("task.n_grid=[5]"))
+        Settings.from_config(_plain("task.n_grid=[5]"))
 
 
 # ---- the CLI end to end ------------------------------------------------------------------------

@@ -23,9 +23,11 @@ import pytest
 
 from palliasim import sim
 from palliasim.estimators.base import ESTIMATE_COLUMNS, Estimator, register, wald_row
-from palliasim.experiments.engine import runner, storage
+from palliasim.experiments.api import runner_settings
+from palliasim.experiments.engine import storage, worker
 from palliasim.experiments.engine.design import expand_design
 from palliasim.experiments.engine.runner import RunIncomplete, run_experiment
+from palliasim.experiments.settings import RunnerSettings
 from palliasim.sim import rng_for
 
 ROOT = str(Path(__file__).resolve().parents[1])
@@ -126,9 +128,15 @@ def same(a: pd.DataFrame, b: pd.DataFrame, methods=None) -> None:
     )
 
 
-def run(out, specs=SPECS, reps=REPS, **kw):
+def settings(reps=REPS, seed=SEED, **kw) -> RunnerSettings:
+    """Runner settings for the tests: in-process (n_jobs=1) and quiet unless told otherwise."""
     kw.setdefault("quiet", True)
-    return run_experiment(make_points(), specs, reps, SEED, out, **kw)
+    kw.setdefault("n_jobs", 1)
+    return runner_settings(reps=reps, seed=seed, **kw)
+
+
+def run(out, specs=SPECS, reps=REPS, **kw):
+    return run_experiment(make_points(), specs, settings(reps, **kw), out)
 
 
 def manifest(out) -> dict:
@@ -237,7 +245,7 @@ def test_identical_with_dask_local_cluster(reference, tmp_path):
 
 def test_point_order_does_not_matter(reference, tmp_path):
     pts = make_points()[::-1]
-    df = run_experiment(pts, SPECS, REPS, SEED, tmp_path, chunk_size=5, quiet=True)
+    df = run_experiment(pts, SPECS, settings(chunk_size=5), tmp_path)
     same(df, reference[0])
 
 
@@ -286,7 +294,7 @@ def test_other_chunk_size_or_seed_is_refused(tmp_path):
     with pytest.raises(ValueError, match=r"chunk_size=3.*runner\.chunk_size=5"):
         run(tmp_path, reps=6, chunk_size=3)
     with pytest.raises(ValueError, match=r"seed=2024.*seed=7"):
-        run_experiment(make_points(), SPECS, 6, 7, tmp_path, chunk_size=5, quiet=True)
+        run_experiment(make_points(), SPECS, settings(6, 7, chunk_size=5), tmp_path)
 
 
 def test_kill_and_resume(reference, tmp_path):
@@ -296,8 +304,7 @@ def test_kill_and_resume(reference, tmp_path):
         sys.path.insert(0, {ROOT!r})
         import tests.test_runner as t
         from palliasim.experiments.engine.runner import run_experiment
-        run_experiment(t.make_points(), t.SPECS, t.REPS, t.SEED, {str(out)!r}, n_jobs=1,
-                       chunk_size=2, quiet=True)
+        run_experiment(t.make_points(), t.SPECS, t.settings(chunk_size=2), {str(out)!r})
     """)
     env = {**os.environ, "PALLIASIM_TEST_DELAY": "0.1"}
     proc = subprocess.Popen(
@@ -330,7 +337,7 @@ def test_kill_and_resume(reference, tmp_path):
     assert all(p.name.endswith(".tmp") for p in files if p not in parquet)
     assert manifest(out)["status"] == "running"
 
-    df = run_experiment(make_points(), SPECS, REPS, SEED, out, n_jobs=1, chunk_size=2, quiet=True)
+    df = run_experiment(make_points(), SPECS, settings(chunk_size=2), out)
     same(df, reference[0])
     m = manifest(out)
     assert m["status"] == "complete"
@@ -386,14 +393,14 @@ def test_crashing_task_is_reported_by_chunk_and_resumable(reference, tmp_path, m
     points = make_points()
     p60 = next(p for p in points if p.factors["cohort.n"] == 60)
     bad_state = rng_for(SEED, p60.key, "data", 6).bit_generator.state
-    real = runner._generate
+    real = worker._generate
 
     def crashing(scenario, rng):
         if rng.bit_generator.state == bad_state:
             raise ValueError("simulated crash in data generation")
         return real(scenario, rng)
 
-    monkeypatch.setattr(runner, "_generate", crashing)
+    monkeypatch.setattr(worker, "_generate", crashing)
     with pytest.raises(RunIncomplete) as info:
         run(tmp_path, chunk_size=5)  # n_jobs=1: runs in this process, sees the patch
     bad = storage.chunk_id(p60.key, 5, 9)
@@ -404,7 +411,7 @@ def test_crashing_task_is_reported_by_chunk_and_resumable(reference, tmp_path, m
     assert m["status"] == "incomplete"
     assert "simulated crash" in m["failed_chunks"][bad]
 
-    monkeypatch.setattr(runner, "_generate", real)
+    monkeypatch.setattr(worker, "_generate", real)
     df = run(tmp_path, chunk_size=5)
     assert manifest(tmp_path)["runs"][-1]["computed"] == [bad]
     same(df, reference[0])

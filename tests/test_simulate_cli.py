@@ -13,6 +13,7 @@ import pytest
 from hydra import compose, initialize_config_module
 
 from palliasim.experiments import config as C
+from palliasim.experiments.settings import Settings
 
 ESTIMATOR_CONFIGS = sorted(
     p.name[:-5]
@@ -32,10 +33,10 @@ def test_every_preset_and_estimator_composes(preset, name):
             overrides=[f"scenario={preset}", f"estimators=[{','.join(ESTIMATOR_CONFIGS)}]"],
         )
     plain = C.to_plain(cfg)
-    C.check_common(plain)
+    settings = Settings.from_config(plain)
     sc = C.scenario_from(plain)
     assert sc.name == name
-    specs = C.estimator_specs(plain)
+    specs = settings.estimators
     assert set(specs) == set(ESTIMATOR_CONFIGS)
 
 

@@ -16,7 +16,7 @@ never on its position.
                            subset=[{"confounding.strength": 0.0}])
     [p.label for p in points]   # ['study: strength=0, n=50', 'study: strength=0, n=200']
 
-:func:`validate_runner` checks the ``runner`` config group (n_jobs, backend, chunk_size, reps...).
+The ``runner`` group is checked by :class:`palliasim.experiments.settings.RunnerSettings`.
 """
 
 from __future__ import annotations
@@ -30,31 +30,18 @@ from typing import Any
 
 import pandas as pd
 
+from palliasim.experiments.engine.plain import plain_value
 from palliasim.sim import ConfigError, Scenario, load_scenario
 
 __all__ = [
     "BACKENDS",
-    "RUNNER_DEFAULTS",
     "DesignPoint",
     "design_frame",
     "expand_design",
     "factor_columns",
-    "validate_runner",
 ]
 
 BACKENDS = ("loky", "threading", "dask")
-
-#: keys of the ``runner`` config group and their defaults (``validate_runner`` fills them in).
-RUNNER_DEFAULTS: dict[str, Any] = {
-    "n_jobs": 1,
-    "backend": "loky",
-    "chunk_size": 25,
-    "reps": 100,
-    "seed": 20240501,
-    "dask_address": None,
-    "progress": True,
-    "quiet": False,
-}
 
 
 @dataclass(frozen=True)
@@ -181,19 +168,6 @@ def _check_subset(subset, factors: Mapping[str, list]) -> list[dict]:
     return out
 
 
-def _plain(v: Any) -> Any:
-    """numpy scalars / tuples -> plain Python values (so factors pickle and JSON cleanly)."""
-    if hasattr(v, "item") and not isinstance(v, (list, tuple, dict)):
-        return v.item()
-    if isinstance(v, tuple):
-        return [_plain(x) for x in v]
-    if isinstance(v, list):
-        return [_plain(x) for x in v]
-    if isinstance(v, dict):
-        return {str(k): _plain(x) for k, x in v.items()}
-    return v
-
-
 # --------------------------------------------------------------------------------------------
 # public API
 # --------------------------------------------------------------------------------------------
@@ -243,7 +217,7 @@ def expand_design(
     for key, levels in factors.items():
         for level in levels:
             try:
-                base.with_overrides({key: _plain(level)})
+                base.with_overrides({key: plain_value(level)})
             except ConfigError as exc:
                 raise ConfigError(f"design.factors.{key}={level!r}: {exc}") from None
 
@@ -251,7 +225,7 @@ def expand_design(
     points: list[DesignPoint] = []
     keys = list(factors)
     for values in itertools.product(*factors.values()):
-        combo = {k: _plain(v) for k, v in zip(keys, values)}
+        combo = {k: plain_value(v) for k, v in zip(keys, values)}
         if subset_parts and not any(
             all(_same(combo[k], v) for k, v in part.items()) for part in subset_parts
         ):
@@ -304,72 +278,3 @@ def design_frame(points: Sequence[DesignPoint]) -> pd.DataFrame:
             row[c] = _fmt_level(v) if isinstance(v, (list, dict)) else v
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def validate_runner(cfg: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Check the ``runner`` config group; returns a plain dict with defaults filled in.
-
-    Keys (see ``RUNNER_DEFAULTS``): ``n_jobs`` (int >= 1, or -1 = all cores), ``backend``
-    (loky | threading | dask), ``chunk_size`` (int >= 1), ``reps`` (int >= 1), ``seed``
-    (int >= 0), ``dask_address`` (None or a scheduler address string; only with backend=dask),
-    ``progress`` and ``quiet`` (bool). Unknown keys are refused.
-
-    Raises ValueError naming the key (``runner.<key>``) and its allowed values.
-    """
-    cfg = dict(cfg or {})
-    unknown = sorted(set(cfg) - set(RUNNER_DEFAULTS))
-    if unknown:
-        raise ValueError(
-            f"unknown config key 'runner.{unknown[0]}'; allowed keys: {', '.join(RUNNER_DEFAULTS)}"
-        )
-    out = {**RUNNER_DEFAULTS, **cfg}
-
-    def _int(key: str) -> int:
-        v = out[key]
-        if isinstance(v, bool) or not isinstance(v, int):
-            if isinstance(v, float) and v.is_integer():
-                return int(v)
-            raise ValueError(f"runner.{key} must be an integer; got {v!r}")
-        return int(v)
-
-    n_jobs = _int("n_jobs")
-    if not (n_jobs >= 1 or n_jobs == -1):
-        raise ValueError(f"runner.n_jobs must be an integer >= 1 or -1 (all cores); got {n_jobs}")
-    out["n_jobs"] = n_jobs
-    if out["backend"] not in BACKENDS:
-        raise ValueError(
-            f"runner.backend={out['backend']!r} is not available; allowed values: {', '.join(BACKENDS)}"
-        )
-    for key in ("chunk_size", "reps"):
-        v = _int(key)
-        if v < 1:
-            raise ValueError(f"runner.{key} must be an integer >= 1; got {v}")
-        out[key] = v
-    seed = _int("seed")
-    if seed < 0:
-        raise ValueError(f"runner.seed must be an integer >= 0; got {seed}")
-    out["seed"] = seed
-    addr = out["dask_address"]
-    if addr is not None:
-        if not isinstance(addr, str) or not addr:
-            raise ValueError(
-                f"runner.dask_address must be null or a scheduler address such as "
-                f"'tcp://host:8786'; got {addr!r}"
-            )
-        if out["backend"] != "dask":
-            raise ValueError(
-                f"runner.dask_address is set but runner.backend={out['backend']!r}; "
-                f"allowed values with an address: dask"
-            )
-    if out["backend"] == "dask":
-        try:
-            import dask.distributed  # noqa: F401
-        except ImportError as exc:  # pragma: no cover - dask is installed in dev
-            raise ValueError(
-                "runner.backend=dask needs dask[distributed] (pip install 'palliasim[dask]'); "
-                f"allowed values without it: loky, threading ({exc})"
-            ) from None
-    for key in ("progress", "quiet"):
-        if not isinstance(out[key], bool):
-            raise ValueError(f"runner.{key} must be true or false; got {out[key]!r}")
-    return out

@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from palliasim.estimators.base import ESTIMATE_COLUMNS, build_estimator
+from palliasim.estimators.base import ESTIMATE_COLUMNS, OK, build_estimator
 from palliasim.experiments import config as C
+from palliasim.experiments.settings import Settings
 from palliasim.sim.cohort import Cohort, check_frames
 from palliasim.sim.errors import ConfigError
 from palliasim.sim.files import atomic_write_text
@@ -50,37 +51,26 @@ def analyse(cohort: Cohort, specs: dict, seed: int) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=list(ESTIMATE_COLUMNS))
 
 
-def run(plain: dict) -> int:
-    if not plain.get("data"):
+def run(settings: Settings) -> int:
+    if not settings.data:
         raise ConfigError(
             "task=analyse needs data=DIR (a directory with patients.csv and visits.csv)"
         )
-    data = Path(plain["data"]).expanduser().resolve()
+    data = Path(settings.data).expanduser().resolve()
     if not data.is_dir():
         raise ConfigError(f"data={data} is not a directory")
-    specs = C.estimator_specs(plain)
     cohort = read_cohort(data)
-    table = analyse(cohort, specs, plain["seed"])
-    out = C.output_dir(plain)
+    table = analyse(cohort, settings.estimators, settings.runner.seed)
+    out = C.output_dir(settings)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "estimates.csv", table.to_csv(index=False))
     with pd.option_context("display.width", 200, "display.max_rows", 500):
         print(
             table[
-                [
-                    "method",
-                    "estimand",
-                    "estimate",
-                    "se",
-                    "ci_low",
-                    "ci_high",
-                    "p_value",
-                    "n_used",
-                    "status",
-                ]
+                [c for c in ESTIMATE_COLUMNS if c not in ("message", "seconds", "engine")]
             ].to_string(index=False, float_format=lambda x: f"{x:.4g}")
         )
-    bad = table[table.status != "ok"]
+    bad = table[table.status != OK]
     if len(bad):
         print(
             f"\n{len(bad)} row(s) with status warning/failed; see the message column of estimates.csv",

@@ -5,19 +5,17 @@ from __future__ import annotations
 import sys
 
 from palliasim.experiments import config as C
+from palliasim.experiments.settings import Settings
 from palliasim.sim.calibrate import calibration_table
-from palliasim.sim.errors import ConfigError
 from palliasim.sim.files import atomic_write_text
 
 
-def run(plain: dict) -> int:
-    sc = C.scenario_from(plain)
-    n = int(C.get(plain, "task.n", 40000))
-    if n < 1000:
-        raise ConfigError(f"invalid value {n} for config key 'task.n'; allowed: an integer >= 1000")
-    out = C.output_dir(plain)
+def run(settings: Settings) -> int:
+    sc = C.scenario_from(settings.plain)
+    n = settings.task.n
+    out = C.output_dir(settings)
     print(f"Simulating {n:,} patients of scenario '{sc.name}' ...", file=sys.stderr)
-    table = calibration_table(sc, n=n, seed=plain["seed"])
+    table = calibration_table(sc, n=n, seed=settings.runner.seed)
     show = table.copy()
     show["ok"] = show["ok"].map({True: "yes", False: "NO"})
     print(show.to_string(index=False))

@@ -46,7 +46,8 @@ def read_results(path: Path) -> pd.DataFrame:
     raise ConfigError(f"input={path}: unsupported file type; allowed: .parquet, .csv")
 
 
-def run(plain: dict) -> int:
+def run(settings) -> int:
+    plain = settings.plain  # the resolved config (experiments.settings.Settings)
     if not plain.get("input"):
         raise ConfigError("task=score needs input=FILE (a long results table, parquet or csv)")
     res = read_results(Path(plain["input"]).expanduser().resolve())
@@ -55,7 +56,7 @@ def run(plain: dict) -> int:
         perf = summarise(res, by=by or None, alpha=plain["alpha"], failures=plain["failures"])
     except ValueError as exc:
         raise ConfigError(f"input={plain['input']}: {exc}") from exc
-    out = C.output_dir(plain)
+    out = C.output_dir(settings)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "performance.csv", perf.to_csv(index=False))
     cols = [

@@ -1,17 +1,29 @@
 """task=simulate (the default): a simulation study of the selected estimators.
 
-Flow: config -> design points (experiments.design) -> parallel, resumable replications
-(experiments.runner) -> truth attached -> performance measures with Monte Carlo SE
-(experiments.report / performance) -> terminal table, performance.csv, plots.
+Flow: settings -> design points (engine.design) -> parallel, resumable replications
+(engine.runner) -> truth attached -> performance measures with Monte Carlo SE
+(scoring.report / performance) -> performance.csv, comparisons.csv, reps_needed.csv, plots.
+:func:`simulate` does the work (the Python API calls it, palliasim.experiments.api);
+:func:`run` is the CLI's adapter (terminal table, exit code).
 """
 
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
+from pathlib import Path
 
+import pandas as pd
+
+from palliasim.estimators.base import FAILED
 from palliasim.experiments import config as C
-from palliasim.experiments.engine.design import expand_design, factor_columns, validate_runner
-from palliasim.sim.errors import ConfigError
+from palliasim.experiments.engine.design import expand_design, factor_columns
+from palliasim.experiments.engine.runner import RunIncomplete, run_experiment
+from palliasim.experiments.scoring.performance import compare_methods, reps_needed
+from palliasim.experiments.scoring.report import format_terminal, performance_table
+from palliasim.experiments.settings import Settings
+from palliasim.sim import generate, rng_for
+from palliasim.sim.files import atomic_write_text
 
 #: the study's headline estimands, shown first in the plots (the rest follow, then no-truth ones)
 CORE = (
@@ -42,9 +54,8 @@ def _prioritise(perf):
 
 
 def _plots(res, perf, fc, points, out, seed, quiet):
+    # matplotlib is imported only when plots are asked for (start-up time of the CLI and API)
     from palliasim.experiments.scoring import plots
-    from palliasim.sim.generate import generate
-    from palliasim.sim.seeding import rng_for
 
     perf = _prioritise(perf)
     pdir = out / "plots"
@@ -88,10 +99,6 @@ def _plots(res, perf, fc, points, out, seed, quiet):
 def comparisons(res, fc, order):
     """Paired contrasts of every method with the first-listed method of the same estimand
     (the study's own analysis comes first in the default selection), per scenario."""
-    import pandas as pd
-
-    from palliasim.experiments.scoring.performance import compare_methods
-
     out = []
     by = ["scenario", *fc]
     for est, sub in res.groupby("estimand", sort=False):
@@ -107,8 +114,6 @@ def comparisons(res, fc, order):
 
 def planning(perf, targets: dict):
     """Replications needed for each target MCSE (``task.target_mcse``) given the run's figures."""
-    from palliasim.experiments.scoring.performance import reps_needed
-
     cols = [c for c in ("scenario", "method", "estimand") if c in perf]
     table = perf[cols].copy()
     for measure, target in (targets or {}).items():
@@ -116,72 +121,59 @@ def planning(perf, targets: dict):
     return table
 
 
-def run(plain: dict) -> int:
-    from palliasim.experiments.engine.runner import RunIncomplete, run_experiment
-    from palliasim.experiments.scoring.report import format_terminal, performance_table
+@dataclass(frozen=True)
+class SimulationResult:
+    """What a simulation study returns: every replication row (``results``, as in
+    results.parquet), the performance table (``performance``), the output directory and the
+    plots written."""
 
-    base = C.scenario_from(plain)
-    specs = C.estimator_specs(plain)
-    design = plain.get("design") or {}
-    runner = dict(plain.get("runner") or {})
-    try:
-        rcfg = validate_runner(
-            {
-                **runner,
-                "reps": plain["reps"],
-                "seed": plain["seed"],
-                "quiet": bool(plain.get("quiet")),
-            }
-        )
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from exc
-    points = expand_design(base, None, design.get("factors") or {}, design.get("subset"))
-    out = C.output_dir(plain)
-    quiet = bool(plain.get("quiet"))
-    if not quiet:
+    results: pd.DataFrame
+    performance: pd.DataFrame
+    out_dir: Path
+    plots: tuple[Path, ...] = ()
+
+
+def simulate(settings: Settings) -> SimulationResult:
+    """Run (or resume) the simulation study described by ``settings`` and write its outputs;
+    raises :class:`RunIncomplete` when some chunks did not finish (the others are saved)."""
+    task, runner = settings.task, settings.runner
+    base = C.scenario_from(settings.plain)
+    specs = settings.estimators
+    points = expand_design(base, None, settings.design.factors, settings.design.subset)
+    out = C.output_dir(settings)
+    if not runner.quiet:
         print(
-            f"palliasim: {len(points)} design point(s) x {plain['reps']} replications x "
+            f"palliasim: {len(points)} design point(s) x {runner.reps} replications x "
             f"{len(specs)} estimators -> {out}",
             file=sys.stderr,
         )
-    try:
-        res = run_experiment(
-            points,
-            specs,
-            rcfg["reps"],
-            rcfg["seed"],
-            out,
-            n_jobs=rcfg["n_jobs"],
-            backend=rcfg["backend"],
-            chunk_size=rcfg["chunk_size"],
-            dask_address=rcfg["dask_address"],
-            quiet=quiet,
-            config=plain,
-        )
-    except RunIncomplete as exc:
-        print(f"palliasim: {exc}", file=sys.stderr)
-        return 1
+    res = run_experiment(points, specs, runner, out, config=settings.plain)
     fc = factor_columns(points)
-    perf = performance_table(res, fc, plain["alpha"], plain["failures"], out_dir=out)
-    print(format_terminal(perf, max_rows=int(C.get(plain, "task.max_rows", 60))))
-    from palliasim.sim.files import atomic_write_text
-
+    perf = performance_table(res, fc, settings.alpha, settings.failures, out_dir=out)
     comp = comparisons(res, fc, list(specs))
     if len(comp):
         atomic_write_text(out / "comparisons.csv", comp.to_csv(index=False))
-    targets = C.get(plain, "task.target_mcse", {}) or {}
-    atomic_write_text(out / "reps_needed.csv", planning(perf, targets).to_csv(index=False))
-    made = []
-    if C.get(plain, "task.plots", True):
-        made = _plots(res, perf, fc, points, out, plain["seed"], quiet)
-    n_fail = int((res["status"] == "failed").sum())
+    atomic_write_text(out / "reps_needed.csv", planning(perf, task.target_mcse).to_csv(index=False))
+    made = _plots(res, perf, fc, points, out, runner.seed, runner.quiet) if task.plots else []
+    return SimulationResult(results=res, performance=perf, out_dir=out, plots=tuple(made))
+
+
+def run(settings: Settings) -> int:
+    """task=simulate at the CLI: the study, the terminal table; exit code 1 if incomplete."""
+    try:
+        sim = simulate(settings)
+    except RunIncomplete as exc:
+        print(f"palliasim: {exc}", file=sys.stderr)
+        return 1
+    res, out = sim.results, sim.out_dir
+    print(format_terminal(sim.performance, max_rows=settings.task.max_rows))
+    n_fail = int((res["status"] == FAILED).sum())
     print(
         f"\n{len(res):,} estimate rows ({n_fail:,} failed, counted in n_failed; failure policy "
-        f"'{plain['failures']}')."
+        f"'{settings.failures}')."
     )
     print(
         f"Outputs in {out}:\n  performance.csv  results.parquet  manifest.json"
-        "  comparisons.csv  reps_needed.csv"
-        + ("".join(f"\n  plots/{p.name}" for p in made) if made else "")
+        "  comparisons.csv  reps_needed.csv" + "".join(f"\n  plots/{p.name}" for p in sim.plots)
     )
     return 0

@@ -1,0 +1,162 @@
+"""Planning a run before anything is computed: the design points and estimator specs checked,
+the estimators built once in the parent (errors name ``estimators.<name>``), the chunks left to
+compute on resume (storage.plan_chunks) and the truths not yet cached (scheduled first, in the
+same pool: they are the longest tasks)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from palliasim.estimators.base import build_estimator
+from palliasim.experiments.engine import storage
+from palliasim.experiments.engine.design import DesignPoint
+from palliasim.experiments.engine.plain import plain_value
+from palliasim.experiments.engine.records import ChunkTask, Task, TruthTask
+from palliasim.experiments.settings import RunnerSettings
+from palliasim.sim.truth import cache_dir, truth_key
+
+
+def normalise_specs(estimator_specs: Mapping[str, Mapping[str, Any]]) -> dict[str, dict]:
+    """Plain ``{name: {"kind": ..., **options}}``; ValueError naming ``estimators.<name>``."""
+    if not isinstance(estimator_specs, Mapping) or not estimator_specs:
+        raise ValueError("estimators: give at least one estimator as {name: {kind: ..., options}}")
+    out: dict[str, dict] = {}
+    for name, spec in estimator_specs.items():
+        if not isinstance(name, str) or not name.strip():
+            raise ValueError(f"estimators: names must be non-empty strings; got {name!r}")
+        if not isinstance(spec, Mapping):
+            raise ValueError(f"estimators.{name} must be a mapping with a 'kind'; got {spec!r}")
+        spec = plain_value(spec)
+        if "kind" not in spec:
+            raise ValueError(f"estimators.{name}: missing 'kind' (the registered estimator kind)")
+        if "name" in spec:
+            if spec["name"] != name:
+                raise ValueError(
+                    f"estimators.{name}.name={spec['name']!r} differs from its key '{name}'; "
+                    f"drop the 'name' option (the key names the rows)"
+                )
+            spec = {k: v for k, v in spec.items() if k != "name"}
+        out[name] = spec
+    return out
+
+
+def build_estimators(specs: Mapping[str, Mapping[str, Any]]) -> dict:
+    """Build every estimator (in the parent, before any compute); errors name the estimator."""
+    built = {}
+    for name, spec in normalise_specs(specs).items():
+        opts = {k: v for k, v in spec.items() if k != "kind"}
+        try:
+            built[name] = build_estimator(spec["kind"], name=name, **opts)
+        except (ValueError, TypeError) as exc:
+            msg = str(exc)
+            if f"estimators.{name}" not in msg:
+                msg = f"estimators.{name}: {msg}"
+            raise ValueError(msg) from None
+    return built
+
+
+def extra_kinds(built: Mapping[str, Any]) -> dict[str, type]:
+    """Kinds registered outside the ``estimators`` package (shipped to workers)."""
+    out = {}
+    for est in built.values():
+        mod = type(est).__module__
+        if not mod.startswith(("palliasim.estimators.", "estimators.")) and mod not in (
+            "palliasim.estimators",
+            "estimators",
+        ):
+            out[type(est).kind] = type(est)
+    return out
+
+
+def check_points(points: Sequence[DesignPoint]) -> list[DesignPoint]:
+    """The points as a list; ValueError when empty or when two share a scenario or a label."""
+    points = list(points)
+    if not points:
+        raise ValueError("run_experiment: no design points")
+    keys: dict[str, str] = {}
+    labels: dict[str, str] = {}
+    for p in points:
+        if not isinstance(p, DesignPoint):
+            raise TypeError(f"run_experiment: points must be DesignPoint, got {type(p).__name__}")
+        if p.key in keys:
+            raise ValueError(f"design points '{keys[p.key]}' and '{p.label}' are the same scenario")
+        if p.label in labels:
+            raise ValueError(f"two design points share the label '{p.label}'")
+        keys[p.key] = p.label
+        labels[p.label] = p.key
+    return points
+
+
+def uncached_truths(points: Sequence[DesignPoint]) -> list[TruthTask]:
+    """One task per distinct truth (scenarios sharing an outcome model share it) not cached."""
+    tasks, seen = [], set()
+    for p in points:
+        tkey = truth_key(p.scenario)
+        if tkey not in seen and not (cache_dir() / f"{tkey}.json").exists():
+            seen.add(tkey)
+            tasks.append(TruthTask(tkey, p.scenario))
+    return tasks
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """Every planned chunk (``chunks``), those with something to compute (``todo``) and the
+    truths to compute (``truths``)."""
+
+    chunks: tuple[storage.ChunkPlan, ...]
+    todo: tuple[storage.ChunkPlan, ...]
+    truths: tuple[TruthTask, ...]
+
+    @property
+    def n_compute(self) -> int:
+        """Replications to compute (the progress bar's total)."""
+        return sum(c.n_compute for c in self.todo)
+
+    def tasks(
+        self,
+        points: Sequence[DesignPoint],
+        specs: Mapping[str, dict],
+        runner: RunnerSettings,
+        kinds: Mapping[str, type],
+    ) -> list[Task]:
+        """The truth tasks first, then one :class:`ChunkTask` per chunk to compute."""
+        by_key = {p.key: p for p in points}
+        chunks = [
+            ChunkTask(
+                chunk_id=c.chunk_id,
+                scenario=by_key[c.scenario_key].scenario,
+                specs={m: specs[m] for m in c.methods},
+                methods=tuple(c.methods),
+                first=c.compute_first,
+                last=c.compute_last,
+                seed=runner.seed,
+                extra_kinds=dict(kinds),
+                serial_fits=runner.backend == "threading",
+            )
+            for c in self.todo
+        ]
+        return [*self.truths, *chunks]
+
+
+def plan_run(
+    out_dir: Path,
+    points: Sequence[DesignPoint],
+    hashes: Mapping[str, str],
+    runner: RunnerSettings,
+) -> RunPlan:
+    """What is left to do in ``out_dir`` (call with the run lock held): stale temporary files
+    removed, a directory of another seed or chunk grid refused (ValueError)."""
+    storage.clean_tmp(out_dir)
+    storage.check_resume(out_dir, runner.seed, runner.chunk_size)
+    keys = list(dict.fromkeys(p.key for p in points))
+    chunks = storage.plan_chunks(
+        out_dir, keys, runner.reps, runner.chunk_size, hashes, seed=runner.seed
+    )
+    return RunPlan(
+        chunks=tuple(chunks),
+        todo=tuple(c for c in chunks if c.methods),
+        truths=tuple(uncached_truths(points)),
+    )

@@ -1,0 +1,147 @@
+"""Adaptive replication: replications are added to each (grid point, method) in steps until the
+widest CI half-width of its estimands is at most ``ci_halfwidth`` or ``reps_max`` is reached.
+Runs through :func:`engine.runner.run_experiment` in one run directory, so each step computes
+only the new chunks (and an interrupted run resumes)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import pandas as pd
+
+from palliasim.experiments.engine.runner import run_experiment
+from palliasim.experiments.planning.rejection import rejection_table
+from palliasim.experiments.settings import RunnerSettings
+
+
+@dataclass
+class PowerRun:
+    """What :func:`adaptive_power` returns.
+
+    ``results``: every replication row used (runner columns); ``reps``: (scenario_key, method)
+    -> replications used; ``stopped``: (scenario_key, method) -> "target" (CI half-width reached)
+    or "reps_max"; ``rounds``: one dict per step (reps, pairs run, seconds).
+    """
+
+    results: pd.DataFrame
+    reps: dict = field(default_factory=dict)
+    stopped: dict = field(default_factory=dict)
+    rounds: list = field(default_factory=list)
+
+
+def adaptive_power(
+    points,
+    specs: Mapping[str, Mapping[str, Any]],
+    *,
+    alpha: float,
+    out_dir,
+    needed: Mapping[tuple[str, str], Sequence[str]] | None = None,
+    ci_halfwidth: float = 0.01,
+    reps_start: int = 200,
+    reps_step: int = 200,
+    reps_max: int = 2000,
+    method_reps_max: Mapping[str, int] | None = None,
+    runner: RunnerSettings,
+    config: Mapping[str, Any] | None = None,
+    log: Callable[[str], None] | None = None,
+) -> PowerRun:
+    """Rejection rates with replications added until the CI is narrow enough.
+
+    Every (design point, method) pair in ``needed`` (default: every method at every point, all
+    its estimands) starts with ``reps_start`` replications; after each step, a pair whose widest
+    Clopper-Pearson half-width over its estimands (``needed[pair]``) exceeds ``ci_halfwidth``
+    gets ``reps_step`` more, up to ``reps_max`` (or ``method_reps_max[method]``). Pairs needing
+    the same replications and methods run in one :func:`run_experiment` call (one parallel pool
+    over their chunks); the run directory ``out_dir`` is shared, so a step computes only the new
+    chunks and rerunning the same call resumes. Deterministic: the rows depend only on (seed,
+    scenario, method, rep), never on the stopping path.
+    """
+
+    points = list(points)
+    by_key = {p.key: p for p in points}
+    specs = {m: dict(s) for m, s in specs.items()}
+    if needed is None:
+        needed = {(p.key, m): () for p in points for m in specs}
+    needed = {tuple(k): tuple(v) for k, v in needed.items()}
+    for key, m in needed:
+        if key not in by_key or m not in specs:
+            raise ValueError(f"needed names an unknown point or method: {(key, m)}")
+    for name, v in (("reps_start", reps_start), ("reps_step", reps_step), ("reps_max", reps_max)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"{name} must be an integer >= 1; got {v!r}")
+    if not 0 < ci_halfwidth < 0.5:
+        raise ValueError(f"ci_halfwidth must be in (0, 0.5); got {ci_halfwidth!r}")
+    caps = {m: int((method_reps_max or {}).get(m) or reps_max) for m in specs}
+    target = {pair: min(reps_start, caps[pair[1]]) for pair in needed}
+    rows: dict[tuple[str, str], pd.DataFrame] = {}
+    run = PowerRun(results=pd.DataFrame())
+    active = set(needed)
+    say = log or (lambda s: None)
+    step = 0
+    while active:
+        step += 1
+        t0 = _now()
+        groups: dict[tuple[int, frozenset], list[str]] = {}
+        per_point: dict[tuple[int, str], set] = {}
+        for key, m in active:
+            per_point.setdefault((target[(key, m)], key), set()).add(m)
+        for (reps, key), ms in per_point.items():
+            groups.setdefault((reps, frozenset(ms)), []).append(key)
+        say(
+            f"step {step}: {len(active)} (grid point, method) pair(s) -> "
+            + ", ".join(
+                f"{reps} reps x {len(keys)} point(s) x [{', '.join(sorted(ms))}]"
+                for (reps, ms), keys in sorted(
+                    groups.items(), key=lambda t: (t[0][0], sorted(t[0][1]))
+                )
+            )
+        )
+        for (reps, ms), keys in sorted(groups.items(), key=lambda t: (t[0][0], sorted(t[0][1]))):
+            pts = [by_key[k] for k in sorted(keys, key=lambda k: points.index(by_key[k]))]
+            res = run_experiment(
+                pts,
+                {m: specs[m] for m in sorted(ms)},
+                replace(runner, reps=reps),
+                out_dir,
+                config=config,
+            )
+            for key in keys:
+                sub = res[res["scenario_key"] == key]
+                for m in ms:
+                    rows[(key, m)] = sub[sub["method"] == m]
+        # stopping rule
+        finished = []
+        for pair in sorted(active):
+            key, m = pair
+            df = rows[pair]
+            ests = needed[pair] or tuple(sorted(df["estimand"].unique()))
+            df = df[df["estimand"].isin(ests)]
+            tab = rejection_table(df, alpha, by=("estimand",))
+            hw = float(tab["ci_halfwidth"].max()) if len(tab) else 0.0
+            reps_now = target[pair]
+            run.reps[pair] = reps_now
+            if hw <= ci_halfwidth:
+                run.stopped[pair] = "target"
+                finished.append(pair)
+            elif reps_now >= caps[m]:
+                run.stopped[pair] = "reps_max"
+                finished.append(pair)
+            else:
+                target[pair] = min(reps_now + reps_step, caps[m])
+        active -= set(finished)
+        run.rounds.append(
+            {"step": step, "pairs": len(finished) + len(active), "seconds": _now() - t0}
+        )
+    frames = []
+    for (key, m), df in rows.items():
+        ests = needed[(key, m)]
+        frames.append(df[df["estimand"].isin(ests)] if ests else df)
+    run.results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    return run
+
+
+def _now() -> float:
+    return time.perf_counter()
