@@ -1,7 +1,8 @@
 """task=analyse data=DIR: run the configured estimators on patients.csv / visits.csv.
 
-The files follow the export schema (conf/DATA.md). A file that does not match is rejected with a
-message naming the missing or malformed columns. Estimator randomness (bootstrap, imputation) is
+The files follow the export schema (conf/DATA.md), checked by
+:mod:`palliasim.experiments.inputs.cohort_schema` before any fit: every violation (column, rule,
+number of rows, first ids) in one message, exit code 2, nothing written. Estimator randomness (bootstrap, imputation) is
 seeded from ``seed`` and the estimator's name, so a re-run gives the same table.
 """
 
@@ -14,31 +15,14 @@ import pandas as pd
 
 from palliasim.estimators.base import ESTIMATE_COLUMNS, OK, build_estimator
 from palliasim.experiments import config as C
+from palliasim.experiments.inputs.cohort_schema import read_cohort
 from palliasim.experiments.settings import Settings
-from palliasim.sim.cohort import Cohort, check_frames
+from palliasim.sim.cohort import Cohort
 from palliasim.sim.errors import ConfigError
 from palliasim.sim.files import atomic_write_text
 from palliasim.sim.seeding import name_int, rng_for
 
 DATA_KEY = "0" * 16
-
-
-def read_cohort(data: Path) -> Cohort:
-    """Read and check ``patients.(csv|parquet)`` and ``visits.(csv|parquet)`` from ``data``."""
-    frames = {}
-    for name in ("patients", "visits"):
-        csv, pq = data / f"{name}.csv", data / f"{name}.parquet"
-        if csv.exists():
-            frames[name] = pd.read_csv(csv)
-        elif pq.exists():
-            frames[name] = pd.read_parquet(pq)
-        else:
-            raise ConfigError(f"data={data}: {name}.csv (or {name}.parquet) not found")
-    try:
-        check_frames(frames["patients"], frames["visits"])
-    except ValueError as exc:
-        raise ConfigError(f"data={data}: {exc}") from exc
-    return Cohort.from_frames(frames["patients"], frames["visits"])
 
 
 def analyse(cohort: Cohort, specs: dict, seed: int) -> pd.DataFrame:
@@ -59,7 +43,7 @@ def run(settings: Settings) -> int:
     data = Path(settings.data).expanduser().resolve()
     if not data.is_dir():
         raise ConfigError(f"data={data} is not a directory")
-    cohort = read_cohort(data)
+    cohort = read_cohort(data, settings.estimators)  # every problem listed, before any fit
     table = analyse(cohort, settings.estimators, settings.runner.seed)
     out = C.output_dir(settings)
     out.mkdir(parents=True, exist_ok=True)
