@@ -267,7 +267,8 @@ def _start(d: PatternData) -> np.ndarray:
     if np.any(dg <= 0) or not np.all(np.isfinite(dg)):
         dg = np.full(m, max(float(np.nanmax(np.r_[dg, 1.0])), 1e-8))
         return np.diag(dg)
-    if chol(Sig)[1] != 0:
+    ev = np.linalg.eigvalsh(Sig)
+    if not ev[0] > 1e-3 * ev[-1]:  # not (safely) positive definite: start from the diagonal
         return np.diag(dg)
     return Sig
 
@@ -318,6 +319,10 @@ def fit_unstructured(
         dec = float(-dv.grad @ step)  # Newton decrement g'H^-1 g
         scale = max(1.0, abs(ev.f))
         if dec < TOL_DECREMENT * scale:
+            # converged; one last full Newton step squares the remaining error
+            cand = _evaluate(d, unvech(s + step, m), reml)
+            if cand is not None and cand.f <= ev.f + 1e-12 * scale:
+                s, ev = s + step, cand
             converged = True
             break
         t, new = 1.0, None
@@ -342,16 +347,17 @@ def fit_unstructured(
     if not converged and not msg:
         msg = f"no convergence in {max_iter} Newton iterations"
     Sig = unvech(s, m)
-    if not converged:
-        return UNFit(**nan_fit, iterations=it, message=f"(RE)ML did not converge: {msg}")
     ev_w = np.linalg.eigvalsh(Sig)
-    if not ev_w[0] > SINGULAR_RTOL * ev_w[-1]:
+    if not converged and ev_w[0] > 1e-6 * ev_w[-1]:
+        return UNFit(**nan_fit, iterations=it, message=f"(RE)ML did not converge: {msg}")
+    if not ev_w[0] > SINGULAR_RTOL * ev_w[-1] or not converged:
         return UNFit(
             **nan_fit,
             iterations=it,
             message=(
                 f"covariance matrix not positive definite at the (RE)ML optimum "
                 f"(eigenvalues {ev_w[0]:.3g} .. {ev_w[-1]:.3g}): boundary fit"
+                + ("" if converged else f"; {msg}")
             ),
         )
     dv = _derivatives(d, ev, reml)
