@@ -41,6 +41,7 @@ P_k = X'V^-1 D_k V^-1 X, W = Cov(s^) = 2 H^-1 from the observed Hessian H of f):
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -69,6 +70,7 @@ class PatternData:
     n_patients: int
     p: int
     m: int
+    by_size: tuple  # ((patterns (P,), their visits (P, k)) for each pattern size k)
 
 
 def pattern_data(Y: np.ndarray, X: np.ndarray) -> PatternData:
@@ -91,10 +93,19 @@ def pattern_data(Y: np.ndarray, X: np.ndarray) -> PatternData:
     masks = ((ucode[:, None] >> np.arange(m)) & 1).astype(bool)
     counts = np.bincount(inv, minlength=S)
     M = np.empty((S, m, m, p + 1, p + 1))
+    q = p + 1
+    order = np.argsort(inv, kind="stable")
+    flat = Xa[order].reshape(-1, m * q)
+    start = np.r_[0, np.cumsum(counts)]
     for s in range(S):
-        Z = Xa[inv == s]
-        M[s] = np.einsum("iaj,ibk->abjk", Z, Z, optimize=True)
-    return PatternData(masks, counts, M, int(obs.sum()), int(keep.sum()), p, m)
+        Z = flat[start[s] : start[s + 1]]
+        M[s] = (Z.T @ Z).reshape(m, q, m, q).transpose(0, 2, 1, 3)
+    sizes = masks.sum(axis=1)
+    by_size = tuple(
+        (np.flatnonzero(sizes == k), np.array([np.flatnonzero(r) for r in masks[sizes == k]]))
+        for k in np.unique(sizes)
+    )
+    return PatternData(masks, counts, M, int(obs.sum()), int(keep.sum()), p, m, by_size)
 
 
 def sym_basis(m: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -137,13 +148,15 @@ def _evaluate(d: PatternData, Sig: np.ndarray, reml: bool) -> _Eval | None:
     m, p = d.m, d.p
     Winv = np.zeros((d.masks.shape[0], m, m))
     logdet = 0.0
-    for s, mask in enumerate(d.masks):
-        idx = np.flatnonzero(mask)
-        c, info = chol(Sig[np.ix_(idx, idx)])
-        if info != 0:
+    for sel, idx in d.by_size:  # patterns with k visits: one batched Cholesky
+        sub = Sig[idx[:, :, None], idx[:, None, :]]
+        try:
+            c = np.linalg.cholesky(sub)
+        except np.linalg.LinAlgError:
             return None
-        logdet += d.counts[s] * 2.0 * float(np.log(np.diagonal(c)).sum())
-        Winv[s][np.ix_(idx, idx)] = chol_inv(c)
+        logdet += 2.0 * float(d.counts[sel] @ np.log(np.diagonal(c, axis1=1, axis2=2)).sum(axis=1))
+        ci = np.linalg.inv(c)
+        Winv[sel[:, None, None], idx[:, :, None], idx[:, None, :]] = ci.transpose(0, 2, 1) @ ci
     A = np.tensordot(Winv, d.M, axes=([0, 1, 2], [0, 1, 2]))
     A = 0.5 * (A + A.T)
     c, info = chol(A[:p, :p])
@@ -167,10 +180,17 @@ class _Derivs:
     N: np.ndarray  # (S, m, m, p+1, p+1) W~ M_s W~ over the visit indices (for Q_kl)
 
 
+@functools.lru_cache(maxsize=8)
 def _pair_index(m: int):
     """Index arrays (a, b, a != b) of the elements s_ab, a <= b, in :func:`sym_basis` order."""
     ka, kb = np.triu_indices(m)
     return ka, kb, (ka != kb).astype(float)
+
+
+def _outer_sum(A: np.ndarray, B: np.ndarray) -> np.ndarray:
+    """Z[y, z, w, x] = sum_s A_s[y, z] B_s[w, x] for (S, m, m) stacks (one matrix product)."""
+    S, m, _ = A.shape
+    return (A.reshape(S, m * m).T @ B.reshape(S, m * m)).reshape(m, m, m, m)
 
 
 def _pair_gather(Z: np.ndarray, ka, kb, off) -> np.ndarray:
@@ -191,6 +211,7 @@ def _derivatives(d: PatternData, ev: _Eval, reml: bool) -> _Derivs:
     p, m = d.p, d.m
     S = d.masks.shape[0]
     ka, kb, off = _pair_index(m)
+    K = ka.size
     n = d.counts.astype(float)
     W = ev.Winv
     u = np.append(-ev.beta, 1.0)
@@ -202,22 +223,20 @@ def _derivatives(d: PatternData, ev: _Eval, reml: bool) -> _Derivs:
     NX = Nt[:, :, :p, :p]
     Nu = Nt[:, :, :p, :] @ u  # (m, m, p): sum_i (W X_i)_a' r_ib
     RR = N @ u @ u  # (S, m, m): sum_i r_ia r_ib
-    TT = np.einsum("ij,sabji->sab", ev.Phi, N[:, :, :, :p, :p])  # tr(Phi N_s[a, b])
+    TT = N[:, :, :, :p, :p].reshape(S, m, m, p * p) @ ev.Phi.ravel()  # tr(Phi N_s[a, b])
     Pk = NX[ka, kb] + off[:, None, None] * NX[kb, ka]
     h = Nu[ka, kb] + off[:, None] * Nu[kb, ka]
     Wn = np.tensordot(n, W, axes=1)
     RRt = RR.sum(axis=0)
     grad = (1.0 + off) * (Wn[ka, kb] - RRt[ka, kb])
     if reml:
-        grad -= np.einsum("ij,kji->k", ev.Phi, Pk)
-    WW = np.einsum("s,syz,swx->yzwx", n, W, W)
-    WR = np.einsum("syz,swx->yzwx", W, RR)
-    trWDWD = _pair_gather(WW, ka, kb, off)
-    rDPDr = _pair_gather(WR, ka, kb, off) - h @ ev.Phi @ h.T
+        grad -= Pk.reshape(K, -1) @ ev.Phi.ravel()
+    trWDWD = _pair_gather(_outer_sum(W * n[:, None, None], W), ka, kb, off)
+    rDPDr = _pair_gather(_outer_sum(W, RR), ka, kb, off) - h @ ev.Phi @ h.T
     if reml:
-        WT = np.einsum("syz,swx->yzwx", W, TT)
-        PhiP = np.einsum("ij,kjl->kil", ev.Phi, Pk)  # Phi P_k
-        trPDPD = trWDWD - 2.0 * _pair_gather(WT, ka, kb, off) + np.einsum("kij,lji->kl", PhiP, PhiP)
+        PhiP = np.matmul(ev.Phi, Pk)  # Phi P_k
+        trPhiPPhiP = PhiP.reshape(K, -1) @ PhiP.transpose(0, 2, 1).reshape(K, -1).T
+        trPDPD = trWDWD - 2.0 * _pair_gather(_outer_sum(W, TT), ka, kb, off) + trPhiPPhiP
     else:
         trPDPD = trWDWD
     hess = -trPDPD + 2.0 * rDPDr
@@ -230,7 +249,9 @@ def _q_matrices(d: PatternData, ev: _Eval, N: np.ndarray) -> np.ndarray:
     """Q_kl = X'V^-1 D_k V^-1 D_l V^-1 X = sum_s W_s[y, z] N_s[x, w] gathered (K, K, p, p)."""
     p = d.p
     ka, kb, off = _pair_index(d.m)
-    Zq = np.einsum("syz,sxwij->yzwxij", ev.Winv, N[:, :, :, :p, :p])
+    S, m = N.shape[0], d.m
+    NX = np.ascontiguousarray(N[:, :, :, :p, :p]).reshape(S, -1)
+    Zq = (ev.Winv.reshape(S, m * m).T @ NX).reshape(m, m, m, m, p, p).transpose(0, 1, 3, 2, 4, 5)
     return _pair_gather(Zq, ka, kb, off)
 
 
@@ -398,8 +419,8 @@ def kr_adjusted_cov(fit: UNFit) -> np.ndarray:
     Phi, W, P, Q = fit.cov_beta, fit.theta_cov, fit.Pk, fit.Qkl
     if Q is None:
         raise ValueError("fit_unstructured(..., kenward_roger=True) is needed")
-    PPhiP = np.einsum("kij,jl,mlq->kmiq", P, Phi, P)
-    inner = np.einsum("km,kmij->ij", W, Q - PPhiP)
+    PPhiP = np.tensordot(P @ Phi, P, axes=([2], [1])).transpose(0, 2, 1, 3)  # P_k Phi P_l
+    inner = np.tensordot(W, Q - PPhiP, axes=([0, 1], [0, 1]))
     return Phi + 2.0 * Phi @ inner @ Phi
 
 
