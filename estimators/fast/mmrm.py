@@ -29,13 +29,18 @@ search that keeps S positive definite, to a Newton decrement g'H^-1 g < 1e-20 ma
 Inference for a contrast c'b (v = c'Phi c, g_k = dv/ds_k = c'Phi P_k Phi c with
 P_k = X'V^-1 D_k V^-1 X, W = Cov(s^) = 2 H^-1 from the observed Hessian H of f):
 
-- Satterthwaite: df = 2 v^2 / (g'W g)  (Christensen's formulation, as lmerTest / mmrm);
+- Satterthwaite: df = 2 v^2 / (g'W g)  (Christensen's formulation, as lmerTest / R mmrm; the
+  delta method at the optimum, so the same in any parameterisation of S);
 - Kenward-Roger (REML only): SE from Phi_A = Phi + 2 Phi [sum_kl W_kl (Q_kl - P_k Phi P_l)] Phi
-  with Q_kl = X'V^-1 D_k V^-1 D_l V^-1 X (Kenward & Roger 1997, eq. 5; in the linear
-  parameterisation the second-derivative term R_kl is zero, as SAS PROC MIXED's DDFM=KR
-  for TYPE=UN and R mmrm's "Kenward-Roger-Linear"), df from their E* and V* moment matching
-  (for one contrast A1 = A2 = g'W g / v^2);
-- residual: N - p (observations minus fixed effects; nlme::gls's df);
+  with Q_kl = X'V^-1 D_k V^-1 D_l V^-1 X (Kenward & Roger 1997, eq. 5). In this linear
+  parameterisation the second-derivative term R_kl is zero; the remaining sum is the same in
+  any parameterisation (P, Q and W transform with the Jacobian), so this is R mmrm's
+  ``vcov = "Kenward-Roger-Linear"`` (its R_kl dropped), W from the observed information as
+  there. df from Kenward & Roger's E* and V* moment matching (one contrast: A1 = A2 =
+  g'W g / v^2);
+- residual: N - p (observations minus fixed effects: nlme's summary.gls t-tests and R mmrm's
+  "Residual"; emmeans' ``mode = "df.error"`` for gls also subtracts the covariance
+  parameters other than sigma, N - p - (K - 1));
 - asymptotic: normal.
 """
 
