@@ -91,7 +91,7 @@ def pattern_data(Y: np.ndarray, X: np.ndarray) -> PatternData:
     keep = obs.any(axis=1)
     Y, X, obs = Y[keep], X[keep], obs[keep]
     Xa = np.concatenate([X, np.where(obs, Y, 0.0)[:, :, None]], axis=2)
-    Xa = Xa * obs[:, :, None]
+    Xa *= obs[:, :, None]
     code = obs @ (1 << np.arange(m))
     ucode, inv = np.unique(code, return_inverse=True)
     S = ucode.size
@@ -100,7 +100,7 @@ def pattern_data(Y: np.ndarray, X: np.ndarray) -> PatternData:
     M = np.empty((S, m, m, p + 1, p + 1))
     q = p + 1
     order = np.argsort(inv, kind="stable")
-    flat = Xa[order].reshape(-1, m * q)
+    flat = Xa.reshape(-1, m * q)[order]
     start = np.r_[0, np.cumsum(counts)]
     for s in range(S):
         Z = flat[start[s] : start[s + 1]]
