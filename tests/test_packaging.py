@@ -172,6 +172,7 @@ def test_wheel_in_a_fresh_venv_is_not_shadowed(tmp_path, wheel):
     (vsite / "_deps_from_test_env.pth").write_text(str(site) + "\n")
     _run([str(py), "-m", "pip", "install", "-q", "--no-deps", "--no-index", str(wheel)], tmp_path)
     d = _shadow_dir(tmp_path)
-    out = _run([str(py), "-c", "import palliasim.sim as s; print(s.__file__)"], d).stdout
+    clean = {"PYTHONPATH": ""}  # a checkout on PYTHONPATH would hide the wheel
+    out = _run([str(py), "-c", "import palliasim.sim as s; print(s.__file__)"], d, clean).stdout
     assert str(vsite) in out, out
-    _check_from(py, [str(venv / "bin" / "palliasim")], d, env={"PYTHONPATH": ""})
+    _check_from(py, [str(venv / "bin" / "palliasim")], d, env=clean)
