@@ -303,10 +303,14 @@ def test_cli_power_end_to_end(tmp_path):
     assert set(sim_rows["scenario"]) == {"randomized", "null"}
     assert set(sim_rows["role"]) == {"power", "type1"}
     assert set(sim_rows["method"]) == {
-        "ancova_cc", "lmm_w1", "lmm_w4", "lmm_w8", "lmm_w12", "logistic", "risk_difference"
+        "ancova_cc", "lmm_w1", "lmm_w4", "lmm_w8", "lmm_w12", "mmrm_w1", "mmrm_w4", "mmrm_w8",
+        "mmrm_w12", "logistic", "risk_difference"
     }  # fmt: skip
     lmm_null = tab[(tab["role"] == "type1") & (tab["method"] == "lmm_w12")]
     assert np.allclose(lmm_null["analytic_power"], 0.05 / 4)  # Bonferroni: nominal alpha / 4
+    mmrm = tab[tab["method"] == "mmrm_w12"]
+    assert np.allclose(mmrm[mmrm["role"] == "type1"]["analytic_power"], 0.05)  # no Bonferroni
+    assert mmrm[mmrm["role"] == "power"]["analytic_power"].between(0.05, 1).all()
     assert set(sim_rows["n"]) == {60, 120}
     assert sim_rows["reps"].between(40, 80).all()
     assert (

@@ -18,6 +18,7 @@ KIND_LABELS = {
     "cox": "Cox",
     "ancova_cc": "ANCOVA",
     "lmm": "mixed model",
+    "mmrm": "MMRM",
     "logistic": "logistic",
     "risk_difference": "risk difference",
     "ancova_w12": "ANCOVA",

@@ -163,6 +163,7 @@ def design_inputs(scenario, truth=None, n_big: int = 100_000, seed: int = 1) -> 
         weeks[f"w{w}"] = {
             "delta": float(tr[f"nrs_diff_w{w}"]),
             "sd": _pooled_sd(y0[:, j], y1[:, j]),
+            "rho": _pooled_corr([(nrs0, y0[:, j]), (nrs0, y1[:, j])]),
             "observed": float(np.mean(st[:, j + 1] == OBSERVED)),
             "latent_delta": float(p["nrs"]["effect"][j]),
         }
