@@ -202,7 +202,8 @@ def _block(sub: pd.DataFrame, flags: pd.DataFrame, budget: int) -> tuple[list, i
                 room -= 1  # keep a line for the count of the rows left out
             take = order[: max(room, 0)]
             if take:
-                rows.append("-- other estimands" + (" (flagged first)" if any_flag.any() else ""))
+                title = "-- other estimands" if len(rest) < len(sub) else "-- estimands"
+                rows.append(title + (" (flagged first)" if any_flag.any() else ""))
                 prev = None
                 for i in sorted(take, key=order.index):
                     r = sub.loc[i]
