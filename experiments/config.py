@@ -12,7 +12,7 @@ from typing import Any
 from palliasim.sim.errors import ConfigError
 from palliasim.sim.scenario import SECTIONS, Scenario
 
-TASKS = ("simulate", "calibrate", "export", "analyse", "score", "power", "check")
+TASKS = ("simulate", "calibrate", "export", "analyse", "score", "power", "check", "report")
 
 
 def to_plain(cfg) -> dict:
