@@ -65,14 +65,14 @@ PERF_COLUMNS = (
     ("n used", "n_used", None),
     ("n failed", "n_failed", None),
     ("bias", "bias", "bias_mcse"),
-    ("rel. bias", "rel_bias", "rel_bias_mcse"),
+    ("coverage", "coverage", "coverage_mcse"),
     ("EmpSE", "empse", "empse_mcse"),
     ("ModSE", "modse", "modse_mcse"),
-    ("rel. error ModSE %", "relerror", "relerror_mcse"),
-    ("MSE", "mse", "mse_mcse"),
-    ("coverage", "coverage", "coverage_mcse"),
-    ("BE coverage", "becoverage", "becoverage_mcse"),
+    ("ModSE rel. error %", "relerror", "relerror_mcse"),
     ("rejection", "rejection", "rejection_mcse"),
+    ("MSE", "mse", "mse_mcse"),
+    ("rel. bias", "rel_bias", "rel_bias_mcse"),
+    ("BE coverage", "becoverage", "becoverage_mcse"),
     ("CI width", "ci_width", None),
 )
 POWER_COLUMNS = (
@@ -471,19 +471,20 @@ def _performance(run: RunData) -> dict:
             method = r["method"]
             if "engine" in perf.columns and perf.groupby("method")["engine"].nunique().gt(1).any():
                 method = f"{method} [{r['engine']}]"
-            cells = [*(r[c] for c in lead), r["estimand"], method, _num(r.get("true"))]
+            cells = [*(r[c] for c in lead), r["estimand"], method, ", ".join(f) or ""]
+            cells.append(_num(r.get("true")))
             cells += [_pm(r.get(a), r.get(b)) if b else _num(r.get(a)) for _, a, b in PERF_COLUMNS]
-            cells.append(", ".join(f) or "")
             rows.append(cells)
             classes.append(
                 ("headline " if r["estimand"] in headline else "") + ("flagged" if f else "")
             )
-        cols = [*lead, "estimand", "method", "true"] + [h for h, _, _ in PERF_COLUMNS] + ["flags"]
+        cols = [*lead, "estimand", "method", "flags", "true"] + [h for h, _, _ in PERF_COLUMNS]
         n_flag = flags.sum()
         out["tables"].append(
             {
                 "title": "Performance measures (Monte Carlo SE in parentheses)",
                 **_table(cols, rows, classes),
+                "flag_col": len(lead) + 2,
             }
         )
         out["flag_counts"] = {n: int(n_flag[n]) for n in FLAG_NAMES}
