@@ -177,23 +177,27 @@ def test_power_and_check_directories(tmp_path):
             "power_mcse": [0.03, 0.04],
         }
     ).to_csv(power / "power.csv", index=False)
-    (power / "manifest.json").write_text(
-        json.dumps(
-            {
-                "config": {
-                    "task": {"name": "power"},
-                    "seed": 5,
-                    "scenario_name": "randomized",
-                    "cohort": {"n": 300},
-                }
-            }
-        )
-    )
+    # task=power composes `study`, simulates task.scenario=randomized with the user's overrides
+    config = {
+        "task": {"name": "power", "scenario": "randomized", "scenario_null": "null"},
+        "seed": 5,
+        "scenario_name": "study",
+        "cohort": {"n": 205},
+        "survival": {"progression": {"log_hr": -0.4}},
+    }
+    design = [{"label": "randomized: n=100", "preset": "randomized", "n": 100}]
+    (power / "manifest.json").write_text(json.dumps({"config": config, "design": design}))
     write_report(power)
     text = (power / "report.html").read_text()
     assert "Simulated and analytic power (power.csv)" in text and "<td>0.520</td>" in text
-    # the randomized preset's own comment on its cohort.n
+    assert "palliasim: Trial planning (power), scenario &#39;randomized&#39;" in text
+    # the randomized preset's own values and comments, and the override on top
     assert "<td>cohort.n</td><td>300</td><td>assumed</td><td>ASSUMPTION: a planner" in text
+    assert "<td>treatment.scheme</td><td>complete</td><td>assumed</td>" in text
+    assert (
+        "<td>survival.progression.log_hr</td><td>-0.4</td><td>set for this run</td>"
+        "<td>preset randomized: -0.286</td>"
+    ) in text
     check = tmp_path / "check"
     check.mkdir()
     pd.DataFrame({"check": ["bias_cox"], "verdict": ["pass"]}).to_csv(

@@ -27,9 +27,14 @@ _PATTERNS: tuple[tuple[str, str], ...] = (
         "at week {0}; hypothetical strategy for death and dropout",
     ),
     (
-        r"(pfs|os)_loghr",
-        "marginal log hazard ratio of {U0}, Cox coefficient on both arms' "
-        "potential outcomes with the scenario's censoring (death is part of PFS)",
+        r"(pfs)_loghr",
+        "marginal log hazard ratio of {U0} (death is part of the event), Cox coefficient on "
+        "both arms' potential outcomes with the scenario's censoring",
+    ),
+    (
+        r"(os)_loghr",
+        "marginal log hazard ratio of {U0}, Cox coefficient on both arms' potential outcomes "
+        "with the scenario's censoring",
     ),
     (r"(pfs|os)_loghr_adj", "log hazard ratio of {U0} " + _ADJ),
     (

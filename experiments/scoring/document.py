@@ -31,11 +31,11 @@ import numpy as np
 import pandas as pd
 
 from palliasim.experiments.scoring import definitions
-from palliasim.experiments.scoring.parameters import SOURCE_LABELS, parameter_rows
+from palliasim.experiments.scoring.parameters import SOURCE_LABELS, flat, parameter_rows
 from palliasim.experiments.scoring.summary import ENDPOINTS, FLAG_NAMES, flag_table, order_rows
 from palliasim.sim.errors import ConfigError
 from palliasim.sim.files import atomic_write_text
-from palliasim.sim.scenario import SECTIONS
+from palliasim.sim.scenario import PRESETS, SECTIONS, preset_params, set_dotted
 
 __all__ = ["KINDS", "RunData", "build_context", "load_run", "render", "write_report"]
 
@@ -101,16 +101,16 @@ SIZE_COLUMNS = (
     "formula_method",
 )
 CHECK_COLUMNS = (
+    "verdict",
     "check",
     "scenario",
     "method",
     "estimand",
-    "measure",
+    "figure_name",
     "figure",
     "mcse",
     "threshold",
     "p_adjusted",
-    "verdict",
     "reason",
 )
 
@@ -203,6 +203,10 @@ def load_run(
             run.tables[name] = t
     if kind == "check":
         run.manifests = [_json(p) for p in sorted(out.glob("runs/*/*/*/manifest.json"))]
+        for m in run.manifests:  # the suite's runs carry {"suite": ..., "scenario": ...}
+            for k, v in (m.get("config") or {}).items():
+                if k != "scenario":
+                    run.config.setdefault(k, v)
         truths = [_csv(p) for p in sorted(out.glob("runs/*/*/*/truth.csv"))]
         truths = [t for t in truths if t is not None]
         if truths and run.truth is None:
@@ -310,6 +314,33 @@ def _design_points(run: RunData) -> list[dict]:
     return points
 
 
+def _scenario_config(run: RunData, points: list[dict]) -> tuple[dict, str]:
+    """The scenario parameters the run simulated. task=power composes ``study`` and then
+    simulates ``task.scenario`` (default ``randomized``) with the keys the user overrode: rebuild
+    that from the preset named by the design points."""
+    cfg = run.config
+    composed = str(cfg.get("scenario_name") or "")
+    presets = list(dict.fromkeys(str(p.get("preset", "")) for p in points))
+    want = ((cfg.get("task") or {}).get("scenario")) if run.kind == "power" else None
+    if not want or want == composed or want not in presets or composed not in PRESETS:
+        return cfg, ""
+    base = flat(preset_params(composed))
+    params = preset_params(want)
+    for key, value in flat({k: cfg[k] for k in SECTIONS if k in cfg}).items():
+        if key != "scenario_name" and key in base and base[key] != value:
+            set_dotted(params, key, value)  # the user's override, as task=power applies it
+    alloc = (cfg.get("task") or {}).get("allocation")
+    if alloc is not None:
+        set_dotted(params, "treatment.allocation", float(alloc))
+    null = (cfg.get("task") or {}).get("scenario_null")
+    note = (
+        f"task=power simulated preset '{want}' (task.scenario) with the keys overridden on the "
+        "command line; cohort.n is replaced by the sample-size grid"
+        + (f"; the type I error uses preset '{null}'." if null else ".")
+    )
+    return {**cfg, **params, "scenario_name": want}, note
+
+
 def _dgm(run: RunData) -> dict:
     points = _design_points(run)
     pts = _table(
@@ -326,7 +357,8 @@ def _dgm(run: RunData) -> dict:
         ],
     )
     has_scenario = any(k in run.config for k in SECTIONS if k != "scenario_name")
-    rows = parameter_rows(run.config) if has_scenario else []
+    scen_cfg, scen_note = _scenario_config(run, points)
+    rows = parameter_rows(scen_cfg) if has_scenario else []
     counts = {k: sum(r.source == k for r in rows) for k in SOURCE_LABELS}
     params = _table(
         ["parameter", "value", "source", "note"],
@@ -342,7 +374,7 @@ def _dgm(run: RunData) -> dict:
     factors = (run.config.get("design") or {}).get("factors") or {}
     solve = run.config.get("solve") or []
     return {
-        "preset": run.config.get("scenario_name") or "",
+        "preset": scen_cfg.get("scenario_name") or "",
         "points": pts,
         "params": params,
         "highlights": highlights,
@@ -351,7 +383,7 @@ def _dgm(run: RunData) -> dict:
             k: ", ".join(map(str, v)) if isinstance(v, list) else str(v) for k, v in factors.items()
         },
         "solve": [json.dumps(s, default=str) for s in solve],
-        "note": ""
+        "note": scen_note
         if rows
         else "The run's manifest holds no scenario parameters (e.g. a check "
         "suite's scenarios are defined in the suite file); the design points are listed above.",
@@ -572,7 +604,7 @@ def build_context(run: RunData, embed: bool = True, dest: Path | None = None) ->
         "power": "Trial planning (power)",
         "check": "Estimator checks",
     }[run.kind]
-    preset = run.config.get("scenario_name")
+    preset = _scenario_config(run, _design_points(run))[0].get("scenario_name")
     return {
         "title": f"palliasim: {title}" + (f", scenario '{preset}'" if preset else ""),
         "kind": run.kind,

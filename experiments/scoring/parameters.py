@@ -22,7 +22,7 @@ import yaml
 from palliasim.sim.errors import ConfigError
 from palliasim.sim.scenario import SECTIONS, preset_params
 
-__all__ = ["ParameterRow", "SOURCE_LABELS", "parameter_rows", "preset_tags"]
+__all__ = ["ParameterRow", "SOURCE_LABELS", "flat", "parameter_rows", "preset_tags"]
 
 SOURCE_LABELS = {
     "calibrated": "calibrated to the article",
@@ -119,11 +119,12 @@ def preset_tags(name: str = "study") -> dict[str, tuple[str, str, str]]:
     return out
 
 
-def _flatten(obj, prefix: str = "") -> dict:
+def flat(obj, prefix: str = "") -> dict:
+    """Nested mapping -> {dotted key: leaf value}."""
     if isinstance(obj, dict):
         out = {}
         for k, v in obj.items():
-            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+            out.update(flat(v, f"{prefix}.{k}" if prefix else str(k)))
         return out
     return {prefix: obj}
 
@@ -150,10 +151,10 @@ def parameter_rows(config: dict) -> list[ParameterRow]:
     preset = str(config.get("scenario_name") or "study")
     try:
         tags = preset_tags(preset)
-        base = _flatten({k: v for k, v in preset_params(preset).items() if k in SECTIONS})
+        base = flat({k: v for k, v in preset_params(preset).items() if k in SECTIONS})
     except ConfigError:  # a scenario that is not a preset (e.g. a user's file): no tags
         tags, base = {}, {}
-    run = _flatten({k: config[k] for k in SECTIONS if k in config and k != "scenario_name"})
+    run = flat({k: config[k] for k in SECTIONS if k in config and k != "scenario_name"})
     rows = []
     last_note = ""
     for key, value in run.items():
