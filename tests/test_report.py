@@ -144,7 +144,7 @@ def test_markdown_twin_links_existing_plots(run_dir):
     assert heads == ADEMP
     links = [ln.split("](", 1)[1].rstrip(")") for ln in md.splitlines() if ln.startswith("![")]
     assert links and all((run_dir / p).is_file() for p in links)
-    assert "| estimand | method | true |" in md
+    assert "| estimand | method | flags | true | n used | n failed | bias | coverage |" in md
 
 
 def test_task_report_rerenders_elsewhere_and_refuses_non_runs(run_dir, tmp_path):
