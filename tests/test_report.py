@@ -246,3 +246,24 @@ def test_headless_chromium_renders_a_non_blank_page(run_dir, tmp_path):
     assert 0.01 < dark < 0.6, dark
     assert img.std() > 0.05
     shutil.rmtree(profile, ignore_errors=True)
+
+
+def test_write_report_from_a_task_with_failures(run_dir, tmp_path):
+    """The call the simulate task makes: results and perf handed in; failed rows and their
+    messages are counted in the performance section."""
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    res = pd.read_parquet(run_dir / "results.parquet")
+    res.loc[res.index[:2], ["status", "message"]] = ["failed", "Convergence failed | step 3"]
+    perf = pd.read_csv(run_dir / "performance.csv")
+    files = write_report(
+        run_dir,
+        kind="simulate",
+        config=manifest["config"],
+        results=res,
+        perf=perf,
+        target_dir=tmp_path,
+    )
+    text = files["html"].read_text()
+    assert f"2 failed and 0 warning row(s) of {len(res)} estimate rows" in text
+    assert "<td>failed</td><td>2</td><td>Convergence failed | step 3</td>" in text
+    assert "Convergence failed \\| step 3" in files["md"].read_text()  # escaped in Markdown

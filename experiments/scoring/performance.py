@@ -3,7 +3,9 @@
 Scores a long, rsimsum-compatible table of replication results (one row per replication x
 method x estimand, with the true value on every row) following Morris, White & Crowther (2019),
 "Using simulation studies to evaluate statistical methods", Statistics in Medicine 38:2074-2102,
-Table 6 (see also ``/work/shared/design/MEASURES.md``).
+Table 6. Anyone's table: the columns are named by keyword (``summarise(df, estimate="b",
+rep="dataset", true=0.5)`` scores rsimsum's MIsim layout); method, estimand, rep, status, CI and
+p-value columns are optional (:func:`canonical_results` says what replaces each).
 
 Notation (per group = by-columns + method + estimand [+ engine]): ``n`` = replications used
 after the failure policy, ``theta`` = true value, ``est_i``, ``se_i``, ``V_i = se_i^2``,
