@@ -167,3 +167,17 @@ def test_cli_options_and_exit_code(tmp_path):
     )
     assert bad.returncode == 2 and "'se'" in bad.stderr and "row 5" in bad.stderr
     assert not (tmp_path / "o2").exists()
+
+
+def test_parquet_input_matches_summarise_and_numeric_labels_become_strings(tmp_path):
+    from palliasim.experiments.scoring.performance import summarise
+
+    df = own_table()
+    df["method"] = df["method"].map({"NA": 1, "null": 2, "cox": 3})  # e.g. Stata method codes
+    df.to_parquet(tmp_path / "r.parquet")
+    assert score.run(plain(tmp_path / "r.parquet", tmp_path / "o")) == 0
+    got = pd.read_csv(tmp_path / "o" / "performance.csv", dtype={"method": str})
+    want = summarise(df.assign(method=df["method"].astype(str)), by="scenario")
+    assert list(got["method"]) == ["1", "2", "3"]
+    cols = ["bias", "bias_mcse", "empse", "modse", "coverage", "rejection", "mse_mcse"]
+    np.testing.assert_allclose(got[cols].to_numpy(float), want[cols].to_numpy(float), rtol=1e-9)

@@ -161,9 +161,9 @@ def read_results(path: Path, label_cols: tuple[str, ...] = ()) -> pd.DataFrame:
     try:
         if path.suffix == ".parquet":
             df = pd.read_parquet(path)
-            for c in label_cols:  # labels as strings whatever the writer's type
+            for c in label_cols:  # labels as strings whatever the writer's type (1 -> "1")
                 if c in df.columns and not pd.api.types.is_string_dtype(df[c]):
-                    df[c] = df[c].astype(str)
+                    df[c] = df[c].where(df[c].isna(), df[c].astype(str))
             return df
         if path.suffix in (".csv", ".txt"):
             return pd.read_csv(path, dtype=str, keep_default_na=False, na_filter=False)
@@ -266,7 +266,10 @@ def score(s: ScoreSettings) -> tuple[pd.DataFrame, list[str]]:
     )
     by = _factors(df, s)
     roles = {r: c for r, c in s.columns.items() if r != "true_mcse"}
-    tm = s.columns["true_mcse"] or "true_mcse"
+    tm = s.columns["true_mcse"]
+    if tm is None:  # task.true_mcse=null: the truth is exact, whatever the file holds
+        df = df.drop(columns=[c for c in ("true_mcse",) if c in df.columns])
+        tm = "true_mcse"
     try:
         perf = summarise(
             df, by=by or None, alpha=s.alpha, failures=s.failures, truth_mcse_col=tm, **roles
