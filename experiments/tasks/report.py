@@ -13,7 +13,10 @@ from palliasim.sim.errors import ConfigError
 from palliasim.sim.rules import one_of, require
 
 
-def run(plain: dict) -> int:
+def run(settings) -> int:
+    """``settings``: the run's ``experiments.settings.Settings`` (``settings.plain`` is the
+    resolved config) or the resolved config itself."""
+    plain = getattr(settings, "plain", settings)
     if not plain.get("input"):
         raise ConfigError(
             "task=report needs input=RUN_DIR (the out_dir of a finished simulate, power or check "

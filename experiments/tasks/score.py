@@ -279,10 +279,12 @@ def score(s: ScoreSettings) -> tuple[pd.DataFrame, list[str]]:
     return perf, by
 
 
-def run(plain: dict) -> int:
-    s = settings_from(plain)
+def run(settings) -> int:
+    """``settings``: the run's ``experiments.settings.Settings`` (its resolved config is
+    ``settings.plain``) or the resolved config itself; ``C.output_dir`` takes the same object."""
+    s = settings_from(getattr(settings, "plain", settings))
     perf, by = score(s)
-    out = C.output_dir(plain)
+    out = C.output_dir(settings)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "performance.csv", perf.to_csv(index=False, float_format="%.10g"))
     print(format_summary(perf, by=by))
