@@ -16,7 +16,6 @@ usual missing-value spellings (empty, NA, NaN, null, None) are NaN.
 
 from __future__ import annotations
 
-import math
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from palliasim.experiments import config as C
+from palliasim.experiments.scoring.columns import LABEL_ROLES, ROLES, column_options
 from palliasim.experiments.scoring.performance import FAILURE_POLICIES, summarise
 from palliasim.experiments.scoring.summary import format_summary
 from palliasim.sim.errors import ConfigError
@@ -32,22 +32,6 @@ from palliasim.sim.files import atomic_write_text
 
 #: bookkeeping columns of palliasim's own results.parquet that are never scenario factors
 BOOKKEEPING = ("engine", "message", "seconds", "n_used", "scenario_key", "source")
-#: role -> default column name (conf/task/score.yaml)
-ROLES = {
-    "estimate": "estimate",
-    "se": "se",
-    "true": "true",
-    "method": "method",
-    "estimand": "estimand",
-    "rep": "rep",
-    "status": "status",
-    "ci_low": "ci_low",
-    "ci_high": "ci_high",
-    "p_value": "p_value",
-    "true_mcse": "true_mcse",
-}
-#: roles holding labels (read as strings)
-LABEL_ROLES = ("method", "estimand", "status")
 #: spellings of a missing number in a CSV file (numeric columns only)
 NA_NUMBERS = ("", "NA", "N/A", "NaN", "nan", "NAN", "null", "NULL", "None", ".")
 #: how many offending rows a message shows
@@ -55,8 +39,9 @@ SHOW_ROWS = 5
 
 
 @dataclass(frozen=True)
-class ScoreSettings:
-    """The validated options of task=score."""
+class ScoreJob:
+    """What one task=score invocation scores: the file, the column roles, the by-columns, alpha
+    and the failure policy (validated before the file is read)."""
 
     input: Path
     columns: dict  # role -> column name, or None (absent); "true" may be a float
@@ -65,62 +50,21 @@ class ScoreSettings:
     failures: str
 
 
-def settings_from(plain: dict) -> ScoreSettings:
+def settings_from(plain: dict) -> ScoreJob:
     """Validate task=score's options once, before reading anything."""
     if not plain.get("input"):
         raise ConfigError(
             "task=score needs input=FILE (a long results table, .parquet or .csv); "
             "config key 'input' is empty"
         )
-    task = plain.get("task") or {}
-    cols = {}
-    for role, default in ROLES.items():
-        value = task.get(role, default)
-        key = f"task.{role}"
-        if role == "true" and isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                raise ConfigError(
-                    f"invalid value {value!r} for config key '{key}'; allowed: "
-                    "a column name or a finite number"
-                )
-            cols[role] = float(value)
-        elif value is None and role not in ("estimate", "se", "true"):
-            cols[role] = None
-        elif isinstance(value, str) and value:
-            cols[role] = value
-        else:
-            allowed = "a column name" + (
-                " or a number"
-                if role == "true"
-                else ""
-                if role in ("estimate", "se")
-                else " or null (no such column)"
-            )
-            hint = (
-                " (a bare true/false is a boolean for Hydra: quote it)"
-                if isinstance(value, bool)
-                else ""
-            )
-            raise ConfigError(
-                f"invalid value {value!r} for config key '{key}'; allowed: {allowed}{hint}"
-            )
-    by = task.get("by")
-    if by is not None:
-        if isinstance(by, str):
-            by = [by]
-        if not isinstance(by, list) or not all(isinstance(c, str) and c for c in by):
-            raise ConfigError(
-                f"invalid value {by!r} for config key 'task.by'; allowed: null or a list of "
-                "column names"
-            )
-        by = tuple(by)
+    cols, by = column_options(plain.get("task") or {})
     if plain.get("failures") not in FAILURE_POLICIES:
         raise ConfigError(
             f"invalid value {plain.get('failures')!r} for config key 'failures'; "
             f"allowed values: {', '.join(FAILURE_POLICIES)}"
         )
     path = Path(plain["input"]).expanduser().resolve()
-    return ScoreSettings(path, cols, by, float(plain["alpha"]), plain["failures"])
+    return ScoreJob(path, cols, by, float(plain["alpha"]), plain["failures"])
 
 
 # --------------------------------------------------------------------------------------------
@@ -172,7 +116,7 @@ def read_results(path: Path, label_cols: tuple[str, ...] = ()) -> pd.DataFrame:
     raise ConfigError(f"input={path}: unsupported file type; allowed: .parquet, .csv")
 
 
-def check_results(df: pd.DataFrame, s: ScoreSettings) -> pd.DataFrame:
+def check_results(df: pd.DataFrame, s: ScoreJob) -> pd.DataFrame:
     """Numeric columns as numbers and every value rule checked; returns the cleaned table."""
     where = str(s.input)
     if len(df) == 0:
@@ -236,7 +180,7 @@ def check_results(df: pd.DataFrame, s: ScoreSettings) -> pd.DataFrame:
     return df
 
 
-def _factors(df: pd.DataFrame, s: ScoreSettings) -> list[str]:
+def _factors(df: pd.DataFrame, s: ScoreJob) -> list[str]:
     """The by-columns: task.by, or every column that is neither a role nor bookkeeping; a factor
     read from a CSV whose values are all numbers becomes numeric (numeric sort order)."""
     if s.by is not None:
@@ -259,7 +203,7 @@ def _factors(df: pd.DataFrame, s: ScoreSettings) -> list[str]:
     return by
 
 
-def score(s: ScoreSettings) -> tuple[pd.DataFrame, list[str]]:
+def score(s: ScoreJob) -> tuple[pd.DataFrame, list[str]]:
     """Read, check and score the file; nothing is written."""
     df = check_results(
         read_results(s.input, tuple(s.columns[r] for r in LABEL_ROLES if s.columns[r])), s
