@@ -58,7 +58,7 @@ def run_dir(tmp_path_factory) -> Path:
         "truth.n=20000",
         "runner.n_jobs=1",
         "quiet=true",
-        f"+description={DESCRIPTION}",
+        f"++description={DESCRIPTION}",
         f"out_dir={out}",
         cwd=base,
     )

@@ -225,10 +225,12 @@ def score(s: ScoreJob) -> tuple[pd.DataFrame, list[str]]:
 
 def run(settings) -> int:
     """``settings``: the run's ``experiments.settings.Settings`` (its resolved config is
-    ``settings.plain``) or the resolved config itself; ``C.output_dir`` takes the same object."""
-    s = settings_from(getattr(settings, "plain", settings))
+    ``settings.plain``) or the resolved config itself (then ``out_dir`` or Hydra's directory)."""
+    plain = getattr(settings, "plain", settings)
+    s = settings_from(plain)
     perf, by = score(s)
-    out = C.output_dir(settings)
+    given = plain.get("out_dir")
+    out = Path(given).expanduser().resolve() if given else C.output_dir(settings)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "performance.csv", perf.to_csv(index=False, float_format="%.10g"))
     print(format_summary(perf, by=by))
