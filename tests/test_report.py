@@ -267,3 +267,37 @@ def test_write_report_from_a_task_with_failures(run_dir, tmp_path):
     assert f"2 failed and 0 warning row(s) of {len(res)} estimate rows" in text
     assert "<td>failed</td><td>2</td><td>Convergence failed | step 3</td>" in text
     assert "Convergence failed \\| step 3" in files["md"].read_text()  # escaped in Markdown
+
+
+def test_estimand_registry_entries_read_as_one_line():
+    from dataclasses import dataclass, field
+
+    from palliasim.experiments.scoring.definitions import describe, render_entry
+
+    @dataclass(frozen=True)
+    class Entry:  # the shape of an ICH E9(R1) registry record
+        name: str
+        variable: str
+        outcome: str
+        summary: str
+        intercurrent: dict = field(default_factory=dict)
+        missing: str = "hypothetical"
+        scope: str = "marginal"
+        population: str = "inclusion criteria"
+        note: str = ""
+
+    e = Entry(
+        "response_logor",
+        "consensus responder at week 12",
+        "response",
+        "log_or",
+        {"death": "composite (non-response)"},
+    )
+    assert render_entry(e) == (
+        "consensus responder at week 12; log or (marginal); intercurrent events: death: "
+        "composite (non-response); missing assessments: hypothetical"
+    )
+    assert render_entry({"a": 1, "population": "x"}) == "a: 1"
+    text, origin = describe("nrs_diff_w12")
+    assert "week 12" in text and origin in ("registry", "naming scheme")
+    assert describe("my_own_estimand") == ("", "")

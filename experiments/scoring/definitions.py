@@ -14,7 +14,7 @@ try:  # the registry is being added (issue 11); the report works with or without
 except ImportError:  # pragma: no cover - depends on the installed version
     _REGISTRY = None
 
-__all__ = ["HAS_REGISTRY", "describe", "from_registry"]
+__all__ = ["HAS_REGISTRY", "describe", "from_registry", "render_entry", "shared_attributes"]
 
 HAS_REGISTRY = _REGISTRY is not None
 
@@ -87,22 +87,57 @@ _PATTERNS: tuple[tuple[str, str], ...] = (
 _NAMES = {"pfs": "progression-free survival", "os": "overall survival"}
 
 
+#: attributes every estimand shares (the report states them once, not per row)
+SHARED = ("name", "population", "treatments", "outcome", "depends_on")
+
+
+def render_entry(entry) -> str:
+    """One line from a registry entry: ``variable; summary (scope); intercurrent events: ...;
+    missing assessments: ...; note`` for ICH E9(R1)-style records, else its ``k: v`` pairs."""
+    if isinstance(entry, str):
+        return entry
+    if dataclasses.is_dataclass(entry):
+        entry = dataclasses.asdict(entry)
+    if not isinstance(entry, dict):
+        return str(entry)
+    if "variable" in entry and "summary" in entry:
+        parts = [str(entry["variable"])]
+        summary = str(entry["summary"]).replace("_", " ")
+        scope = entry.get("scope")
+        parts.append(f"{summary} ({scope})" if scope else summary)
+        ice = entry.get("intercurrent") or {}
+        if ice:
+            parts.append("intercurrent events: " + ", ".join(f"{k}: {v}" for k, v in ice.items()))
+        if entry.get("missing"):
+            parts.append(f"missing assessments: {entry['missing']}")
+        if entry.get("note"):
+            parts.append(str(entry["note"]))
+        return "; ".join(parts)
+    pairs = [f"{k}: {v}" for k, v in entry.items() if k not in SHARED and v not in (None, "", ())]
+    return "; ".join(pairs)
+
+
+def shared_attributes() -> dict[str, str]:
+    """Population and treatments as the registry states them (empty without a registry)."""
+    if not _REGISTRY:
+        return {}
+    first = next(iter(_REGISTRY.values()))
+    if dataclasses.is_dataclass(first):
+        first = dataclasses.asdict(first)
+    if not isinstance(first, dict):
+        return {}
+    return {k: str(first[k]) for k in ("population", "treatments") if first.get(k)}
+
+
 def from_registry(name: str) -> str | None:
-    """The registry's definition of ``name`` as one line of ``attribute: value`` pairs."""
+    """The registry's definition of ``name`` as one line (None: no registry or no entry)."""
     if _REGISTRY is None:
         return None
     try:
         entry = _REGISTRY[name]
     except (KeyError, TypeError, IndexError):
         return None
-    if isinstance(entry, str):
-        return entry
-    if dataclasses.is_dataclass(entry):
-        entry = dataclasses.asdict(entry)
-    if isinstance(entry, dict):
-        parts = [f"{k}: {v}" for k, v in entry.items() if k != "name" and v not in (None, "", ())]
-        return "; ".join(parts) or None
-    return str(entry)
+    return render_entry(entry) or None
 
 
 def describe(name: str) -> tuple[str, str]:

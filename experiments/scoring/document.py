@@ -432,7 +432,9 @@ def _estimands(run: RunData) -> dict:
             ],
             rows,
         ),
-        "note": "Definitions from the estimand registry (palliasim.sim.estimands)."
+        "note": "Definitions from the estimand registry (palliasim.sim.estimands)"
+        + "".join(f"; {k}: {v}" for k, v in definitions.shared_attributes().items())
+        + "."
         if registry
         else "Definitions from the estimand naming scheme of sim/truth.py (no estimand registry "
         "in this version). True values by Monte Carlo on potential outcomes (their own MCSE, "
