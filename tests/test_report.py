@@ -294,7 +294,7 @@ def test_estimand_registry_entries_read_as_one_line():
         {"death": "composite (non-response)"},
     )
     assert render_entry(e) == (
-        "consensus responder at week 12; log or (marginal); intercurrent events: death: "
+        "consensus responder at week 12; log odds ratio (marginal); intercurrent events: death: "
         "composite (non-response); missing assessments: hypothetical"
     )
     assert render_entry({"a": 1, "population": "x"}) == "a: 1"

@@ -87,6 +87,19 @@ _PATTERNS: tuple[tuple[str, str], ...] = (
 _NAMES = {"pfs": "progression-free survival", "os": "overall survival"}
 
 
+#: summary-measure codes of the registry in words
+SUMMARY_WORDS = {
+    "mean_diff": "difference in means",
+    "log_hr": "log hazard ratio",
+    "log_or": "log odds ratio",
+    "risk_diff": "risk difference",
+    "risk": "risk",
+    "median": "median",
+    "median_diff": "difference in medians",
+    "rmst_diff": "difference in restricted mean survival time",
+    "rate_diff_config": "risk difference (exact, from the configuration)",
+    "none": "no summary measure",
+}
 #: attributes every estimand shares (the report states them once, not per row)
 SHARED = ("name", "population", "treatments", "outcome", "depends_on")
 
@@ -102,7 +115,7 @@ def render_entry(entry) -> str:
         return str(entry)
     if "variable" in entry and "summary" in entry:
         parts = [str(entry["variable"])]
-        summary = str(entry["summary"]).replace("_", " ")
+        summary = SUMMARY_WORDS.get(str(entry["summary"]), str(entry["summary"]).replace("_", " "))
         scope = entry.get("scope")
         parts.append(f"{summary} ({scope})" if scope else summary)
         ice = entry.get("intercurrent") or {}
