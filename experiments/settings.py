@@ -24,6 +24,8 @@ import joblib
 from palliasim.estimators.base import build_estimator
 from palliasim.experiments.engine.design import BACKENDS
 from palliasim.experiments.planning.endpoints import ENDPOINTS
+from palliasim.experiments.scoring.columns import column_options
+from palliasim.experiments.scoring.document import KINDS as REPORT_KINDS
 from palliasim.sim.errors import ConfigError
 from palliasim.sim.rules import (
     int_at_least,
@@ -38,7 +40,7 @@ from palliasim.sim.rules import (
 )
 from palliasim.sim.scenario import SECTIONS
 
-TASKS = ("simulate", "calibrate", "export", "analyse", "score", "power", "check")
+TASKS = ("simulate", "calibrate", "export", "analyse", "score", "power", "check", "report")
 #: top-level keys besides the scenario sections (sim.scenario.SECTIONS)
 TOP_KEYS = (
     "task",
@@ -55,6 +57,7 @@ TOP_KEYS = (
     "input",
     "suite",
     "solve",
+    "description",
 )
 FAILURE_POLICIES = ("exclude", "count")
 #: tasks that run the selected estimators (``estimators`` validated for them only)
@@ -279,9 +282,39 @@ class AnalyseSettings(TaskSettings):
 
 @dataclass(frozen=True)
 class ScoreSettings(TaskSettings):
-    """task=score has no ``task.*`` option yet (its owner adds fields here)."""
+    """task=score: the column playing each role (a name; ``true`` may be a number; None = no
+    such column) and ``by`` (None = every other column), rules in scoring/columns.py."""
 
     name: ClassVar[str] = "score"
+    estimate: Any
+    se: Any
+    true: Any
+    method: Any
+    estimand: Any
+    rep: Any
+    status: Any
+    ci_low: Any
+    ci_high: Any
+    p_value: Any
+    true_mcse: Any
+    by: Any
+
+    def __post_init__(self) -> None:
+        cols, by = column_options({f.name: getattr(self, f.name) for f in fields(self)})
+        for role, value in cols.items():
+            _set(self, role, value)
+        _set(self, "by", by)
+
+
+@dataclass(frozen=True)
+class ReportSettings(TaskSettings):
+    """task=report: ``kind`` of the run directory (None: from its manifest / files)."""
+
+    name: ClassVar[str] = "report"
+    kind: str | None
+
+    def __post_init__(self) -> None:
+        require(self.kind, "task.kind", _optional(one_of(*REPORT_KINDS)))
 
 
 @dataclass(frozen=True)
@@ -399,6 +432,7 @@ TASK_SETTINGS: dict[str, type[TaskSettings]] = {
         ExportSettings,
         AnalyseSettings,
         ScoreSettings,
+        ReportSettings,
         CheckSettings,
         PowerSettings,
     )

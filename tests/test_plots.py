@@ -9,7 +9,13 @@ from scipy import stats
 
 from palliasim import sim
 from palliasim.experiments.scoring import plots
-from palliasim.experiments.scoring.report import MAIN_COLUMNS, format_terminal, performance_table
+from palliasim.experiments.scoring.report import (
+    MAIN_COLUMNS,
+    format_table,
+    format_terminal,
+    performance_table,
+)
+from palliasim.experiments.scoring.summary import flag_table, format_summary
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 FACTORS = ["cohort.n", "confounding.strength"]
@@ -81,8 +87,8 @@ def test_performance_table_columns_and_csv(perf):
     np.testing.assert_allclose(csv["bias"], perf["bias"], rtol=1e-9)
 
 
-def test_format_terminal(perf):
-    text = format_terminal(perf, max_rows=100)
+def test_format_table(perf):
+    text = format_table(perf, max_rows=100)
     assert "== study: n=50, strength=0 ==" in text
     for h in (
         "estimand",
@@ -96,12 +102,55 @@ def test_format_terminal(perf):
     ):
         assert h in text
     assert "76/4" in text and "failures=exclude" in text
-    short = format_terminal(perf, max_rows=5)
+    short = format_table(perf, max_rows=5)
     assert "11 more row(s) not shown" in short
-    assert format_terminal(perf.iloc[:0]) == "(no results)"
+    assert format_table(perf.iloc[:0]) == "(no results)"
     # fixed width: every table line of a block has the header's width or less
     block = text.split("\n\n")[0].splitlines()
     assert len({len(block[1]), len(block[2])}) == 1
+
+
+def test_format_terminal_is_the_short_summary(perf):
+    text = format_terminal(perf, max_rows=120)
+    lines = text.splitlines()
+    assert len(lines) <= 30 and text == format_summary(perf)
+    assert lines[0] == "== study: n=50, strength=0 =="
+    # headline endpoint first: the NRS section comes before the OS section in each block
+    assert text.index("-- Pain NRS at week 12") < text.index("-- Overall survival")
+    for h in ("bias (mcse)", "cover (mcse)", "emp/mod SE", "rej", "flags", "failures=exclude"):
+        assert h in text
+    assert "16 rows:" in text and "see performance.csv" in text  # not every scenario fits
+    assert format_terminal(perf.iloc[:0]) == "(no results)"
+    assert len(format_terminal(perf, max_rows=12).splitlines()) <= 12
+
+
+def test_flags_follow_their_rules(perf):
+    f = flag_table(perf)
+    biased = perf["method"].eq("biased") & perf["confounding.strength"].eq(1.0)
+    # bias 0.3 with EmpSE 0.2-0.28 and MCSE ~0.03: flagged; the unbiased method never is
+    assert f.loc[biased, "biased"].all()
+    assert not f.loc[perf["method"].eq("unbiased"), "biased"].any()
+    # a bias of 10 MCSE below the practical tolerance is not flagged
+    tiny = pd.DataFrame(
+        {
+            "bias": [0.01],
+            "bias_mcse": [0.001],
+            "true": [1.0],
+            "empse": [0.05],
+            "coverage": [0.95],
+            "n_used": [1000],
+            "relerror": [0.0],
+            "relerror_mcse": [1.0],
+            "alpha": [0.05],
+        }
+    )
+    assert not flag_table(tiny).any(axis=None)
+    # coverage 0.93 with 1000 reps: 2 MCSE at 0.95 is 0.0138 -> under-covers; 0.94 is not
+    cov = pd.concat([tiny] * 2, ignore_index=True).assign(coverage=[0.93, 0.94])
+    assert list(flag_table(cov)["under-covers"]) == [True, False]
+    off = tiny.assign(relerror=[-15.0], relerror_mcse=[3.0])
+    assert flag_table(off)["model SE off"].all()
+    assert not flag_table(off.assign(relerror_mcse=[8.0]))["model SE off"].any()
 
 
 def test_plots_write_png_files(results, perf, tmp_path):

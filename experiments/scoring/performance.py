@@ -3,7 +3,9 @@
 Scores a long, rsimsum-compatible table of replication results (one row per replication x
 method x estimand, with the true value on every row) following Morris, White & Crowther (2019),
 "Using simulation studies to evaluate statistical methods", Statistics in Medicine 38:2074-2102,
-Table 6 (see also ``/work/shared/design/MEASURES.md``).
+Table 6. Anyone's table: the columns are named by keyword (``summarise(df, estimate="b",
+rep="dataset", true=0.5)`` scores rsimsum's MIsim layout); method, estimand, rep, status, CI and
+p-value columns are optional (:func:`canonical_results` says what replaces each).
 
 Notation (per group = by-columns + method + estimand [+ engine]): ``n`` = replications used
 after the failure policy, ``theta`` = true value, ``est_i``, ``se_i``, ``V_i = se_i^2``,
@@ -64,8 +66,16 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy.special import ndtr, ndtri
 
-__all__ = ["summarise", "reps_needed", "compare_methods", "OUTPUT_COLUMNS", "FAILURE_POLICIES"]
+__all__ = [
+    "summarise",
+    "canonical_results",
+    "reps_needed",
+    "compare_methods",
+    "OUTPUT_COLUMNS",
+    "FAILURE_POLICIES",
+]
 
 FAILURE_POLICIES = ("exclude", "count")
 STATUS_VALUES = ("ok", "warning", "failed")
@@ -190,9 +200,131 @@ def _binom_mcse(p: pd.Series, n: pd.Series) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 # summarise
 # --------------------------------------------------------------------------------------------
+_OPTIONAL_ROLES = ("method", "estimand", "rep", "status", "ci_low", "ci_high", "p_value")
+
+
+def _resolve_roles(df: pd.DataFrame, names: dict) -> dict:
+    """Role -> column name (None: absent optional role). A required role's column (estimate,
+    se, true when a name) or an explicitly named optional column that is missing is an error;
+    an optional role left at its default name and missing is absent."""
+    found, missing = {}, []
+    for role, name in names.items():
+        if role == "true" and not isinstance(name, str):
+            found[role] = None  # a number
+            continue
+        if name is None and role in _OPTIONAL_ROLES:
+            found[role] = None
+        elif not isinstance(name, str):
+            raise ValueError(f"{role}= must be a column name, got {name!r}")
+        elif name in df.columns:
+            found[role] = name
+        elif role in _OPTIONAL_ROLES and name == role:
+            found[role] = None
+        else:
+            missing.append(name)
+    if missing:
+        absent = [r for r in _OPTIONAL_ROLES if r in found and found[r] is None]
+        raise ValueError(
+            f"results is missing required column(s): {', '.join(map(repr, missing))}"
+            + (f" (absent optional: {', '.join(map(repr, absent))})" if absent else "")
+            + f"; columns: {', '.join(map(str, df.columns))}"
+        )
+    return found
+
+
+def canonical_results(
+    results: pd.DataFrame,
+    by: str | Sequence[str] | None = None,
+    *,
+    estimate: str = "estimate",
+    se: str = "se",
+    true: str | float = "true",
+    method: str | None = "method",
+    estimand: str | None = "estimand",
+    rep: str | None = "rep",
+    status: str | None = "status",
+    ci_low: str | None = "ci_low",
+    ci_high: str | None = "ci_high",
+    p_value: str | None = "p_value",
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """``results`` with palliasim's column names (REQUIRED_COLUMNS), whatever the input's.
+
+    Optional roles and what replaces them when absent (``None`` or the default name missing):
+    ``method`` -> one method labelled "all"; ``estimand`` -> one estimand named after the
+    ``estimate`` column; ``rep`` -> row order within each group (0, 1, ...); ``status`` -> "ok"
+    (a NaN estimate still counts as failed); ``ci_low``/``ci_high`` (both or neither) -> the Wald
+    interval estimate -/+ z_(1 - alpha/2) se; ``p_value`` -> 2 Phi(-|estimate / se|) (the
+    rsimsum convention; a method's own p-value is better where it has one). ``true`` is a column
+    name or a number (the same true value on every row). By-columns, ``engine``, ``message`` and
+    ``true_mcse`` are kept as they are.
+    """
+    if not isinstance(results, pd.DataFrame):
+        raise TypeError(f"results must be a pandas DataFrame, got {type(results).__name__}")
+    _check_alpha(alpha)
+    by_cols = _as_list(by)
+    _require_columns(results, by_cols)
+    if not (
+        isinstance(true, str)
+        or (isinstance(true, (int, float, np.integer, np.floating)) and not isinstance(true, bool))
+    ):
+        raise ValueError(f"true= must be a column name or a number, got {true!r}")
+    names = dict(estimate=estimate, se=se, true=true, method=method, estimand=estimand)
+    names.update(rep=rep, status=status, ci_low=ci_low, ci_high=ci_high, p_value=p_value)
+    roles = _resolve_roles(results, names)
+    est_col, se_col, true_col = roles.pop("estimate"), roles.pop("se"), roles.pop("true")
+    if (roles["ci_low"] is None) != (roles["ci_high"] is None):
+        given = roles["ci_low"] or roles["ci_high"]
+        raise ValueError(f"confidence limits need both columns ci_low and ci_high; only {given!r}")
+
+    own = {c for c in (est_col, se_col, true_col, *roles.values()) if c is not None}
+    clash = [c for c in by_cols if c in own and c not in ("method", "estimand")]
+    if clash:
+        raise ValueError(f"column {clash[0]!r} cannot be both a by-column and a measured role")
+    keep = [c for c in results.columns if c not in own and c not in REQUIRED_COLUMNS]
+    out = results[keep].copy()
+    out["estimate"] = pd.to_numeric(results[est_col], errors="raise")
+    out["se"] = pd.to_numeric(results[se_col], errors="raise")
+    out["true"] = float(true) if true_col is None else pd.to_numeric(results[true_col])
+    out["method"] = "all" if roles["method"] is None else results[roles["method"]]
+    out["estimand"] = est_col if roles["estimand"] is None else results[roles["estimand"]]
+    out["status"] = "ok" if roles["status"] is None else results[roles["status"]]
+    est = out["estimate"].to_numpy(float)
+    sev = out["se"].to_numpy(float)
+    if roles["ci_low"] is None:
+        z = float(ndtri(1.0 - alpha / 2.0))
+        out["ci_low"], out["ci_high"] = est - z * sev, est + z * sev
+    else:
+        out["ci_low"] = pd.to_numeric(results[roles["ci_low"]], errors="raise")
+        out["ci_high"] = pd.to_numeric(results[roles["ci_high"]], errors="raise")
+    if roles["p_value"] is None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            out["p_value"] = 2.0 * ndtr(-np.abs(est / sev))
+    else:
+        out["p_value"] = pd.to_numeric(results[roles["p_value"]], errors="raise")
+    if roles["rep"] is None:
+        keys = [*by_cols, "method", "estimand"] + (["engine"] if "engine" in out.columns else [])
+        keys = list(dict.fromkeys(keys))
+        out["rep"] = out.groupby(keys, sort=False, dropna=False).cumcount()
+    else:
+        out["rep"] = results[roles["rep"]]
+    return out
+
+
 def summarise(
     results: pd.DataFrame,
     by: str | Sequence[str] | None = None,
+    *,
+    estimate: str = "estimate",
+    se: str = "se",
+    true: str | float = "true",
+    method: str | None = "method",
+    estimand: str | None = "estimand",
+    rep: str | None = "rep",
+    status: str | None = "status",
+    ci_low: str | None = "ci_low",
+    ci_high: str | None = "ci_high",
+    p_value: str | None = "p_value",
     alpha: float = 0.05,
     failures: str = "exclude",
     truth_mcse_col: str = "true_mcse",
@@ -202,13 +334,18 @@ def summarise(
     Parameters
     ----------
     results
-        Long table: optional by-columns, ``rep``, ``method``, ``estimand``, ``estimate``, ``se``,
-        ``ci_low``, ``ci_high``, ``p_value``, ``status`` ("ok" | "warning" | "failed"), ``true``;
-        optionally ``truth_mcse_col`` (Monte Carlo SE of a simulated truth), ``engine``,
-        ``message``. One row per replication and group.
+        Long table, one row per replication and group: optional by-columns, the estimate, its
+        SE, the true value and, where present, method, estimand, rep, status ("ok" | "warning"
+        | "failed"), CI limits and p-value; optionally ``truth_mcse_col`` (Monte Carlo SE of a
+        simulated truth), ``engine``, ``message``.
     by
         Scenario factor column(s) to group by, in addition to method and estimand (and engine
         when present).
+    estimate, se, true, method, estimand, rep, status, ci_low, ci_high, p_value
+        The column playing each role (defaults: palliasim's own names). ``true`` may also be a
+        number. All but estimate, se and true are optional: see :func:`canonical_results` for
+        what replaces an absent one (e.g. rsimsum's layout: ``estimate="b", method="method",
+        rep="dataset", true=0.5``). An explicitly named column that is missing is an error.
     alpha
         Nominal level; a replication rejects when ``p_value <= alpha``.
     failures
@@ -218,7 +355,8 @@ def summarise(
 
     Returns
     -------
-    DataFrame with the group columns followed by ``OUTPUT_COLUMNS``.
+    DataFrame with the by-columns, ``method``, ``estimand`` (``engine``) followed by
+    ``OUTPUT_COLUMNS`` (the method and estimand columns keep these names whatever the input's).
 
     Raises
     ------
@@ -234,7 +372,14 @@ def summarise(
         )
     _check_alpha(alpha)
     by_cols = _as_list(by)
-    _require_columns(results, [*by_cols, *REQUIRED_COLUMNS])
+    roles = dict(estimate=estimate, se=se, true=true, method=method, estimand=estimand)
+    roles.update(rep=rep, status=status, ci_low=ci_low, ci_high=ci_high, p_value=p_value)
+    _require_columns(results, by_cols)
+    own_layout = all(roles[k] == k for k in roles) and all(
+        c in results.columns for c in REQUIRED_COLUMNS
+    )
+    if not own_layout:  # other names or absent optional columns: rename / fill in first
+        results = canonical_results(results, by_cols, alpha=alpha, **roles)
 
     keys = [c for c in by_cols if c not in ("method", "estimand", "engine")]
     keys += ["method", "estimand"]

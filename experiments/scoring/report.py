@@ -1,8 +1,9 @@
-"""Performance tables of a run: the CSV for analysis and a fixed-width summary for the terminal.
+"""Performance tables of a run: the CSV for analysis and what the terminal shows.
 
     from palliasim.experiments.scoring.report import performance_table, format_terminal
     perf = performance_table(results, ["cohort.n"], alpha=0.05, failures="exclude", out_dir=run)
-    print(format_terminal(perf))
+    print(format_terminal(perf))     # the short summary (scoring/summary.py), ~30 lines
+    print(format_table(perf))        # every row, fixed width (the terminal table before issue 15)
 
 ``performance_table`` scores the long results of :func:`experiments.runner.run_experiment` with
 :func:`experiments.performance.summarise` grouped by ``scenario`` (the design point's label) and
@@ -21,8 +22,10 @@ import numpy as np
 import pandas as pd
 
 from palliasim.experiments.scoring.performance import summarise
+from palliasim.experiments.scoring.summary import MAX_LINES, format_summary
+from palliasim.sim.files import atomic_write
 
-__all__ = ["MAIN_COLUMNS", "format_terminal", "performance_table"]
+__all__ = ["MAIN_COLUMNS", "format_table", "format_terminal", "performance_table"]
 
 #: measure columns of performance.csv, in this order, after the group keys
 MAIN_COLUMNS = (
@@ -77,8 +80,6 @@ def performance_table(
     perf = perf[lead + list(MAIN_COLUMNS) + rest]
     perf = _sort_rows(perf, [*factor_cols, "scenario", "estimand", "method"])
     if out_dir is not None:
-        from palliasim.sim.files import atomic_write
-
         text = perf.to_csv(index=False, float_format="%.10g")
         atomic_write(Path(out_dir) / "performance.csv", lambda fh: fh.write(text.encode()))
     return perf
@@ -112,8 +113,17 @@ def _clip(s: str, width: int) -> str:
     return s if len(s) <= width else s[: width - 1] + "~"
 
 
-def format_terminal(perf: pd.DataFrame, max_rows: int = 60) -> str:
-    """A fixed-width summary of a performance table, grouped by scenario.
+def format_terminal(perf: pd.DataFrame, max_rows: int | None = None) -> str:
+    """The terminal summary of a run: :func:`summary.format_summary`, headline estimands first,
+    at most ``summary.MAX_LINES`` (30) lines. ``max_rows`` (the simulate task's
+    ``task.max_rows``) can only shorten it; the full table is performance.csv (or
+    :func:`format_table`)."""
+    lines = MAX_LINES if max_rows is None else max(min(int(max_rows), MAX_LINES), 10)
+    return format_summary(perf, max_lines=lines)
+
+
+def format_table(perf: pd.DataFrame, max_rows: int = 60) -> str:
+    """A fixed-width table of every row of a performance table, grouped by scenario.
 
     Columns: estimand, method, true, n used/failed, bias (MCSE), EmpSE, ModSE, coverage (MCSE),
     rejection (MCSE). At most ``max_rows`` data rows; a last line says how many were left out.

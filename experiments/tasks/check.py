@@ -19,6 +19,7 @@ from palliasim.experiments import config as C
 from palliasim.experiments.checks.running import run_suite
 from palliasim.experiments.checks.schema import load_suite
 from palliasim.experiments.engine.runner import RunIncomplete
+from palliasim.experiments.scoring.document import write_report
 from palliasim.experiments.settings import Settings
 from palliasim.sim.errors import ConfigError
 
@@ -46,8 +47,14 @@ def run(settings: Settings) -> int:
     except RunIncomplete as exc:
         print(f"palliasim: check suite '{suite.name}' could not run: {exc}", file=sys.stderr)
         return 1
+    files = {
+        **result.files,
+        **write_report(
+            result.out_dir, kind="check", perf=result.performance, results=result.results
+        ),
+    }
     print(result.markdown)
-    written = "  ".join(p.name for p in result.files.values())
+    written = "  ".join(p.name for p in files.values())
     print(f"Outputs in {out}: {written}")
     if not quiet:
         print(

@@ -37,6 +37,7 @@ from palliasim.experiments.planning.summary import (
     type1_line,
 )
 from palliasim.experiments.planning.table import EXTRA_COLUMNS, POWER_COLUMNS, build_power_table
+from palliasim.experiments.scoring.document import write_report
 from palliasim.experiments.settings import Settings
 from palliasim.sim import truth
 from palliasim.sim.files import atomic_write_text
@@ -151,6 +152,7 @@ def run(settings: Settings) -> int:
                 scenario=alt.name,
             )
         )
+    write_report(out, kind="power", config=settings.plain)  # ADEMP report.html / report.md
     # ---- terminal
     print(format_table(tab, cfg.max_rows))
     print(
@@ -176,6 +178,6 @@ def run(settings: Settings) -> int:
     )
     print(
         f"Outputs in {out}:\n  power.csv  sample_size.csv  power_inputs.json  results.parquet  "
-        "manifest.json" + "".join(f"\n  {p.name}" for p in made)
+        "manifest.json  report.html  report.md" + "".join(f"\n  {p.name}" for p in made)
     )
     return 0

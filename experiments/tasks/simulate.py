@@ -19,6 +19,7 @@ from palliasim.estimators.base import FAILED
 from palliasim.experiments import config as C
 from palliasim.experiments.engine.design import expand_design, factor_columns
 from palliasim.experiments.engine.runner import RunIncomplete, run_experiment
+from palliasim.experiments.scoring.document import write_report
 from palliasim.experiments.scoring.performance import compare_methods, reps_needed
 from palliasim.experiments.scoring.report import format_terminal, performance_table
 from palliasim.experiments.settings import Settings
@@ -155,6 +156,8 @@ def simulate(settings: Settings) -> SimulationResult:
         atomic_write_text(out / "comparisons.csv", comp.to_csv(index=False))
     atomic_write_text(out / "reps_needed.csv", planning(perf, task.target_mcse).to_csv(index=False))
     made = _plots(res, perf, fc, points, out, runner.seed, runner.quiet) if task.plots else []
+    # the ADEMP report last: it embeds the plots just written
+    write_report(out, kind="simulate", config=settings.plain, results=res, perf=perf)
     return SimulationResult(results=res, performance=perf, out_dir=out, plots=tuple(made))
 
 
@@ -174,6 +177,7 @@ def run(settings: Settings) -> int:
     )
     print(
         f"Outputs in {out}:\n  performance.csv  results.parquet  manifest.json"
-        "  comparisons.csv  reps_needed.csv" + "".join(f"\n  plots/{p.name}" for p in sim.plots)
+        "  comparisons.csv  reps_needed.csv  report.html  report.md"
+        + "".join(f"\n  plots/{p.name}" for p in sim.plots)
     )
     return 0
