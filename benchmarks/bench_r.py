@@ -1,0 +1,153 @@
+"""Benchmark: the study's six core analyses in R vs palliasim's fast engine, same cohorts, one run.
+
+The core replication (PFS, as in issue 13): a random-intercept LMM of NRS by group x visit
+(lme4::lmer, REML, default control | palliasim ``lmm``), an unadjusted and an adjusted Cox model
+(survival::coxph, Efron | ``cox``, ``cox_adjusted`` with endpoints [pfs]), the log-rank test
+(survdiff | ``logrank``), the Kaplan-Meier medians per arm (survfit + quantile | the fast
+``km_median`` kernel, no bootstrap) and the logistic regression of response on group + the 8
+adjustment covariates (glm | ``logistic_adjusted``). Cohorts: the committed fixtures
+tests/fixtures/cohorts/ (two of n = 205, one of n = 1,000 with ties), read once (reading is not
+timed on either side); palliasim gets them as array-backed Cohorts, as a simulated replication
+does (a ``Cohort.from_frames`` cohort rebuilds its arrays from pandas on every access). Per cohort: median ms per replication over ``--reps`` repeats, R and
+palliasim, and the ratio. BLAS is one thread on both sides (threadpoolctl; Debian's R uses the
+reference BLAS). Without ``Rscript`` on PATH the R side is skipped (exit 0, a message says so).
+
+    python benchmarks/bench_r.py [--reps 50] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from palliasim.estimators.base import build_estimator
+from palliasim.estimators.fast import km_median
+from palliasim.experiments.tasks.analyse import read_cohort
+from palliasim.sim.cohort import Cohort
+
+ROOT = Path(__file__).resolve().parents[1]
+COHORTS = ROOT / "tests" / "fixtures" / "cohorts"
+NAMES = ("study_n205", "randomized_n205", "study_n1000_ties")
+ADJ = ("age", "male", "ecog", "visceral", "lesions_gt3", "charlson", "nrs0", "strong_opioid")
+
+R_LOOP = r"""
+suppressPackageStartupMessages({library(lme4); library(survival)})
+args <- commandArgs(trailingOnly = TRUE)
+reps <- as.integer(args[1])
+adj <- "age + male + ecog + visceral + lesions_gt3 + charlson + nrs0 + strong_opioid"
+f_cox <- as.formula(paste("Surv(pfs_months, pfs_event) ~ group +", adj))
+f_glm <- as.formula(paste("response ~ group +", adj))
+for (dir in args[-1]) {
+  p <- read.csv(file.path(dir, "patients.csv"))
+  v <- read.csv(file.path(dir, "visits.csv"))
+  v <- v[!is.na(v$nrs), ]
+  v$fweek <- factor(v$week)
+  one <- function() {
+    m <- lmer(nrs ~ group * fweek + (1 | id), data = v, REML = TRUE)
+    c1 <- coxph(Surv(pfs_months, pfs_event) ~ group, data = p, ties = "efron")
+    c2 <- coxph(f_cox, data = p, ties = "efron")
+    lr <- survdiff(Surv(pfs_months, pfs_event) ~ group, data = p)
+    km <- quantile(survfit(Surv(pfs_months, pfs_event) ~ group, data = p,
+                           conf.type = "log-log"), probs = 0.5)
+    g <- glm(f_glm, data = p, family = binomial)
+    c(fixef(m)[2], coef(c1)[1], coef(c2)[1], lr$chisq, km$quantile[1], coef(g)[2])
+  }
+  one()  # warm-up
+  ms <- numeric(reps)
+  for (r in seq_len(reps)) {
+    t0 <- proc.time()[["elapsed"]]
+    one()
+    ms[r] <- 1000 * (proc.time()[["elapsed"]] - t0)
+  }
+  cat(sprintf("%s %.6f\n", basename(dir), median(ms)))
+}
+"""
+
+
+def array_cohort(frames: Cohort) -> Cohort:
+    """The same cohort backed by arrays (text columns as category codes), as sim.generate builds."""
+    arrays, cats = {}, {}
+    for name, df in (("patients", frames.patients), ("visits", frames.visits)):
+        out = {}
+        for c in df.columns:
+            col = df[c]
+            if col.dtype == object:
+                codes, labels = pd.factorize(col, sort=True)
+                out[c], cats[c] = codes, list(labels)
+            else:
+                out[c] = col.to_numpy()
+        arrays[name] = out
+    return Cohort(arrays["patients"], arrays["visits"], cats)
+
+
+def palliasim_core(cohort) -> list:
+    """The six core analyses (PFS) by palliasim's default (fast) engine."""
+    rows = build_estimator("lmm").fit(cohort)
+    rows += build_estimator("cox", endpoints=["pfs"]).fit(cohort)
+    rows += build_estimator("cox", endpoints=["pfs"], covariates=list(ADJ)).fit(cohort)
+    rows += build_estimator("logrank", endpoints=["pfs"]).fit(cohort)
+    t = cohort.numeric_column("pfs_months")
+    e = cohort.numeric_column("pfs_event")
+    g = cohort.numeric_column("group")
+    meds = [km_median(t[g == a], e[g == a]).median for a in (0, 1)]
+    rows += build_estimator("logistic_adjusted", covariates=list(ADJ)).fit(cohort)
+    return rows + meds
+
+
+def time_palliasim(cohort, reps: int) -> float:
+    palliasim_core(cohort)  # warm-up
+    ms = []
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        palliasim_core(cohort)
+        ms.append(1000 * (time.perf_counter() - t0))
+    return float(np.median(ms))
+
+
+def time_r(reps: int) -> dict[str, float] | None:
+    rscript = shutil.which("Rscript")
+    if rscript is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        script = Path(tmp) / "core.R"
+        script.write_text(R_LOOP)
+        out = subprocess.run(
+            [rscript, str(script), str(reps), *(str(COHORTS / n) for n in NAMES)],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    return {name: float(ms) for name, ms in (line.split() for line in out.splitlines())}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reps", type=int, default=50, help="repeats per cohort (median)")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    args = ap.parse_args()
+    with threadpool_limits(1):
+        ours = {n: time_palliasim(array_cohort(read_cohort(COHORTS / n)), args.reps) for n in NAMES}
+    theirs = time_r(args.reps)
+    if theirs is None:
+        print("Rscript not found on PATH: the R comparator is skipped (palliasim side only).")
+    print(f"{'cohort':<18} {'R ms':>9} {'palliasim ms':>13} {'R / palliasim':>14}")
+    for n in NAMES:
+        r = theirs[n] if theirs else float("nan")
+        print(f"{n:<18} {r:9.2f} {ours[n]:13.2f} {r / ours[n]:14.1f}")
+    if args.json:
+        args.json.write_text(json.dumps({"reps": args.reps, "r_ms": theirs, "palliasim_ms": ours}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
