@@ -293,7 +293,7 @@ def _logit(y: np.ndarray, X: np.ndarray, labels: list, what: str = "outcome mode
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
-            res = sm.Logit(y, X).fit(disp=0, method="newton", maxiter=_MAXITER)
+            res = sm.Logit(y, X).fit(disp=0, method="newton", maxiter=_MAXITER, tol=1e-10)
         except PerfectSeparationError as exc:
             raise StatisticalTrouble(f"{what}: separation ({exc})") from None
     b = np.asarray(res.params, dtype=float)
