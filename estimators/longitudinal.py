@@ -22,12 +22,10 @@ back to ``reference`` (see :class:`LinearMixedModel`).
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
-from scipy.linalg import get_lapack_funcs
 
 from palliasim.estimators import engines
 from palliasim.estimators.base import (
@@ -39,11 +37,9 @@ from palliasim.estimators.base import (
     StatisticalTrouble,
     register,
     wald_row,
-    warning_texts,
 )
-from palliasim.estimators.continuous import (
+from palliasim.estimators.design import (
     ARM_LABELS,
-    ancova,
     check_covariates,
     check_full_rank,
     check_full_rank_fast,
@@ -56,8 +52,6 @@ NRS_ESTIMANDS = tuple(f"nrs_diff_w{w}" for w in POST_WEEKS)
 W12 = ("nrs_diff_w12",)
 DEAD = STATUS_LABELS.index("dead")  # visit status code of a death
 
-
-_GEQRF, _ORMQR, _TRTRS = get_lapack_funcs(("geqrf", "ormqr", "trtrs"), (np.empty((1, 1)),))
 
 # --------------------------------------------------------------------------------------------
 # data: the visits table in wide form
@@ -157,40 +151,10 @@ def visit_design(
     return X, names, C
 
 
-ModelFit = engines.MixedFit  # fixed effects / coefficients, their covariance, diagnostics
-
-
-def gee_reference(y: np.ndarray, X: np.ndarray, groups: np.ndarray) -> ModelFit:
-    """statsmodels GEE, Gaussian identity link, exchangeable working correlation, robust cov."""
-    from statsmodels.genmod import cov_struct, families
-    from statsmodels.genmod.generalized_estimating_equations import GEE
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            res = GEE(
-                y,
-                X,
-                groups=groups,
-                family=families.Gaussian(),
-                cov_struct=cov_struct.Exchangeable(),
-            ).fit()
-        except ValueError as exc:
-            raise StatisticalTrouble(f"GEE failed: {exc}") from exc
-    msgs = warning_texts(caught)
-    if getattr(res, "converged", True) is False and not msgs:
-        msgs.append("GEE did not converge")
-    params = np.asarray(res.params, float)
-    cov = np.asarray(res.cov_params(), float)
-    if not np.all(np.isfinite(params)) or not np.all(np.isfinite(np.diag(cov))):
-        raise StatisticalTrouble("GEE returned non-finite coefficients or covariance")
-    return ModelFit(params, cov, msgs)
-
-
 def contrast_rows(
     method: str,
     weeks: tuple[int, ...],
-    fit: ModelFit,
+    fit: engines.MixedFit,
     C: np.ndarray,
     alpha: float,
     n_used: int,
@@ -223,67 +187,22 @@ def contrast_rows(
     return rows
 
 
-def bayes_linreg_draw(y: np.ndarray, X: np.ndarray, rng: np.random.Generator):
-    """One posterior draw (beta*, sigma*) of a normal linear model with the reference prior.
-
-    sigma*^2 = RSS / chi2_{n-p} (scaled inverse chi-square), beta* ~ N(beta_hat, sigma*^2 (X'X)^-1)
-    computed through the QR factor R (X'X = R'R): beta* = beta_hat + sigma* R^-1 z.
-    """
-    n, p = X.shape
-    if n - p < 1:
-        raise StatisticalTrouble(f"too few observed values ({n}) for {p} predictors")
-    Q, R = np.linalg.qr(X)
-    d = np.abs(np.diag(R))
-    if d.min() <= 1e-10 * d.max():
-        raise StatisticalTrouble("rank-deficient predictors")
-    beta_hat = np.linalg.solve(R, Q.T @ y)
-    resid = y - X @ beta_hat
-    rss = float(resid @ resid)
-    sigma = np.sqrt(rss / rng.chisquare(n - p))
-    beta = beta_hat + sigma * np.linalg.solve(R, rng.standard_normal(p))
-    return beta, sigma
-
-
-def bayes_linreg_draw_fast(y: np.ndarray, X: np.ndarray, rng: np.random.Generator):
-    """:func:`bayes_linreg_draw` through LAPACK directly (fast engine): the same draw.
-
-    The same Householder QR (``geqrf``, so the same R, signs included), Q'y by ``ormqr``
-    instead of forming Q, triangular solves instead of LU ones, and the same random numbers in
-    the same order: the draw equals :func:`bayes_linreg_draw`'s to rounding (~1e-15).
-    """
-    n, p = X.shape
-    if n - p < 1:
-        raise StatisticalTrouble(f"too few observed values ({n}) for {p} predictors")
-    qr, tau, _, _ = _GEQRF(X)
-    R = np.triu(qr[:p, :p])
-    d = np.abs(np.diagonal(R))
-    if d.min() <= 1e-10 * d.max():
-        raise StatisticalTrouble("rank-deficient predictors")
-    qty, _, _ = _ORMQR("L", "T", qr, tau, y[:, None], max(64, p))
-    beta_hat = _TRTRS(R, qty[:p, 0])[0]
-    resid = y - X @ beta_hat
-    rss = float(resid @ resid)
-    sigma = np.sqrt(rss / rng.chisquare(n - p))
-    beta = beta_hat + sigma * _TRTRS(R, rng.standard_normal(p))[0]
-    return beta, sigma
-
-
 def mice_chain(
     Y: np.ndarray,
     P: np.ndarray,
     rng: np.random.Generator,
     cycles: int,
     labels: tuple[str, ...],
-    draw=bayes_linreg_draw,
+    engine: str = "fast",
 ) -> np.ndarray:
     """One chain of chained equations for the NaN cells of ``Y`` (n, q); ``P`` complete predictors.
 
     Start: each missing cell drawn from the observed values of its column. Each cycle visits the
     incomplete columns in order; column j is regressed (observed rows) on [P, other columns of
-    the current completed Y], a posterior draw (:func:`bayes_linreg_draw`) is taken and missing
+    the current completed Y], a posterior draw (:func:`estimators.engines.bayes_draw`) is taken and missing
     cells are replaced by X beta* + sigma* N(0, 1). Imputations stay continuous (not rounded
     or clipped to 0-10): rounding biases means and is not needed for a linear analysis model.
-    ``draw``: :func:`bayes_linreg_draw` (reference) or :func:`bayes_linreg_draw_fast`.
+    ``engine``: the engine of the draws (the same numbers in both).
     """
     Yc = Y.copy()
     miss = np.isnan(Y)
@@ -296,7 +215,7 @@ def mice_chain(
             m = miss[:, j]
             X = np.column_stack([P, np.delete(Yc, j, axis=1)])
             try:
-                beta, sigma = draw(Yc[~m, j], X[~m], rng)
+                beta, sigma = engines.bayes_draw(Yc[~m, j], X[~m], rng, engine=engine)
             except StatisticalTrouble as exc:
                 raise StatisticalTrouble(
                     f"imputation model for {labels[j]} is not estimable: {exc}"
@@ -543,7 +462,7 @@ class GeeNRS(Estimator):
         Zb = np.column_stack([wide.nrs0, Z])[pid]
         X, names, C = visit_design(wide.group[pid], week, weeks, Zb, ["nrs0"] + znames)
         check_full_rank(X, names, "GEE design")
-        fit = gee_reference(y, X, pid)
+        fit = engines.gee(y, X, pid, engine=self.engine)
         n_used = int(np.unique(pid).size)
         rows = contrast_rows(
             self.name,
@@ -560,13 +479,13 @@ class GeeNRS(Estimator):
 def _w12_ancova_row(
     est: Estimator, y, wide: NRSWide, Z, znames, usable, note="", label="week-12 NRS"
 ) -> list[Estimate]:
-    r = ancova(
+    r = engines.ancova(
         np.where(usable, y, np.nan),
         wide.group,
         wide.nrs0,
         Z,
         znames,
-        est.engine,
+        engine=est.engine,
         outcome=label,
         base_name="nrs0",
     )
@@ -669,9 +588,9 @@ class AncovaMI(Estimator):
     related to pain). ``impute_dead=True`` imputes them too: the hypothetical "had they lived"
     estimand under MAR. Patients missing covariates are excluded (noted).
 
-    Engines: ``fast`` (default) draws through LAPACK directly (:func:`bayes_linreg_draw_fast`,
-    the same QR and random numbers as :func:`bayes_linreg_draw`) and fits each ANCOVA with the
-    numpy OLS; ``reference`` uses numpy's QR and statsmodels OLS. Same rows to ~1e-12.
+    Engines: ``fast`` (default) draws through LAPACK directly and fits each ANCOVA with the numpy
+    OLS; ``reference`` uses numpy's QR and statsmodels OLS (:func:`estimators.engines.bayes_draw`,
+    :func:`estimators.engines.ancova`: the same QR and random numbers). Same rows to ~1e-12.
     """
 
     m: int = 20
@@ -729,13 +648,19 @@ class AncovaMI(Estimator):
         if np.ptp(y12) == 0:
             raise StatisticalTrouble(f"observed week-12 NRS is constant ({y12[0]:g})")
         P = np.column_stack([np.ones(g.size), g, b, Zu])
-        draw = bayes_linreg_draw_fast if self.engine == "fast" else bayes_linreg_draw
         q, u = np.empty(self.m), np.empty(self.m)
         df_com = np.nan
         for k in range(self.m):
-            Yc = mice_chain(Y, P, rng, self.cycles, labels, draw) if np.isnan(Y).any() else Y
-            r = ancova(
-                Yc[:, -1], g, b, Zu, znames, self.engine, outcome="week-12 NRS", base_name="nrs0"
+            Yc = mice_chain(Y, P, rng, self.cycles, labels, self.engine) if np.isnan(Y).any() else Y
+            r = engines.ancova(
+                Yc[:, -1],
+                g,
+                b,
+                Zu,
+                znames,
+                engine=self.engine,
+                outcome="week-12 NRS",
+                base_name="nrs0",
             )
             q[k], u[k], df_com = r.estimate, r.se**2, r.df
         est, se, df, lam = rubin(q, u, df_com)

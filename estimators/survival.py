@@ -27,7 +27,6 @@ R's ``survfit`` midpoint rule. The engines agree to ~1e-10.
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -50,7 +49,7 @@ from palliasim.estimators.base import (
     register,
     wald_row,
 )
-from palliasim.estimators.continuous import numeric_column
+from palliasim.estimators.engines import km_rmst_variance, peto_logrank  # noqa: F401 (re-export)
 from palliasim.estimators.fast.km import R_TOLERANCE
 
 ENDPOINTS = ("pfs", "os")
@@ -119,7 +118,7 @@ def covariate_matrix(cohort, endpoint: str, covariates) -> tuple[pd.DataFrame, i
 
 
 def _float_column(cohort, col: str) -> np.ndarray:
-    a = numeric_column(cohort, col)
+    a = cohort.numeric_column(col)
     return cohort.patients[col].to_numpy(dtype=float) if a is None else a
 
 
@@ -140,7 +139,7 @@ def covariate_arrays(cohort, endpoint: str, covariates):
     unknown) covariate the pandas :func:`covariate_matrix` builds the same columns (or raises)."""
     cols = []
     for c in covariates:
-        a = numeric_column(cohort, c)
+        a = cohort.numeric_column(c)
         if a is None:
             df, dropped = covariate_matrix(cohort, endpoint, covariates)
             names = [c for c in df.columns if c not in ("_time", "_event", "group")]
@@ -171,6 +170,23 @@ def _cox_group(t, e, X, names, alpha, engine, weights=None):
     q = ndtri(1 - alpha / 2)
     p = 2 * ndtr(-abs(b / se)) if se > 0 else NAN
     return b, se, float(b - q * se), float(b + q * se), float(p)
+
+
+def analysis_arrays(cohort, endpoint: str, covariates, engine: str):
+    """(time, event, group, X, names, dropped) of the complete cases: :func:`covariate_arrays`
+    (from ``cohort.arrays``, fast engine) or :func:`covariate_matrix` (pandas, reference)."""
+    if engine == "fast":
+        return covariate_arrays(cohort, endpoint, covariates)
+    df, dropped = covariate_matrix(cohort, endpoint, covariates)
+    names = [c for c in df.columns if c not in ("_time", "_event", "group")]
+    return (
+        df["_time"].to_numpy(dtype=float),
+        df["_event"].to_numpy(dtype=float),
+        df["group"].to_numpy(dtype=float),
+        df[names].to_numpy(dtype=float).reshape(len(df), len(names)),
+        names,
+        dropped,
+    )
 
 
 def check_arms(t: np.ndarray, e: np.ndarray, g: np.ndarray, endpoint: str) -> None:
@@ -216,47 +232,6 @@ def km_medians_resampled(time: np.ndarray, event: np.ndarray, idx: np.ndarray) -
     ends_flat = np.abs(S[:, -1] - 0.5) < R_TOLERANCE
     med = np.where(ends_flat, (x1 + xmax) / 2, np.where(any2, (x1 + x2) / 2, np.inf))
     return np.where(any1, med, np.inf)
-
-
-def km_rmst_variance(kmf, horizon: float) -> float:
-    """Greenwood-type variance of the Kaplan-Meier RMST up to ``horizon``.
-
-    Var = sum_{t_j <= tau} A_j^2 d_j / (n_j (n_j - d_j)), A_j = int_{t_j}^{tau} S(u) du (terms
-    with n_j = d_j are 0), as in R's survRM2 and survival::survfit(rmean). NB lifelines'
-    ``restricted_mean_survival_time(..., return_variance=True)`` returns Var[min(T, tau)] under the
-    fitted curve, the variance of one patient's restricted time, not of the estimator.
-    """
-    et = kmf.event_table
-    times = et.index.to_numpy(dtype=float)
-    d = et["observed"].to_numpy(dtype=float)
-    n = et["at_risk"].to_numpy(dtype=float)
-    keep = (times <= horizon) & (d > 0)
-    tj, dj, nj = times[keep], d[keep], n[keep]
-    s = np.exp(np.cumsum(np.log(nj - dj) - np.log(nj)))  # S just after each event time
-    knots = np.append(tj, horizon)
-    area = s * np.diff(knots)  # area under S from t_j to the next event time (or tau)
-    a = np.cumsum(area[::-1])[::-1]  # A_j
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w = np.where(nj > dj, dj / (nj * (nj - dj)), 0.0)
-    return float(np.sum(a**2 * w))
-
-
-def peto_logrank(t: np.ndarray, e: np.ndarray, g: np.ndarray) -> tuple[float, float]:
-    """(O - E, V) for group 1 over the distinct event times (hypergeometric variance)."""
-    ev = e > 0
-    ut = np.unique(t[ev])
-    ts1 = np.sort(t[g == 1])
-    ts = np.sort(t)
-    n = ts.size - np.searchsorted(ts, ut, side="left")
-    n1 = ts1.size - np.searchsorted(ts1, ut, side="left")
-    pos = np.searchsorted(ut, t[ev])
-    d = np.bincount(pos, minlength=ut.size).astype(float)
-    d1 = np.bincount(pos, weights=(g[ev] == 1).astype(float), minlength=ut.size)
-    frac = n1 / n
-    o_minus_e = float(np.sum(d1 - d * frac))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        v = np.where(n > 1, d * frac * (1 - frac) * (n - d) / (n - 1), 0.0)
-    return o_minus_e, float(np.sum(v))
 
 
 def _exception_message(exc: BaseException) -> str:
@@ -492,23 +467,10 @@ class LogRank(_SurvivalEstimator):
         return (f"{ep}_loghr",)
 
     def _fit_endpoint(self, cohort, ep, rng) -> list[Estimate]:
-        if self.engine == "fast":
-            from palliasim.estimators.fast import logrank_test as logrank_fast
-
-            t, e, g = survival_arrays_fast(cohort, ep)
-            check_arms(t, e, g, ep)
-            res = logrank_fast(t, e, g == 1)
-            # the kernel's O - E and hypergeometric V for group 1 are Peto's (same sums)
-            o_e, v = float(res.observed[1] - res.expected[1]), float(res.variance)
-            if res.status != "ok" and v > 0:
-                raise StatisticalTrouble(f"log-rank test ({ep}): {res.message}")
-        else:
-            from lifelines.statistics import logrank_test
-
-            t, e, g = survival_arrays(cohort, ep)
-            check_arms(t, e, g, ep)
-            res = logrank_test(t[g == 1], t[g == 0], e[g == 1], e[g == 0])
-            o_e, v = peto_logrank(t, e, g)
+        t, e, g = (survival_arrays_fast if self.engine == "fast" else survival_arrays)(cohort, ep)
+        check_arms(t, e, g, ep)
+        res = engines.logrank(t, e, g, engine=self.engine)
+        o_e, v = res.o_minus_e, res.variance
         if not v > 0:
             raise StatisticalTrouble(f"zero log-rank variance ({ep})")
         return [
@@ -519,7 +481,7 @@ class LogRank(_SurvivalEstimator):
                 1 / np.sqrt(v),
                 self.alpha,
                 t.size,
-                p_value=float(res.p_value),
+                p_value=res.p_value,
             )
         ]
 
@@ -548,26 +510,11 @@ class Cox(_SurvivalEstimator):
         return (f"{ep}_loghr_adj" if self.covariates else f"{ep}_loghr",)
 
     def _fit_endpoint(self, cohort, ep, rng) -> list[Estimate]:
-        t, e, g, Xc, names, dropped = self._arrays(cohort, ep)
+        t, e, g, Xc, names, dropped = analysis_arrays(cohort, ep, self.covariates, self.engine)
         check_arms(t, e, g, ep)
         X = np.column_stack([g, Xc]) if Xc.shape[1] else g[:, None]
         out = _cox_group(t, e, X, ["group", *names], self.alpha, self.engine)
         return [_cox_row(self.name, self._targets_for(ep)[0], out, t.size, dropped)]
-
-    def _arrays(self, cohort, ep):
-        """(time, event, group, X, names, dropped) of the complete cases, by the engine's reader."""
-        if self.engine == "fast":
-            return covariate_arrays(cohort, ep, self.covariates)
-        df, dropped = covariate_matrix(cohort, ep, self.covariates)
-        names = [c for c in df.columns if c not in ("_time", "_event", "group")]
-        return (
-            df["_time"].to_numpy(dtype=float),
-            df["_event"].to_numpy(dtype=float),
-            df["group"].to_numpy(dtype=float),
-            df[names].to_numpy(dtype=float).reshape(len(df), len(names)),
-            names,
-            dropped,
-        )
 
 
 def _dropped_message(dropped: int) -> str:
@@ -610,16 +557,21 @@ class IPTWCox(_SurvivalEstimator):
     def _targets_for(self, ep):
         return (f"{ep}_loghr",)
 
-    def weights(self, df: pd.DataFrame) -> np.ndarray:
-        """Stabilized (and possibly truncated) weights for the analysis frame ``df``."""
-        import statsmodels.api as sm
-
-        a = df["group"].to_numpy(dtype=float)
-        cols = [c for c in df.columns if c not in ("_time", "_event", "group")]
-        x = sm.add_constant(df[cols].to_numpy(dtype=float), has_constant="add")
-        res = sm.Logit(a, x).fit(disp=0, method="newton", maxiter=100, tol=1e-10)
-        ps = np.asarray(res.predict(x), dtype=float)
-        return self._stabilized(a, ps)
+    def weights(self, a: np.ndarray, Xc: np.ndarray) -> np.ndarray:
+        """Stabilized (and possibly truncated) weights from the propensity Logit (intercept +
+        covariates ``Xc``) by :func:`estimators.engines.logit`."""
+        x = np.column_stack([np.ones(a.size), Xc])
+        labels = ["Intercept", *[f"x{j}" for j in range(Xc.shape[1])]]
+        try:
+            fit = engines.logit(a, x, labels, "propensity model", engine=self.engine)
+        except StatisticalTrouble as exc:
+            if "separation" in str(exc) or "numerically 0 or 1" in str(exc):
+                raise StatisticalTrouble(
+                    "propensity scores at 0 or 1 (separation): positivity violated, weights "
+                    "undefined"
+                ) from None
+            raise
+        return self._stabilized(a, fit.mu)
 
     def _stabilized(self, a: np.ndarray, ps: np.ndarray) -> np.ndarray:
         if not np.all(np.isfinite(ps)) or np.any(ps < _PS_EPS) or np.any(ps > 1 - _PS_EPS):
@@ -633,44 +585,10 @@ class IPTWCox(_SurvivalEstimator):
             w = np.clip(w, lo, hi)
         return w
 
-    def weights_fast(self, a: np.ndarray, Xc: np.ndarray) -> np.ndarray:
-        """:meth:`weights` by the fast engine: the propensity Logit (Newton, at most 100
-        iterations as statsmodels') by :func:`estimators.fast.logistic_fit`."""
-        from scipy.special import expit
-
-        from palliasim.estimators.fast import logistic_fit
-
-        x = np.column_stack([np.ones(a.size), Xc])
-        r = logistic_fit(a, x, maxiter=100, tol=1e-10, check_separation=False)
-        if r.status != "ok":
-            from statsmodels.tools.sm_exceptions import ConvergenceWarning
-
-            from palliasim.estimators.fast.logistic import is_separated
-
-            if "singular" in r.message:  # what statsmodels' Newton step raises
-                raise np.linalg.LinAlgError("Singular matrix")
-            warnings.warn(
-                "Maximum Likelihood optimization failed to converge. Check mle_retvals",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
-            if is_separated(a, x):  # statsmodels' iterates diverge: scores reach 0 or 1
-                raise StatisticalTrouble(
-                    "propensity scores at 0 or 1 (separation): positivity violated, weights "
-                    "undefined"
-                )
-        return self._stabilized(a, expit(x @ r.params))
-
     def _fit_endpoint(self, cohort, ep, rng) -> list[Estimate]:
-        if self.engine == "fast":
-            t, e, g, Xc, names, dropped = covariate_arrays(cohort, ep, self.covariates)
-            check_arms(t, e, g, ep)
-            w = self.weights_fast(g, Xc)
-        else:
-            df, dropped = covariate_matrix(cohort, ep, self.covariates)
-            t, e, g = (df[c].to_numpy(dtype=float) for c in ("_time", "_event", "group"))
-            check_arms(t, e, g, ep)
-            w = self.weights(df)
+        t, e, g, Xc, names, dropped = analysis_arrays(cohort, ep, self.covariates, self.engine)
+        check_arms(t, e, g, ep)
+        w = self.weights(g, Xc)
         out = _cox_group(t, e, g[:, None], ["group"], self.alpha, self.engine, weights=w)
         return [_cox_row(self.name, f"{ep}_loghr", out, t.size, dropped)]
 
@@ -715,18 +633,7 @@ class RMST(_SurvivalEstimator):
                     f"horizon {self.horizon:g} months is beyond the last {ep} follow-up time "
                     f"({ta.max():.3g} months) in group {a}"
                 )
-            if fast:
-                from palliasim.estimators.fast import rmst
-
-                r = rmst(ta, ea, self.horizon)
-                est[a], var[a] = float(r.rmst), float(r.se) ** 2
-                continue
-            from lifelines import KaplanMeierFitter
-            from lifelines.utils import restricted_mean_survival_time
-
-            kmf = KaplanMeierFitter(alpha=self.alpha).fit(ta, ea)
-            est[a] = float(restricted_mean_survival_time(kmf, t=self.horizon))
-            var[a] = km_rmst_variance(kmf, self.horizon)
+            est[a], var[a] = engines.rmst(ta, ea, self.horizon, engine=self.engine)
         se = float(np.sqrt(var[0] + var[1]))
         if not se > 0:
             raise StatisticalTrouble(f"zero variance of the {ep} RMST difference")
