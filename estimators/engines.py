@@ -220,8 +220,11 @@ def mixedlm_gamma(md, reml: bool) -> float:
     """
     from scipy.optimize import brentq
 
-    # a zero-iteration fit sets the model's fit state (reml, penalties) for its score function
-    md.fit(reml=reml, start_params=np.array([1.0]), method="bfgs", gtol=np.inf)
+    # a zero-iteration fit sets the model's fit state (reml, penalties) for its score function;
+    # its results (and warnings about the Hessian at that arbitrary point) are not used
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        md.fit(reml=reml, start_params=np.array([1.0]), method="bfgs", gtol=np.inf)
 
     def score(L):
         return float(md.score(np.array([L]))[0])

@@ -335,6 +335,12 @@ class LinearMixedModel(Estimator):
     1 - alpha / 4 (recorded in each row's ``ci_level``), so a CI excludes 0 exactly when its
     p <= alpha. -> ``nrs_diff_w1``, ``nrs_diff_w4``, ``nrs_diff_w8``, ``nrs_diff_w12``.
 
+    ``adjust_baseline: true`` (the ``lmm_adjusted`` config) adjusts for baseline NRS as trials
+    do: the responses are the post-baseline visits only and nrs0 enters as a fixed effect,
+        NRS_ij = b0 + b1 group_i + sum_w g_w [week_j = w] + sum_w d_w group_i [week_j = w]
+                 + c nrs0_i (+ covariates_i' c2) + u_i0 + e_ij,   w in {4, 8, 12} (week 1 = ref),
+    reporting b1 + d_w at each visit (b1 at week 1); patients without nrs0 are excluded.
+
     Target: marginal mean difference, hypothetical strategy (sim/truth.py). Without covariates the
     contrast is marginal (a difference of arm means); it is unbiased for the causal difference
     only when treatment is randomized (the `study` scenario is confounded). With ``covariates`` it
@@ -366,6 +372,7 @@ class LinearMixedModel(Estimator):
     random_slope: bool = False
     reml: bool = True
     bonferroni: bool = True
+    adjust_baseline: bool = False
     estimands = NRS_ESTIMANDS
     engines = ("reference", "fast")
 
@@ -373,6 +380,11 @@ class LinearMixedModel(Estimator):
         explicit = self.engine not in ("", None)
         super().__post_init__()
         self.covariates = check_covariates(self.name, self.covariates)
+        if "nrs0" in self.covariates and self.adjust_baseline:
+            raise ValueError(
+                f"estimators.{self.name}.covariates: nrs0 is already adjusted for by "
+                "adjust_baseline: true; remove it from covariates"
+            )
         self._engine_note = ""
         if self.random_slope and self.engine == "fast":
             self.engine = "reference"
@@ -386,11 +398,18 @@ class LinearMixedModel(Estimator):
         fast = self.engine == "fast"
         wide = nrs_wide(cohort)
         Z, znames, usable = _covariate_rows(cohort, self.covariates, wide, fast)
+        if self.adjust_baseline:  # baseline NRS as a covariate, post-baseline visits as responses
+            usable &= np.isfinite(wide.nrs0)
+            Z, znames = np.column_stack([wide.nrs0, Z]), ["nrs0", *znames]
         note = "; ".join(filter(None, [_note_dropped(usable, wide), self._engine_note]))
-        weeks, why = _split_estimable(wide, usable, WEEKS)
-        if 0 not in weeks:
-            raise StatisticalTrouble(f"{why[0]} (baseline needed for the group effect)")
-        post = tuple(w for w in weeks if w != 0)
+        if self.adjust_baseline:
+            weeks, why = _split_estimable(wide, usable, POST_WEEKS)
+            post = weeks
+        else:
+            weeks, why = _split_estimable(wide, usable, WEEKS)
+            if 0 not in weeks:
+                raise StatisticalTrouble(f"{why[0]} (baseline needed for the group effect)")
+            post = tuple(w for w in weeks if w != 0)
         if not post:
             return _merge_rows(self.name, NRS_ESTIMANDS, [], why, note)
         pid, week, y = _long(wide, usable, weeks)
@@ -399,6 +418,8 @@ class LinearMixedModel(Estimator):
                 f"NRS is constant (all {y.size} observed values equal {y[0]:g})"
             )
         X, names, C = visit_design(wide.group[pid], week, weeks, Z[pid], znames)
+        if not self.adjust_baseline:
+            C = C[1:]  # the reference visit is week 0: its group term is the baseline difference
         (check_full_rank_fast if fast else check_full_rank)(X, names, "LMM fixed-effects design")
         Zre = np.column_stack([np.ones(y.size), week / 12.0]) if self.random_slope else None
         fit = engines.mixed_model(y, X, pid, engine=self.engine, reml=self.reml, Z=Zre)
@@ -407,7 +428,7 @@ class LinearMixedModel(Estimator):
             self.name,
             post,
             fit,
-            C[1:],
+            C,
             self.alpha,
             n_used,
             n_family=len(POST_WEEKS) if self.bonferroni else 0,

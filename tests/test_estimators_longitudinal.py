@@ -109,6 +109,36 @@ def test_lmm_matches_mixedlm_formula(study, opts, formula, re_formula):
         assert r.n_used == v["id"].nunique()
 
 
+def test_lmm_adjusted_adjusts_for_baseline_nrs(study):
+    v = _observed_visits(study)
+    v = v[v["week"] > 0].sort_values(["id", "week"], kind="stable").reset_index(drop=True)
+    formula = "nrs ~ C(week) * group + nrs0 + age"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        md = smf.mixedlm(formula, v, groups=v["id"])
+        L = np.sqrt(engines.mixedlm_gamma(md, True))
+        ref = md.fit(reml=True, start_params=np.array([L]), method="bfgs", gtol=np.inf)
+    Z = md.exog_re
+    cov = pd.DataFrame(
+        engines.fe_covariance(md.exog, v["id"].to_numpy(), Z, np.asarray(ref.cov_re), ref.scale),
+        index=md.exog_names,
+        columns=md.exog_names,
+    )
+    plain = {r.estimand: r for r in _fit("lmm", study)}
+    for engine in ("fast", "reference"):
+        rows = _fit("lmm", study, adjust_baseline=True, covariates=["age"], engine=engine)
+        for r, w in zip(rows, POST_WEEKS):
+            names = ["group"] + ([] if w == 1 else [f"C(week)[T.{w}]:group"])
+            est, se = _contrast(ref.params, cov, names)
+            assert r.status == OK, r.message
+            assert r.estimate == pytest.approx(est, rel=1e-8, abs=1e-10)
+            assert r.se == pytest.approx(se, rel=1e-8)
+            # baseline adjustment removes the between-patient baseline variation from the SE
+            assert r.se < 0.8 * plain[r.estimand].se
+    with pytest.raises(ValueError, match="nrs0 is already adjusted"):
+        build_estimator("lmm", adjust_baseline=True, covariates=["nrs0"])
+
+
 def test_lmm_bonferroni_ci_and_p_agree(study):
     adj = _fit("lmm", study)
     raw = _fit("lmm", study, bonferroni=False)
@@ -443,6 +473,7 @@ def test_config_files(name, kind):
     assert est.targets()
     if name == "lmm_adjusted":
         assert est.covariates == ["age", "ecog", "visceral", "strong_opioid"]
+        assert est.adjust_baseline
     if name == "ancova_qol":
         assert all(t.startswith("qol_") for t in est.targets()) and len(est.targets()) == 5
     if name == "ancova_markers":
