@@ -222,13 +222,13 @@ def km_medians_resampled(time: np.ndarray, event: np.ndarray, idx: np.ndarray) -
     with np.errstate(divide="ignore", invalid="ignore"):
         term = np.log(at_risk - deaths) - np.log(at_risk)
     term = np.where(removed > 0, term, 0.0)
-    S = np.exp(np.cumsum(term, axis=1))
+    S = np.exp(np.cumsum(term, axis=1))  # non-increasing: "any" = the last column
     hit1 = S <= 0.5 + R_TOLERANCE
     hit2 = S <= 0.5 - R_TOLERANCE
-    any1, any2 = hit1.any(axis=1), hit2.any(axis=1)
+    any1, any2 = hit1[:, -1], hit2[:, -1]
     x1 = uniq[hit1.argmax(axis=1)]
     x2 = uniq[hit2.argmax(axis=1)]
-    xmax = uniq[m - 1 - (removed[:, ::-1] > 0).argmax(axis=1)]
+    xmax = time[idx].max(axis=1)
     ends_flat = np.abs(S[:, -1] - 0.5) < R_TOLERANCE
     med = np.where(ends_flat, (x1 + xmax) / 2, np.where(any2, (x1 + x2) / 2, np.inf))
     return np.where(any1, med, np.inf)

@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 import yaml
 
-from palliasim.estimators import build_estimator
+from palliasim.estimators import build_estimator, engines
 from palliasim.estimators.base import REGISTRY
 from palliasim.sim import generate, load_scenario, rng_for
 from palliasim.sim.cohort import Cohort
@@ -338,3 +338,91 @@ def test_random_slope_falls_back_to_reference_and_says_so(base):
     assert all(r.engine == "reference" for r in rows)
     assert all("fitted by the reference engine" in r.message for r in rows if r.status != "failed")
     assert build_estimator("lmm", random_slope=True).engine == "reference"
+
+
+# --------------------------------------------------------------------------- the engines interface
+
+
+def _surv(rng, n, ties):
+    g = rng.integers(0, 2, n).astype(float)
+    x = rng.normal(size=n)
+    t = rng.exponential(np.exp(-0.4 * g - 0.3 * x)) * 6.0
+    c = rng.exponential(8.0, n)
+    tt = np.minimum(t, c)
+    if ties:
+        tt = np.ceil(tt * 2) / 2
+    return tt, (t <= c).astype(float), g, x
+
+
+def _same_type_and_close(a, b, rtol, what):
+    assert type(a) is type(b), what
+    for fa, fb, name in zip(a, b, a._fields):
+        np.testing.assert_allclose(fa, fb, rtol=rtol, atol=1e-12, err_msg=f"{what}.{name}")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_engine_operations_agree(seed):
+    """Every operation of estimators.engines: one signature, one result type, same numbers."""
+    rng = np.random.default_rng(4242 + seed)
+    n = (60, 205)[seed % 2]
+    t, e, g, x = _surv(rng, n, ties=seed % 2 == 1)
+    X = np.column_stack([g, x])
+    for kw in ({}, {"weights": rng.uniform(0.3, 3.0, n), "robust": True}):
+        f = engines.cox(t, e, X, ["g", "x"], engine="fast", **kw)
+        r = engines.cox(t, e, X, ["g", "x"], engine="reference", **kw)
+        _same_type_and_close(f, r, 1e-9, f"cox {sorted(kw)}")
+    for a in (0, 1):
+        m = g == a
+        f = engines.km_median(t[m], e[m], 0.05, engine="fast")
+        r = engines.km_median(t[m], e[m], 0.05, engine="reference")
+        assert type(f) is type(r) and tuple(f) == tuple(r)
+        np.testing.assert_allclose(
+            engines.rmst(t[m], e[m], 5.0, engine="fast"),
+            engines.rmst(t[m], e[m], 5.0, engine="reference"),
+            rtol=1e-10,
+        )
+    _same_type_and_close(
+        engines.logrank(t, e, g, engine="fast"),
+        engines.logrank(t, e, g, engine="reference"),
+        1e-9,
+        "logrank",
+    )
+    D = np.column_stack([np.ones(n), X])
+    y = (rng.random(n) < 1 / (1 + np.exp(-(0.3 + 0.8 * g - 0.5 * x)))).astype(float)
+    labels = ["Intercept", "g", "x"]
+    _same_type_and_close(
+        engines.logit(y, D, labels, engine="fast"),
+        engines.logit(y, D, labels, engine="reference"),
+        1e-9,
+        "logit",
+    )
+    yc = D @ [1.0, 0.5, -0.3] + rng.normal(size=n)
+    _same_type_and_close(
+        engines.ols(yc, D, engine="fast"), engines.ols(yc, D, engine="reference"), 1e-10, "ols"
+    )
+    _same_type_and_close(
+        engines.ancova(yc, g, x, np.empty((n, 0)), [], engine="fast"),
+        engines.ancova(yc, g, x, np.empty((n, 0)), [], engine="reference"),
+        1e-10,
+        "ancova",
+    )
+    bf = engines.bayes_draw(yc, D, np.random.default_rng(seed), engine="fast")
+    br = engines.bayes_draw(yc, D, np.random.default_rng(seed), engine="reference")
+    np.testing.assert_allclose(bf[0], br[0], rtol=1e-10)
+    assert bf[1] == pytest.approx(br[1], rel=1e-12)
+    # random-intercept mixed model: patients with 1-5 visits
+    m = n // 2
+    sizes = rng.integers(1, 6, m)
+    pid = np.repeat(np.arange(m), sizes)
+    Xm = np.column_stack([np.ones(pid.size), rng.integers(0, 2, m)[pid], rng.normal(size=pid.size)])
+    ym = (
+        Xm @ [2.0, -0.5, 0.4]
+        + rng.normal(size=m)[pid] * (0.0, 0.8)[seed % 2]
+        + rng.normal(size=pid.size)
+    )
+    for reml in (True, False):
+        f = engines.mixed_model(ym, Xm, pid, engine="fast", reml=reml)
+        r = engines.mixed_model(ym, Xm, pid, engine="reference", reml=reml)
+        assert type(f) is type(r) and bool(f.messages) == bool(r.messages)
+        np.testing.assert_allclose(f.params, r.params, rtol=1e-8, atol=1e-10)
+        np.testing.assert_allclose(f.cov, r.cov, rtol=1e-7, atol=1e-12)

@@ -51,9 +51,17 @@ def r_quantile(times, surv, xmax: float, p: float = 0.5, tol: float = R_TOLERANC
     """
     x = np.concatenate(([0.0], np.asarray(times, dtype=float)))
     y = np.concatenate(([0.0], 1.0 - np.asarray(surv, dtype=float)))
+    if y.shape[0] > 1 and (y[1:] >= y[:-1]).all():  # a monotone curve without NA: first crossings
+        if y[-1] < p - 1e-12:  # R: max(y) < p; 1e-12 absorbs our exp(cumsum(log)) rounding
+            return np.inf
+        i1 = int(np.searchsorted(y, p - tol, side="left"))
+        if abs(p - y[-1]) < tol:
+            return float((x[i1] + xmax) / 2.0)
+        i2 = int(np.searchsorted(y, p + tol, side="left"))
+        return float((x[i1] + x[i2]) / 2.0) if i2 < y.shape[0] else np.inf
     ok = ~np.isnan(y)
     x, y = x[ok], y[ok]
-    if y.max() < p - 1e-12:  # R: max(y) < p; 1e-12 absorbs our exp(cumsum(log)) rounding
+    if y.max() < p - 1e-12:
         return np.inf
     _, first = np.unique(y, return_index=True)
     if first.shape[0] < y.shape[0]:
