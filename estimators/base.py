@@ -193,13 +193,23 @@ def warning_texts(caught, drop=()) -> list[str]:
     return seen
 
 
+class Captured(list):
+    """What :func:`capture` caught: the list of :func:`warning_texts` (filled on exit) and, in
+    ``records``, the warnings themselves (for callers that act on a category or text)."""
+
+    records: list
+
+
 @contextmanager
 def capture(drop=()):
     """The one warning-capture helper: ``with capture() as msgs:`` records every warning raised
-    inside (never printed); on exit ``msgs`` (a list) holds their :func:`warning_texts`."""
-    msgs: list[str] = []
+    inside (never printed); on exit ``msgs`` holds their :func:`warning_texts` and
+    ``msgs.records`` the warning objects. Used by ``Estimator.fit`` (every estimator), per
+    endpoint by the survival family and around library calls in :mod:`estimators.engines`."""
+    msgs = Captured()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
+        msgs.records = caught
         try:
             yield msgs
         finally:

@@ -32,7 +32,7 @@ import numpy as np
 from scipy.linalg import get_lapack_funcs
 from scipy.special import expit
 
-from palliasim.estimators.base import StatisticalTrouble, warning_texts
+from palliasim.estimators.base import StatisticalTrouble, capture, warning_texts
 from palliasim.estimators.design import (
     ARM_LABELS,
     certainly_full_rank,
@@ -144,12 +144,11 @@ def cox(
     if weights is not None:
         df["_w"] = weights
         kw["weights_col"] = "_w"
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with capture() as caught:
         # "weights are not integers: use robust=True": the robust SE is computed below
         warnings.filterwarnings("ignore", category=StatisticalWarning)
         cph = CoxPHFitter().fit(df, "_time", "_event", fit_options=LIFELINES_FIT_OPTIONS, **kw)
-    for w in caught:
+    for w in caught.records:
         if "failed to converge" in str(w.message):  # not at an optimum: no estimate
             raise StatisticalTrouble(
                 "Cox model: lifelines' Newton-Raphson did not reach the maximum (monotone "
@@ -294,11 +293,10 @@ def mixed_model(
             G = g * scale
             msgs = []
         else:
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
+            with capture() as caught:
                 res = MixedLM(y, X, groups, exog_re=Z).fit(reml=reml)
             Zm = Z
-            msgs = _mixedlm_messages(caught, bool(getattr(res, "converged", True)))
+            msgs = _mixedlm_messages(caught.records, bool(getattr(res, "converged", True)))
             params = np.asarray(res.fe_params, float)
             G = np.atleast_2d(np.asarray(res.cov_re, float))
             scale = float(res.scale)
@@ -517,12 +515,12 @@ def logit(y: np.ndarray, X: np.ndarray, labels: list, what: str = "outcome model
             PerfectSeparationWarning,
         )
 
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with capture() as captured:
             try:
                 res = sm.Logit(y, X).fit(disp=0, method="newton", maxiter=LOGIT_MAXITER, tol=1e-10)
             except PerfectSeparationError as exc:
                 raise StatisticalTrouble(f"{what}: separation ({exc})") from None
+        caught = captured.records
         b = np.asarray(res.params, dtype=float)
         V = np.asarray(res.cov_params(), dtype=float)
         converged = bool(res.mle_retvals.get("converged", True))
@@ -560,8 +558,7 @@ def gee(y: np.ndarray, X: np.ndarray, groups: np.ndarray, *, engine: str = "refe
     from statsmodels.genmod import cov_struct, families
     from statsmodels.genmod.generalized_estimating_equations import GEE
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
+    with capture() as msgs:
         try:
             res = GEE(
                 y,
@@ -572,7 +569,7 @@ def gee(y: np.ndarray, X: np.ndarray, groups: np.ndarray, *, engine: str = "refe
             ).fit()
         except ValueError as exc:
             raise StatisticalTrouble(f"GEE failed: {exc}") from exc
-    msgs = warning_texts(caught)
+    msgs = list(msgs)
     if getattr(res, "converged", True) is False and not msgs:
         msgs.append("GEE did not converge")
     params = np.asarray(res.params, float)
