@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -67,6 +68,9 @@ class Estimate:
     message: str = ""
     seconds: float = 0.0
     engine: str = "reference"
+    #: nominal coverage of [ci_low, ci_high]: 1 - alpha unless the estimator widened it (e.g. a
+    #: Bonferroni-simultaneous interval, 1 - alpha / k); NaN until ``Estimator.fit`` sets it
+    ci_level: float = NAN
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -147,23 +151,20 @@ class Estimator:
     def fit(self, cohort, rng: np.random.Generator | None = None) -> list[Estimate]:
         """Run the estimator; statistical trouble becomes status rows, warnings are captured."""
         t0 = time.perf_counter()
-        with warnings.catch_warnings(record=True) as caught, np.errstate(all="ignore"):
-            warnings.simplefilter("always")
+        with capture() as msgs, np.errstate(all="ignore"):
             try:
                 rows = self._fit(cohort, rng)
             except STATISTICAL_EXCEPTIONS as exc:
                 msg = f"{type(exc).__name__}: {exc}".strip()
                 rows = [Estimate(self.name, e, status=FAILED, message=msg) for e in self.targets()]
-        msgs = _warning_messages(caught)
         dt = (time.perf_counter() - t0) / max(len(rows), 1)
+        add_messages(rows, msgs)
         for r in rows:
             r.method = self.name
             r.engine = self.engine
             r.seconds = dt
-            if msgs and r.status == OK:
-                r.status = WARNING
-            if msgs:
-                r.message = "; ".join(filter(None, [r.message, msgs]))
+            if not r.ci_level == r.ci_level:  # NaN: the estimator kept the nominal level
+                r.ci_level = 1.0 - self.alpha
             if r.status != FAILED and not np.isfinite(r.estimate):
                 r.status = FAILED
                 r.message = r.message or "non-finite estimate"
@@ -173,15 +174,57 @@ class Estimator:
 _IGNORED_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)
 
 
-def _warning_messages(caught) -> str:
+def warning_texts(caught, drop=()) -> list[str]:
+    """``"Category: first line"`` of each caught warning, once each, in order.
+
+    Deprecation-type warnings are ignored, and so is any whose text contains one of ``drop``.
+    """
     seen: list[str] = []
     for w in caught:
         if issubclass(w.category, _IGNORED_WARNINGS):
             continue
-        text = f"{w.category.__name__}: {str(w.message).strip().splitlines()[0][:200]}"
+        first = str(w.message).strip().splitlines()
+        first = first[0][:200] if first else ""
+        if any(d in first for d in drop):
+            continue
+        text = f"{w.category.__name__}: {first}"
         if text not in seen:
             seen.append(text)
-    return "; ".join(seen)
+    return seen
+
+
+class Captured(list):
+    """What :func:`capture` caught: the list of :func:`warning_texts` (filled on exit) and, in
+    ``records``, the warnings themselves (for callers that act on a category or text)."""
+
+    records: list
+
+
+@contextmanager
+def capture(drop=()):
+    """The one warning-capture helper: ``with capture() as msgs:`` records every warning raised
+    inside (never printed); on exit ``msgs`` holds their :func:`warning_texts` and
+    ``msgs.records`` the warning objects. Used by ``Estimator.fit`` (every estimator), per
+    endpoint by the survival family and around library calls in :mod:`estimators.engines`."""
+    msgs = Captured()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        msgs.records = caught
+        try:
+            yield msgs
+        finally:
+            msgs.extend(warning_texts(caught, drop))
+
+
+def add_messages(rows: list[Estimate], msgs: list[str]) -> None:
+    """Append captured warning texts to the rows' messages; an ``ok`` row becomes ``warning``."""
+    if not msgs:
+        return
+    text = "; ".join(msgs)
+    for r in rows:
+        if r.status == OK:
+            r.status = WARNING
+        r.message = "; ".join(filter(None, [r.message, text]))
 
 
 def wald_row(
@@ -193,19 +236,26 @@ def wald_row(
     n_used: int,
     p_value: float | None = None,
     df: float | None = None,
+    n_family: int = 0,
     **kw: Any,
 ) -> Estimate:
     """An Estimate with a Wald (normal, or t with ``df``) CI and two-sided p-value.
 
-    Quantiles and tail areas come from the scipy.special ufuncs that scipy.stats.norm / t call
-    internally (identical numbers, ~50 times less overhead than the distribution objects).
+    ``n_family`` = k > 0: Bonferroni over k tests, coherently: p = min(1, k p) and the CI is the
+    simultaneous interval at level 1 - alpha / k (recorded in ``ci_level``), so the CI excludes
+    0 exactly when p <= alpha. Quantiles and tail areas come from the scipy.special ufuncs that
+    scipy.stats.norm / t call internally (identical numbers, less overhead).
     """
+    a = alpha / n_family if n_family else alpha
     if df is None:
-        q = ndtri(1 - alpha / 2)
+        q = ndtri(1 - a / 2)
         p = 2 * ndtr(-abs(est / se)) if se > 0 else NAN
     else:
-        q = stdtrit(df, 1 - alpha / 2)
+        q = stdtrit(df, 1 - a / 2)
         p = 2 * stdtr(df, -abs(est / se)) if se > 0 else NAN
+    if n_family:
+        p = min(1.0, n_family * p) if p == p else p
+        kw.setdefault("ci_level", 1.0 - a)
     return Estimate(
         method,
         estimand,

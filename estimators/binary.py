@@ -31,33 +31,32 @@ Statistical failures (no variation in the response, an arm without analysable pa
 or quasi-complete separation, singular design, non-convergence) become rows with status
 ``failed`` and a message naming the problem; they never raise.
 
-Logistic fits use statsmodels (``Logit``, Newton-Raphson; ``GLM`` with ``var_weights`` for IPW).
-Separation is detected from statsmodels' PerfectSeparationWarning / non-convergence / fitted
-probabilities within 1e-10 of 0 or 1, and confirmed by the linear-programming check of Konis
-(2007) in ``estimators.fast.logistic.is_separated``.
+Logistic fits go through :func:`estimators.engines.logit` (Newton-Raphson to 1e-10 in both
+engines: statsmodels ``Logit`` or the numpy kernel :func:`estimators.fast.logistic_fit`, the same
+design checks, separation rules and messages; separation is confirmed by the linear-programming
+check of Konis (2007)). ``ipw_or`` fits its weighted MSM by statsmodels ``GLM`` with
+``var_weights`` (reference) or in closed form (fast: weighted arm risks; HC0 sandwich =
+statsmodels' ``GLM(var_weights=w).fit(
+                cov_type="HC0", tol=1e-10
+            )``).
 
 Engines (``engine:`` option; ``risk_difference`` has only ``reference``, plain scipy):
-``fast`` (the default) fits the same models with the numpy Newton-Raphson kernel
-:func:`estimators.fast.logistic_fit` (:func:`_logit_fast`, the same design checks, separation
-rules and messages as :func:`_logit`), reads numeric columns from ``cohort.arrays``
-(:func:`_data_fast`) and, for ``ipw_or``, solves the saturated weighted MSM in closed form
-(weighted arm risks; HC0 sandwich = statsmodels' ``GLM(var_weights=w).fit(cov_type="HC0")``).
+``fast`` (the default) also reads numeric columns from ``cohort.arrays`` (:func:`_data_fast`);
 ``reference`` = statsmodels. Newton converges quadratically in both, so the engines agree to
 ~1e-10.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 from scipy.special import chdtrc, expit, ndtr
 
+from palliasim.estimators import engines
 from palliasim.estimators.base import Estimate, Estimator, StatisticalTrouble, register, wald_row
-from palliasim.estimators.continuous import certainly_full_rank, numeric_column
-from palliasim.estimators.tables import CI_METHODS, TEST_RULES, _binary_row, _check_choice
+from palliasim.estimators.design import CI_METHODS, TEST_RULES, binary_row, check_choice
 from palliasim.sim.truth import ADJUSTMENT_SET
 
 #: the study's Table 3 variables available in a Cohort, as screening candidates.
@@ -80,8 +79,6 @@ DERIVED = {
     "rt_dose_ge30": ("rt_dose_gy", lambda v: v >= 30),  # Table 3: RT dose >= 30 Gy
     "rt_multiple_fractions": ("rt_fractions", lambda v: v > 1),  # Table 3: multiple fractions
 }
-_P_EXTREME = 1e-10
-_MAXITER = 100
 
 
 # --------------------------------------------------------------------------- data
@@ -164,14 +161,14 @@ def _data_fast(cohort, names) -> _Data:
     cols = []
     for name in names:
         src = DERIVED[name][0] if name in DERIVED else name
-        v = numeric_column(cohort, src)
+        v = cohort.numeric_column(src)
         if v is None:
             return _data(cohort, names)
         if name in DERIVED:
             v = np.where(np.isnan(v), np.nan, DERIVED[name][1](v).astype(float))
         cols.append(v)
-    y = numeric_column(cohort, "response")
-    g = numeric_column(cohort, "group")
+    y = cohort.numeric_column("response")
+    g = cohort.numeric_column("group")
     if y is None or g is None:
         return _data(cohort, names)
     X = np.column_stack(cols) if cols else np.zeros((len(y), 0))
@@ -214,115 +211,6 @@ def _check_response(d: _Data, per_arm: bool) -> None:
                 )
 
 
-# --------------------------------------------------------------------------- logistic fit
-def _design_problem(X: np.ndarray, labels: list, what: str) -> str:
-    n, k = X.shape
-    if n <= k:
-        return f"{what}: {n} patients for {k} parameters"
-    const = [lab for j, lab in enumerate(labels) if j > 0 and np.ptp(X[:, j]) == 0]
-    if const:
-        return (
-            f"{what}: singular design, constant column(s) in the analysed patients: "
-            + ", ".join(const)
-        )
-    if np.linalg.matrix_rank(X) < k:
-        return f"{what}: singular design matrix (collinear columns among {', '.join(labels[1:])})"
-    return ""
-
-
-def _design_problem_fast(X: np.ndarray, labels: list, what: str) -> str:
-    """:func:`_design_problem` with a Cholesky pre-test of the rank (SVD only if inconclusive)."""
-    n, k = X.shape
-    if n <= k:
-        return f"{what}: {n} patients for {k} parameters"
-    ptp = X.max(axis=0) - X.min(axis=0)
-    if np.all(ptp[1:] > 0) and certainly_full_rank(X, equilibrated=False):
-        return ""
-    return _design_problem(X, labels, what)
-
-
-def _logit_fast(y: np.ndarray, X: np.ndarray, labels: list, what: str = "outcome model"):
-    """:func:`_logit` by the fast engine (:func:`estimators.fast.logistic_fit`, Newton-Raphson,
-    at most 100 iterations): the same design checks, separation rules and messages."""
-    from palliasim.estimators.fast import logistic_fit
-    from palliasim.estimators.fast.logistic import is_separated
-
-    problem = _design_problem_fast(X, labels, what)
-    if problem:
-        raise StatisticalTrouble(problem)
-    r = logistic_fit(y, X, maxiter=_MAXITER, tol=1e-10, check_separation=False)
-    if r.status != "ok" and not r.message.startswith("did not converge"):
-        raise StatisticalTrouble(f"{what}: {r.message}")
-    b = r.params
-    mu = expit(X @ b)
-    extreme = bool(np.any(np.minimum(mu, 1 - mu) < _P_EXTREME))
-    if extreme or not r.converged:
-        if is_separated(y, X):
-            raise StatisticalTrouble(
-                f"{what}: perfect or quasi-complete separation (the outcome is perfectly "
-                "predicted for some patients; maximum-likelihood estimates do not exist)"
-            )
-        if extreme:
-            raise StatisticalTrouble(f"{what}: fitted probabilities numerically 0 or 1")
-        raise StatisticalTrouble(
-            f"{what}: Newton-Raphson did not converge in {_MAXITER} iterations"
-        )
-    V = r.cov_params
-    if not np.all(np.isfinite(V)) or np.any(np.diag(V) <= 0):
-        raise StatisticalTrouble(f"{what}: singular information matrix")
-    return b, V, mu
-
-
-def _logit(y: np.ndarray, X: np.ndarray, labels: list, what: str = "outcome model"):
-    """statsmodels Logit by Newton-Raphson -> (params, model-based covariance, fitted probs).
-
-    ``X`` includes the intercept (labels[0]). Raises StatisticalTrouble on singular design,
-    separation (confirmed by the Konis LP check), fitted probabilities numerically 0/1 or
-    non-convergence. Other library warnings are re-issued for ``Estimator.fit`` to capture.
-    """
-    import statsmodels.api as sm
-    from statsmodels.tools.sm_exceptions import (
-        ConvergenceWarning,
-        PerfectSeparationError,
-        PerfectSeparationWarning,
-    )
-
-    problem = _design_problem(X, labels, what)
-    if problem:
-        raise StatisticalTrouble(problem)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            res = sm.Logit(y, X).fit(disp=0, method="newton", maxiter=_MAXITER)
-        except PerfectSeparationError as exc:
-            raise StatisticalTrouble(f"{what}: separation ({exc})") from None
-    b = np.asarray(res.params, dtype=float)
-    mu = expit(X @ b)
-    converged = bool(res.mle_retvals.get("converged", True))
-    flagged = any(issubclass(w.category, PerfectSeparationWarning) for w in caught)
-    extreme = bool(np.any(np.minimum(mu, 1 - mu) < _P_EXTREME))
-    if flagged or extreme or not converged:
-        from palliasim.estimators.fast.logistic import is_separated
-
-        if is_separated(y, X):
-            raise StatisticalTrouble(
-                f"{what}: perfect or quasi-complete separation (the outcome is perfectly "
-                "predicted for some patients; maximum-likelihood estimates do not exist)"
-            )
-        if extreme or flagged:
-            raise StatisticalTrouble(f"{what}: fitted probabilities numerically 0 or 1")
-        raise StatisticalTrouble(
-            f"{what}: Newton-Raphson did not converge in {_MAXITER} iterations"
-        )
-    V = np.asarray(res.cov_params(), dtype=float)
-    if not np.all(np.isfinite(V)) or np.any(np.diag(V) <= 0):
-        raise StatisticalTrouble(f"{what}: singular information matrix")
-    for w in caught:
-        if not issubclass(w.category, ConvergenceWarning):
-            warnings.warn(w.message, w.category, stacklevel=2)
-    return b, V, mu
-
-
 def _design(d: _Data, with_group: bool = True) -> tuple[np.ndarray, list]:
     cols = [np.ones(d.n)] + ([d.g] if with_group else []) + [d.X]
     labels = ["Intercept"] + (["group"] if with_group else []) + list(d.labels)
@@ -345,7 +233,8 @@ class _EngineMixin:
         return (_data_fast if self.engine == "fast" else _data)(cohort, names)
 
     def _logit(self, y, X, labels, what: str = "outcome model"):
-        return (_logit_fast if self.engine == "fast" else _logit)(y, X, labels, what)
+        """(params, covariance, fitted probabilities) by :func:`estimators.engines.logit`."""
+        return engines.logit(y, X, labels, what, engine=self.engine)
 
 
 @register("logistic")
@@ -541,7 +430,7 @@ class GComputation(_EngineMixin, Estimator):
 
     def __post_init__(self):
         super().__post_init__()
-        _check_choice(self.name, "se", self.se, ("delta", "bootstrap"))
+        check_choice(self.name, "se", self.se, ("delta", "bootstrap"))
         if self.se == "bootstrap" and self.n_boot < 20:
             raise ValueError(f"estimators.{self.name}.n_boot must be >= 20; got {self.n_boot}")
 
@@ -630,7 +519,7 @@ class IPWOddsRatio(_EngineMixin, Estimator):
 
     def __post_init__(self):
         super().__post_init__()
-        _check_choice(self.name, "se", self.se, ("robust", "stacked"))
+        check_choice(self.name, "se", self.se, ("robust", "stacked"))
 
     def _fit(self, cohort, rng) -> list[Estimate]:
         d = self._data(cohort, _covariate_list(self.covariates))
@@ -725,15 +614,15 @@ class RiskDifference(Estimator):
 
     def __post_init__(self):
         super().__post_init__()
-        _check_choice(self.name, "ci", self.ci, CI_METHODS)
-        _check_choice(self.name, "test", self.test, TEST_RULES)
+        check_choice(self.name, "ci", self.ci, CI_METHODS)
+        check_choice(self.name, "test", self.test, TEST_RULES)
 
     def _fit(self, cohort, rng) -> list[Estimate]:
         d = _data(cohort, [])
         _check_response(d, per_arm=False)
         x1, n1 = int(d.y[d.g == 1].sum()), int(np.sum(d.g == 1))
         x0, n0 = int(d.y[d.g == 0].sum()), int(np.sum(d.g == 0))
-        row = _binary_row(
+        row = binary_row(
             self.name, "response_rd", x1, n1, x0, n0, self.alpha, self.ci, self.test, rng
         )
         row.message = "; ".join(filter(None, [row.message, d.note()]))

@@ -9,26 +9,25 @@ Targets (sim/truth.py): ``nrs_diff_w{1,4,8,12}`` = E[NRS_j(1) - NRS_j(0)], the m
 difference on the observed 0-10 scale under the hypothetical strategy for death and dropout
 (had every patient lived and stayed in the study).
 
-The numerical cores are small functions of numpy arrays: :func:`visit_design` (the explicit
-fixed-effects design and per-visit contrasts), :func:`mixedlm_reference`, :func:`mixedlm_fast`,
-:func:`gee_reference`, :func:`bayes_linreg_draw`, :func:`mice_chain`, :func:`rubin`, :func:`locf`.
+The numerical operations (mixed model, GEE, OLS, posterior draws) live in
+:mod:`estimators.engines`; this module keeps the data preparation (:func:`nrs_wide`,
+:func:`visit_design`: the explicit fixed-effects design and per-visit contrasts, :func:`locf`),
+the multiple-imputation machinery (:func:`mice_chain`, :func:`rubin`) and the estimators.
 
-Engines (``engine:`` option): ``fast`` (the default) for ``lmm`` (random intercept; the numpy
-profile-likelihood kernel of :mod:`estimators.fast.lmm`) and the three ANCOVAs (numpy OLS);
+Engines (``engine:`` option): ``fast`` (the default) for ``lmm`` (random intercept; the exact
+profiled (RE)ML kernel of :mod:`estimators.fast.lmm`) and the three ANCOVAs (numpy OLS);
 ``reference`` = statsmodels. ``gee`` has only ``reference``; ``lmm`` with ``random_slope`` falls
 back to ``reference`` (see :class:`LinearMixedModel`).
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
-from scipy.linalg import get_lapack_funcs
-from scipy.special import ndtr
 
+from palliasim.estimators import engines
 from palliasim.estimators.base import (
     FAILED,
     OK,
@@ -39,9 +38,8 @@ from palliasim.estimators.base import (
     register,
     wald_row,
 )
-from palliasim.estimators.continuous import (
+from palliasim.estimators.design import (
     ARM_LABELS,
-    ancova,
     check_covariates,
     check_full_rank,
     check_full_rank_fast,
@@ -54,8 +52,6 @@ NRS_ESTIMANDS = tuple(f"nrs_diff_w{w}" for w in POST_WEEKS)
 W12 = ("nrs_diff_w12",)
 DEAD = STATUS_LABELS.index("dead")  # visit status code of a death
 
-
-_GEQRF, _ORMQR, _TRTRS = get_lapack_funcs(("geqrf", "ormqr", "trtrs"), (np.empty((1, 1)),))
 
 # --------------------------------------------------------------------------------------------
 # data: the visits table in wide form
@@ -155,173 +151,26 @@ def visit_design(
     return X, names, C
 
 
-class ModelFit(NamedTuple):
-    params: np.ndarray  # fixed effects / regression coefficients
-    cov: np.ndarray  # their covariance (model-based for MixedLM, robust for GEE)
-    messages: list[str]  # convergence / boundary diagnostics ("" list when clean)
-
-
-def _caught(caught, drop=()) -> list[str]:
-    out: list[str] = []
-    for w in caught:
-        if issubclass(w.category, (DeprecationWarning, PendingDeprecationWarning, FutureWarning)):
-            continue
-        text = str(w.message).strip().splitlines()[0][:200]
-        if any(d in text for d in drop):
-            continue
-        text = f"{w.category.__name__}: {text}"
-        if text not in out:
-            out.append(text)
-    return out
-
-
-def mixedlm_reference(
-    y: np.ndarray, X: np.ndarray, groups: np.ndarray, Z: np.ndarray, reml: bool = True
-) -> ModelFit:
-    """statsmodels MixedLM: y = X b + Z u_i + e, u_i ~ N(0, G) per group, e ~ N(0, s2 I).
-
-    Returns fixed effects, their covariance and diagnostics: ConvergenceWarning texts, the
-    singular random-effects covariance message, "cov_re ~ 0 (boundary)" when G is numerically
-    singular. "Retrying ... with <optimizer>" notes are dropped when a later optimizer converged.
-    """
-    from statsmodels.regression.mixed_linear_model import MixedLM
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            res = MixedLM(y, X, groups, exog_re=Z).fit(reml=reml)
-        except ValueError as exc:  # statsmodels' data-driven failures
-            raise StatisticalTrouble(f"MixedLM failed: {exc}") from exc
-    converged = bool(getattr(res, "converged", True))
-    msgs = _caught(caught, drop=() if not converged else ("Retrying MixedLM optimization",))
-    if not converged and not any("converge" in m or "failed" in m for m in msgs):
-        msgs.append("MixedLM did not converge")
-    k = X.shape[1]
-    params = np.asarray(res.fe_params, float)
-    cov = np.asarray(res.cov_params(), float)[:k, :k]
-    G = np.atleast_2d(np.asarray(res.cov_re, float))
-    scale = float(res.scale)
-    ev = np.linalg.eigvalsh(G) if np.all(np.isfinite(G)) else np.array([np.nan])
-    if not np.all(np.isfinite(ev)) or ev.min() <= 1e-6 * max(scale, 1e-12):
-        msgs.append(_singular_re_message(ev.min(), scale))
-    if not np.all(np.isfinite(params)) or not np.all(np.isfinite(np.diag(cov))):
-        raise StatisticalTrouble(
-            "MixedLM returned non-finite fixed effects or covariance"
-            + (f" ({'; '.join(msgs)})" if msgs else "")
-        )
-    return ModelFit(params, cov, msgs)
-
-
-FAST_LMM_FALLBACK = (
-    "fast engine: statsmodels' optimisation path not reproducible here (BFGS did not converge, or "
-    "cov_re ~ 0): this fit was run by statsmodels MixedLM"
-)
-#: statsmodels' ``MixedLM.fit`` warns "The MLE may be on the boundary of the parameter space."
-#: when a random-effect variance is below this (absolute, outcome units squared).
-SM_BOUNDARY = 0.01
-
-
-def _singular_re_message(cov_re_min: float, scale: float) -> str:
-    return (
-        f"random effects covariance is singular (cov_re ~ 0: min eigenvalue "
-        f"{cov_re_min:.3g}, residual variance {scale:.3g}): boundary fit"
-    )
-
-
-def mixedlm_fast(
-    y: np.ndarray, X: np.ndarray, groups: np.ndarray, reml: bool = True
-) -> ModelFit | None:
-    """Random-intercept LMM by the fast engine, with :func:`mixedlm_reference`'s diagnostics.
-
-    :func:`estimators.fast.lmm.lmm_random_intercept_sm_path` runs statsmodels' own optimisation
-    (``fmin_bfgs`` on -loglike / N over sqrt(cov_re / scale), from 1, gtol 1e-5) on the profile
-    likelihood computed from sufficient statistics, so it stops where ``MixedLM.fit`` stops and
-    returns its numbers (~1e-10). (The exact optimum, :func:`estimators.fast.lmm_random_intercept`,
-    differs from statsmodels' default stopping point by ~1e-6 in the estimates and ~1e-5 in the
-    SEs.) The diagnostics are those the reference reports for the same fit: statsmodels'
-    boundary ConvergenceWarning when cov_re < 0.01, its non-positive-definite Hessian warning,
-    its singular-covariance warning at cov_re = 0, and the "random effects covariance is
-    singular" note when cov_re <= 1e-6 * scale. Returns None when that path cannot be
-    reproduced (BFGS does not converge and statsmodels retries with L-BFGS and CG, or the path
-    reaches cov_re / scale < 1e-10, where statsmodels switches to a pseudo-inverse): the caller
-    then refits with the reference.
-    """
-    from palliasim.estimators.fast.lmm import lmm_random_intercept_sm_path
-
-    r = lmm_random_intercept_sm_path(y, X, groups, reml=reml)
-    if r.status == FAILED:
-        raise StatisticalTrouble(f"MixedLM failed: {r.message}")
-    if not r.converged:
-        return None
-    msgs: list[str] = []
-    cov_re = float(r.cov_re)
-    scale = float(r.scale)
-    if cov_re < SM_BOUNDARY:
-        msgs.append("ConvergenceWarning: The MLE may be on the boundary of the parameter space.")
-    if cov_re == 0.0:
-        msgs.append("SingularMatrixWarning: The random effects covariance matrix is singular.")
-    if r.status == WARNING and "Hessian" in r.message:
-        msgs.append(
-            "ConvergenceWarning: The Hessian matrix at the estimated parameter values is not "
-            "positive definite."
-        )
-    if not np.isfinite(cov_re) or cov_re <= 1e-6 * max(scale, 1e-12):
-        msgs.append(_singular_re_message(cov_re, scale))
-    params, cov = r.fe_params, r.cov_fe
-    if not np.all(np.isfinite(params)) or not np.all(np.isfinite(np.diag(cov))):
-        raise StatisticalTrouble(
-            "MixedLM returned non-finite fixed effects or covariance"
-            + (f" ({'; '.join(msgs)})" if msgs else "")
-        )
-    return ModelFit(params, cov, msgs)
-
-
-def gee_reference(y: np.ndarray, X: np.ndarray, groups: np.ndarray) -> ModelFit:
-    """statsmodels GEE, Gaussian identity link, exchangeable working correlation, robust cov."""
-    from statsmodels.genmod import cov_struct, families
-    from statsmodels.genmod.generalized_estimating_equations import GEE
-
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        try:
-            res = GEE(
-                y,
-                X,
-                groups=groups,
-                family=families.Gaussian(),
-                cov_struct=cov_struct.Exchangeable(),
-            ).fit()
-        except ValueError as exc:
-            raise StatisticalTrouble(f"GEE failed: {exc}") from exc
-    msgs = _caught(caught)
-    if getattr(res, "converged", True) is False and not msgs:
-        msgs.append("GEE did not converge")
-    params = np.asarray(res.params, float)
-    cov = np.asarray(res.cov_params(), float)
-    if not np.all(np.isfinite(params)) or not np.all(np.isfinite(np.diag(cov))):
-        raise StatisticalTrouble("GEE returned non-finite coefficients or covariance")
-    return ModelFit(params, cov, msgs)
-
-
 def contrast_rows(
     method: str,
     weeks: tuple[int, ...],
-    fit: ModelFit,
+    fit: engines.MixedFit,
     C: np.ndarray,
     alpha: float,
     n_used: int,
     n_family: int = 0,
 ) -> list[Estimate]:
-    """Wald rows (normal) for each visit contrast; Bonferroni p = min(1, n_family p) if n_family."""
+    """Wald rows (normal) for each visit contrast.
+
+    With ``n_family`` = k > 0 (Bonferroni): p = min(1, k p) and the simultaneous CI at level
+    1 - alpha / k (``ci_level``), so each CI excludes 0 exactly when its p <= alpha.
+    """
     rows = []
     status = WARNING if fit.messages else OK
     msg = "; ".join(fit.messages)
     for w, c in zip(weeks, C):
         est = float(c @ fit.params)
         se = float(np.sqrt(max(c @ fit.cov @ c, 0.0)))
-        p = 2 * ndtr(-abs(est / se)) if se > 0 else np.nan  # = 2 norm.sf(|z|), same numbers
-        if n_family:
-            p = min(1.0, n_family * p)
         rows.append(
             wald_row(
                 method,
@@ -330,57 +179,12 @@ def contrast_rows(
                 se,
                 alpha,
                 n_used,
-                p_value=p,
+                n_family=n_family,
                 status=status,
                 message=msg,
             )
         )
     return rows
-
-
-def bayes_linreg_draw(y: np.ndarray, X: np.ndarray, rng: np.random.Generator):
-    """One posterior draw (beta*, sigma*) of a normal linear model with the reference prior.
-
-    sigma*^2 = RSS / chi2_{n-p} (scaled inverse chi-square), beta* ~ N(beta_hat, sigma*^2 (X'X)^-1)
-    computed through the QR factor R (X'X = R'R): beta* = beta_hat + sigma* R^-1 z.
-    """
-    n, p = X.shape
-    if n - p < 1:
-        raise StatisticalTrouble(f"too few observed values ({n}) for {p} predictors")
-    Q, R = np.linalg.qr(X)
-    d = np.abs(np.diag(R))
-    if d.min() <= 1e-10 * d.max():
-        raise StatisticalTrouble("rank-deficient predictors")
-    beta_hat = np.linalg.solve(R, Q.T @ y)
-    resid = y - X @ beta_hat
-    rss = float(resid @ resid)
-    sigma = np.sqrt(rss / rng.chisquare(n - p))
-    beta = beta_hat + sigma * np.linalg.solve(R, rng.standard_normal(p))
-    return beta, sigma
-
-
-def bayes_linreg_draw_fast(y: np.ndarray, X: np.ndarray, rng: np.random.Generator):
-    """:func:`bayes_linreg_draw` through LAPACK directly (fast engine): the same draw.
-
-    The same Householder QR (``geqrf``, so the same R, signs included), Q'y by ``ormqr``
-    instead of forming Q, triangular solves instead of LU ones, and the same random numbers in
-    the same order: the draw equals :func:`bayes_linreg_draw`'s to rounding (~1e-15).
-    """
-    n, p = X.shape
-    if n - p < 1:
-        raise StatisticalTrouble(f"too few observed values ({n}) for {p} predictors")
-    qr, tau, _, _ = _GEQRF(X)
-    R = np.triu(qr[:p, :p])
-    d = np.abs(np.diagonal(R))
-    if d.min() <= 1e-10 * d.max():
-        raise StatisticalTrouble("rank-deficient predictors")
-    qty, _, _ = _ORMQR("L", "T", qr, tau, y[:, None], max(64, p))
-    beta_hat = _TRTRS(R, qty[:p, 0])[0]
-    resid = y - X @ beta_hat
-    rss = float(resid @ resid)
-    sigma = np.sqrt(rss / rng.chisquare(n - p))
-    beta = beta_hat + sigma * _TRTRS(R, rng.standard_normal(p))[0]
-    return beta, sigma
 
 
 def mice_chain(
@@ -389,16 +193,16 @@ def mice_chain(
     rng: np.random.Generator,
     cycles: int,
     labels: tuple[str, ...],
-    draw=bayes_linreg_draw,
+    engine: str = "fast",
 ) -> np.ndarray:
     """One chain of chained equations for the NaN cells of ``Y`` (n, q); ``P`` complete predictors.
 
     Start: each missing cell drawn from the observed values of its column. Each cycle visits the
     incomplete columns in order; column j is regressed (observed rows) on [P, other columns of
-    the current completed Y], a posterior draw (:func:`bayes_linreg_draw`) is taken and missing
+    the current completed Y], a posterior draw (:func:`estimators.engines.bayes_draw`) is taken and missing
     cells are replaced by X beta* + sigma* N(0, 1). Imputations stay continuous (not rounded
     or clipped to 0-10): rounding biases means and is not needed for a linear analysis model.
-    ``draw``: :func:`bayes_linreg_draw` (reference) or :func:`bayes_linreg_draw_fast`.
+    ``engine``: the engine of the draws (the same numbers in both).
     """
     Yc = Y.copy()
     miss = np.isnan(Y)
@@ -411,7 +215,7 @@ def mice_chain(
             m = miss[:, j]
             X = np.column_stack([P, np.delete(Yc, j, axis=1)])
             try:
-                beta, sigma = draw(Yc[~m, j], X[~m], rng)
+                beta, sigma = engines.bayes_draw(Yc[~m, j], X[~m], rng, engine=engine)
             except StatisticalTrouble as exc:
                 raise StatisticalTrouble(
                     f"imputation model for {labels[j]} is not estimable: {exc}"
@@ -526,9 +330,16 @@ class LinearMixedModel(Estimator):
     design is built explicitly by :func:`visit_design` (no formulas).
     Reports for each post-baseline visit w the group difference b1 + d_w (= difference of the
     model's visit means, the "estimated marginal means compared per visit"), SE from the
-    model-based fixed-effects covariance, normal Wald CI at ``alpha`` (per visit, not
-    Bonferroni-widened) and, if ``bonferroni``, the p-value min(1, 4 p) across the four visits.
-    -> ``nrs_diff_w1``, ``nrs_diff_w4``, ``nrs_diff_w8``, ``nrs_diff_w12``.
+    model-based fixed-effects covariance, normal Wald CI and p-value; with ``bonferroni`` the
+    p-value min(1, 4 p) across the four visits and the matching simultaneous CI at level
+    1 - alpha / 4 (recorded in each row's ``ci_level``), so a CI excludes 0 exactly when its
+    p <= alpha. -> ``nrs_diff_w1``, ``nrs_diff_w4``, ``nrs_diff_w8``, ``nrs_diff_w12``.
+
+    ``adjust_baseline: true`` (the ``lmm_adjusted`` config) adjusts for baseline NRS as trials
+    do: the responses are the post-baseline visits only and nrs0 enters as a fixed effect,
+        NRS_ij = b0 + b1 group_i + sum_w g_w [week_j = w] + sum_w d_w group_i [week_j = w]
+                 + c nrs0_i (+ covariates_i' c2) + u_i0 + e_ij,   w in {4, 8, 12} (week 1 = ref),
+    reporting b1 + d_w at each visit (b1 at week 1); patients without nrs0 are excluded.
 
     Target: marginal mean difference, hypothetical strategy (sim/truth.py). Without covariates the
     contrast is marginal (a difference of arm means); it is unbiased for the causal difference
@@ -547,24 +358,21 @@ class LinearMixedModel(Estimator):
     (boundary) -> status warning with the message. A visit where an arm has no observed NRS is
     dropped from the model and its row fails; no baseline in an arm fails all rows.
 
-    Engines: ``fast`` (default) fits the random-intercept model from the profile likelihood's
-    sufficient statistics (:func:`mixedlm_fast`: statsmodels' BFGS path, hence its numbers,
-    statsmodels' diagnostics and stopping point); ``reference`` uses statsmodels MixedLM
-    (:func:`mixedlm_reference`). Where the fast engine cannot follow statsmodels' path (BFGS
-    fails, or a variance at the boundary 0; rare: none in 800 fits of study-like cohorts) it runs
-    statsmodels for that fit, so the numbers are still the reference's; the rows keep the
-    estimator's engine (``fast``, so a performance table is not split by a data-dependent
-    subset of replications) and their message says so. The fast engine has no random-slope
-    model: with
-    ``random_slope: true`` and ``engine: fast`` the model is fitted by the reference engine, the
-    rows say ``engine = reference`` and their message notes the fallback (with the engine left
-    unset it resolves to ``reference`` silently).
+    Engines: both find the exact profiled (RE)ML optimum of the random-intercept model and
+    report the standard model-based covariance sigma^2 (X' H^-1 X)^-1 of lme4 / SAS
+    (:func:`estimators.engines.mixed_model`): ``fast`` (default) from the profile likelihood's
+    sufficient statistics, ``reference`` from statsmodels MixedLM's own profile score. The
+    fast engine has no random-slope model: with ``random_slope: true`` and ``engine: fast`` the
+    model is fitted by the reference engine (statsmodels' BFGS optimum, gtol 1e-5, covariance by
+    the same formula), the rows say ``engine = reference`` and their message notes the fallback
+    (with the engine left unset it resolves to ``reference`` silently).
     """
 
     covariates: list[str] = field(default_factory=list)
     random_slope: bool = False
     reml: bool = True
     bonferroni: bool = True
+    adjust_baseline: bool = False
     estimands = NRS_ESTIMANDS
     engines = ("reference", "fast")
 
@@ -572,6 +380,11 @@ class LinearMixedModel(Estimator):
         explicit = self.engine not in ("", None)
         super().__post_init__()
         self.covariates = check_covariates(self.name, self.covariates)
+        if "nrs0" in self.covariates and self.adjust_baseline:
+            raise ValueError(
+                f"estimators.{self.name}.covariates: nrs0 is already adjusted for by "
+                "adjust_baseline: true; remove it from covariates"
+            )
         self._engine_note = ""
         if self.random_slope and self.engine == "fast":
             self.engine = "reference"
@@ -585,11 +398,18 @@ class LinearMixedModel(Estimator):
         fast = self.engine == "fast"
         wide = nrs_wide(cohort)
         Z, znames, usable = _covariate_rows(cohort, self.covariates, wide, fast)
+        if self.adjust_baseline:  # baseline NRS as a covariate, post-baseline visits as responses
+            usable &= np.isfinite(wide.nrs0)
+            Z, znames = np.column_stack([wide.nrs0, Z]), ["nrs0", *znames]
         note = "; ".join(filter(None, [_note_dropped(usable, wide), self._engine_note]))
-        weeks, why = _split_estimable(wide, usable, WEEKS)
-        if 0 not in weeks:
-            raise StatisticalTrouble(f"{why[0]} (baseline needed for the group effect)")
-        post = tuple(w for w in weeks if w != 0)
+        if self.adjust_baseline:
+            weeks, why = _split_estimable(wide, usable, POST_WEEKS)
+            post = weeks
+        else:
+            weeks, why = _split_estimable(wide, usable, WEEKS)
+            if 0 not in weeks:
+                raise StatisticalTrouble(f"{why[0]} (baseline needed for the group effect)")
+            post = tuple(w for w in weeks if w != 0)
         if not post:
             return _merge_rows(self.name, NRS_ESTIMANDS, [], why, note)
         pid, week, y = _long(wide, usable, weeks)
@@ -598,25 +418,17 @@ class LinearMixedModel(Estimator):
                 f"NRS is constant (all {y.size} observed values equal {y[0]:g})"
             )
         X, names, C = visit_design(wide.group[pid], week, weeks, Z[pid], znames)
-        if fast:
-            check_full_rank_fast(X, names, "LMM fixed-effects design")
-            fit = mixedlm_fast(y, X, pid, reml=self.reml)
-            if fit is None:  # statsmodels' path not reproducible here: run statsmodels itself
-                fit = mixedlm_reference(y, X, pid, np.ones((y.size, 1)), reml=self.reml)
-                note = "; ".join(filter(None, [note, FAST_LMM_FALLBACK]))
-            n_used = int(np.count_nonzero(pid[1:] != pid[:-1]) + 1)  # pid is sorted
-        else:
-            check_full_rank(X, names, "LMM fixed-effects design")
-            Zre = np.ones((y.size, 1))
-            if self.random_slope:
-                Zre = np.column_stack([Zre, week / 12.0])
-            fit = mixedlm_reference(y, X, pid, Zre, reml=self.reml)
-            n_used = int(np.unique(pid).size)
+        if not self.adjust_baseline:
+            C = C[1:]  # the reference visit is week 0: its group term is the baseline difference
+        (check_full_rank_fast if fast else check_full_rank)(X, names, "LMM fixed-effects design")
+        Zre = np.column_stack([np.ones(y.size), week / 12.0]) if self.random_slope else None
+        fit = engines.mixed_model(y, X, pid, engine=self.engine, reml=self.reml, Z=Zre)
+        n_used = int(np.count_nonzero(pid[1:] != pid[:-1]) + 1)  # pid is sorted
         rows = contrast_rows(
             self.name,
             post,
             fit,
-            C[1:],
+            C,
             self.alpha,
             n_used,
             n_family=len(POST_WEEKS) if self.bonferroni else 0,
@@ -634,7 +446,8 @@ class GeeNRS(Estimator):
                     (+ covariates_i' c2),
     exchangeable working correlation within patient, robust (sandwich) covariance. Reports the
     group difference at each visit (b1 + d_w) with normal Wald CI at ``alpha`` and p-value
-    (Bonferroni min(1, 4 p) if ``bonferroni``) -> ``nrs_diff_w{1,4,8,12}``.
+    (with ``bonferroni``: min(1, 4 p) and the simultaneous CI at 1 - alpha / 4, as ``lmm``)
+    -> ``nrs_diff_w{1,4,8,12}``.
 
     Target: the hypothetical marginal mean difference; the coefficients are conditional on
     baseline NRS (and covariates), which equals the marginal difference in this linear model
@@ -670,7 +483,7 @@ class GeeNRS(Estimator):
         Zb = np.column_stack([wide.nrs0, Z])[pid]
         X, names, C = visit_design(wide.group[pid], week, weeks, Zb, ["nrs0"] + znames)
         check_full_rank(X, names, "GEE design")
-        fit = gee_reference(y, X, pid)
+        fit = engines.gee(y, X, pid, engine=self.engine)
         n_used = int(np.unique(pid).size)
         rows = contrast_rows(
             self.name,
@@ -687,13 +500,13 @@ class GeeNRS(Estimator):
 def _w12_ancova_row(
     est: Estimator, y, wide: NRSWide, Z, znames, usable, note="", label="week-12 NRS"
 ) -> list[Estimate]:
-    r = ancova(
+    r = engines.ancova(
         np.where(usable, y, np.nan),
         wide.group,
         wide.nrs0,
         Z,
         znames,
-        est.engine,
+        engine=est.engine,
         outcome=label,
         base_name="nrs0",
     )
@@ -796,9 +609,9 @@ class AncovaMI(Estimator):
     related to pain). ``impute_dead=True`` imputes them too: the hypothetical "had they lived"
     estimand under MAR. Patients missing covariates are excluded (noted).
 
-    Engines: ``fast`` (default) draws through LAPACK directly (:func:`bayes_linreg_draw_fast`,
-    the same QR and random numbers as :func:`bayes_linreg_draw`) and fits each ANCOVA with the
-    numpy OLS; ``reference`` uses numpy's QR and statsmodels OLS. Same rows to ~1e-12.
+    Engines: ``fast`` (default) draws through LAPACK directly and fits each ANCOVA with the numpy
+    OLS; ``reference`` uses numpy's QR and statsmodels OLS (:func:`estimators.engines.bayes_draw`,
+    :func:`estimators.engines.ancova`: the same QR and random numbers). Same rows to ~1e-12.
     """
 
     m: int = 20
@@ -856,13 +669,19 @@ class AncovaMI(Estimator):
         if np.ptp(y12) == 0:
             raise StatisticalTrouble(f"observed week-12 NRS is constant ({y12[0]:g})")
         P = np.column_stack([np.ones(g.size), g, b, Zu])
-        draw = bayes_linreg_draw_fast if self.engine == "fast" else bayes_linreg_draw
         q, u = np.empty(self.m), np.empty(self.m)
         df_com = np.nan
         for k in range(self.m):
-            Yc = mice_chain(Y, P, rng, self.cycles, labels, draw) if np.isnan(Y).any() else Y
-            r = ancova(
-                Yc[:, -1], g, b, Zu, znames, self.engine, outcome="week-12 NRS", base_name="nrs0"
+            Yc = mice_chain(Y, P, rng, self.cycles, labels, self.engine) if np.isnan(Y).any() else Y
+            r = engines.ancova(
+                Yc[:, -1],
+                g,
+                b,
+                Zu,
+                znames,
+                engine=self.engine,
+                outcome="week-12 NRS",
+                base_name="nrs0",
             )
             q[k], u[k], df_com = r.estimate, r.se**2, r.df
         est, se, df, lam = rubin(q, u, df_com)

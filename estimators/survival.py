@@ -19,23 +19,21 @@ kinds and targets (estimand names as in sim/truth.py):
 Engines (``engine:`` option of every kind here): ``fast`` (the default) runs the numpy kernels of
 :mod:`estimators.fast` on arrays read straight from ``cohort.arrays``
 (:func:`survival_arrays_fast`, :func:`covariate_arrays`); ``reference`` runs lifelines (and
-statsmodels for the propensity model). The Cox fits of the fast engine retrace lifelines' own
-Newton-Raphson path (:func:`estimators.fast.cox.cox_fit_lifelines_path`: same normalisation,
-damped steps, stopping rule and returned iterate), so they agree with ``CoxPHFitter().fit`` at its
-default settings to ~1e-12, including its warnings and errors (re-issued with lifelines'
-classes and texts). Kaplan-Meier medians and CIs, the log-rank test and RMST are closed-form and
-agree to rounding.
+statsmodels for the propensity model). Both go through :mod:`estimators.engines`: the Cox fits
+run Newton-Raphson to the maximum partial likelihood (R's ``coxph``; lifelines with tight
+``fit_options``), the robust SE is R's sandwich with Efron ties, Kaplan-Meier medians follow
+R's ``survfit`` midpoint rule. The engines agree to ~1e-10.
 """
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtri
+from scipy.special import ndtr, ndtri
 
+from palliasim.estimators import engines
 from palliasim.estimators.base import (
     FAILED,
     NAN,
@@ -45,12 +43,14 @@ from palliasim.estimators.base import (
     Estimate,
     Estimator,
     StatisticalTrouble,
-    _warning_messages,
+    add_messages,
+    capture,
     failed_rows,
     register,
     wald_row,
 )
-from palliasim.estimators.continuous import numeric_column
+from palliasim.estimators.engines import km_rmst_variance, peto_logrank  # noqa: F401 (re-export)
+from palliasim.estimators.fast.km import R_TOLERANCE
 
 ENDPOINTS = ("pfs", "os")
 # The measured confounders the truth's adjusted estimands condition on (== sim.truth.ADJUSTMENT_SET;
@@ -118,7 +118,7 @@ def covariate_matrix(cohort, endpoint: str, covariates) -> tuple[pd.DataFrame, i
 
 
 def _float_column(cohort, col: str) -> np.ndarray:
-    a = numeric_column(cohort, col)
+    a = cohort.numeric_column(col)
     return cohort.patients[col].to_numpy(dtype=float) if a is None else a
 
 
@@ -139,7 +139,7 @@ def covariate_arrays(cohort, endpoint: str, covariates):
     unknown) covariate the pandas :func:`covariate_matrix` builds the same columns (or raises)."""
     cols = []
     for c in covariates:
-        a = numeric_column(cohort, c)
+        a = cohort.numeric_column(c)
         if a is None:
             df, dropped = covariate_matrix(cohort, endpoint, covariates)
             names = [c for c in df.columns if c not in ("_time", "_event", "group")]
@@ -163,30 +163,30 @@ def covariate_arrays(cohort, endpoint: str, covariates):
     return t, e, g, X, list(covariates), dropped
 
 
-def _reissue(res) -> None:
-    """Issue the warnings, and raise the error, lifelines would have for this fit."""
-    if res.warnings:
-        from lifelines.exceptions import ConvergenceWarning
-        from scipy.linalg import LinAlgWarning
-
-        cats = {"ConvergenceWarning": ConvergenceWarning, "LinAlgWarning": LinAlgWarning}
-        for cat, text in res.warnings:
-            warnings.warn(text, cats[cat], stacklevel=3)
-    if res.error:
-        from lifelines.exceptions import ConvergenceError
-
-        raise ConvergenceError(res.error)
+def _cox_group(t, e, X, names, alpha, engine, weights=None):
+    """(estimate, se, ci_low, ci_high, p) of the first column (group): Wald normal."""
+    fit = engines.cox(t, e, X, names, engine=engine, weights=weights, robust=weights is not None)
+    b, se = float(fit.params[0]), float(fit.se[0])
+    q = ndtri(1 - alpha / 2)
+    p = 2 * ndtr(-abs(b / se)) if se > 0 else NAN
+    return b, se, float(b - q * se), float(b + q * se), float(p)
 
 
-def _cox_fast(t, e, X, names, alpha, weights=None):
-    """(estimate, se, ci_low, ci_high, p) of the first column by the lifelines-path Cox fit."""
-    from palliasim.estimators.fast.cox import cox_fit_lifelines_path
-
-    res = cox_fit_lifelines_path(t, e, X, weights=weights, robust=weights is not None, names=names)
-    _reissue(res)
-    b, se = float(res.params[0]), float(res.bse[0])
-    q = ndtri(1 - alpha / 2)  # lifelines' inv_normal_cdf(1 - alpha / 2)
-    return b, se, float(b - q * se), float(b + q * se), float(res.pvalues[0])
+def analysis_arrays(cohort, endpoint: str, covariates, engine: str):
+    """(time, event, group, X, names, dropped) of the complete cases: :func:`covariate_arrays`
+    (from ``cohort.arrays``, fast engine) or :func:`covariate_matrix` (pandas, reference)."""
+    if engine == "fast":
+        return covariate_arrays(cohort, endpoint, covariates)
+    df, dropped = covariate_matrix(cohort, endpoint, covariates)
+    names = [c for c in df.columns if c not in ("_time", "_event", "group")]
+    return (
+        df["_time"].to_numpy(dtype=float),
+        df["_event"].to_numpy(dtype=float),
+        df["group"].to_numpy(dtype=float),
+        df[names].to_numpy(dtype=float).reshape(len(df), len(names)),
+        names,
+        dropped,
+    )
 
 
 def check_arms(t: np.ndarray, e: np.ndarray, g: np.ndarray, endpoint: str) -> None:
@@ -208,8 +208,10 @@ def check_arms(t: np.ndarray, e: np.ndarray, g: np.ndarray, endpoint: str) -> No
 def km_medians_resampled(time: np.ndarray, event: np.ndarray, idx: np.ndarray) -> np.ndarray:
     """Kaplan-Meier medians of the resamples ``time[idx[b]], event[idx[b]]`` (idx: (B, n) ints).
 
-    Same definition and arithmetic as lifelines (S = exp(cumsum(log(n - d) - log(n))), median =
-    smallest time with S <= 0.5, inf if never), vectorised over resamples via multiplicities.
+    Same curve arithmetic as the engines (S = exp(cumsum(log(n - d) - log(n)))) and R's median
+    rule (:func:`estimators.fast.km.r_quantile`: the midpoint of a flat stretch at 0.5 within
+    sqrt(eps), to the resample's last time if the curve ends there; inf if never reached),
+    vectorised over resamples via multiplicities.
     """
     uniq, inv = np.unique(time, return_inverse=True)
     b, m = idx.shape[0], uniq.size
@@ -220,49 +222,16 @@ def km_medians_resampled(time: np.ndarray, event: np.ndarray, idx: np.ndarray) -
     with np.errstate(divide="ignore", invalid="ignore"):
         term = np.log(at_risk - deaths) - np.log(at_risk)
     term = np.where(removed > 0, term, 0.0)
-    hit = np.exp(np.cumsum(term, axis=1)) <= 0.5
-    return np.where(hit.any(axis=1), uniq[hit.argmax(axis=1)], np.inf)
-
-
-def km_rmst_variance(kmf, horizon: float) -> float:
-    """Greenwood-type variance of the Kaplan-Meier RMST up to ``horizon``.
-
-    Var = sum_{t_j <= tau} A_j^2 d_j / (n_j (n_j - d_j)), A_j = int_{t_j}^{tau} S(u) du (terms
-    with n_j = d_j are 0), as in R's survRM2 and survival::survfit(rmean). NB lifelines'
-    ``restricted_mean_survival_time(..., return_variance=True)`` returns Var[min(T, tau)] under the
-    fitted curve, the variance of one patient's restricted time, not of the estimator.
-    """
-    et = kmf.event_table
-    times = et.index.to_numpy(dtype=float)
-    d = et["observed"].to_numpy(dtype=float)
-    n = et["at_risk"].to_numpy(dtype=float)
-    keep = (times <= horizon) & (d > 0)
-    tj, dj, nj = times[keep], d[keep], n[keep]
-    s = np.exp(np.cumsum(np.log(nj - dj) - np.log(nj)))  # S just after each event time
-    knots = np.append(tj, horizon)
-    area = s * np.diff(knots)  # area under S from t_j to the next event time (or tau)
-    a = np.cumsum(area[::-1])[::-1]  # A_j
-    with np.errstate(divide="ignore", invalid="ignore"):
-        w = np.where(nj > dj, dj / (nj * (nj - dj)), 0.0)
-    return float(np.sum(a**2 * w))
-
-
-def peto_logrank(t: np.ndarray, e: np.ndarray, g: np.ndarray) -> tuple[float, float]:
-    """(O - E, V) for group 1 over the distinct event times (hypergeometric variance)."""
-    ev = e > 0
-    ut = np.unique(t[ev])
-    ts1 = np.sort(t[g == 1])
-    ts = np.sort(t)
-    n = ts.size - np.searchsorted(ts, ut, side="left")
-    n1 = ts1.size - np.searchsorted(ts1, ut, side="left")
-    pos = np.searchsorted(ut, t[ev])
-    d = np.bincount(pos, minlength=ut.size).astype(float)
-    d1 = np.bincount(pos, weights=(g[ev] == 1).astype(float), minlength=ut.size)
-    frac = n1 / n
-    o_minus_e = float(np.sum(d1 - d * frac))
-    with np.errstate(divide="ignore", invalid="ignore"):
-        v = np.where(n > 1, d * frac * (1 - frac) * (n - d) / (n - 1), 0.0)
-    return o_minus_e, float(np.sum(v))
+    S = np.exp(np.cumsum(term, axis=1))  # non-increasing: "any" = the last column
+    hit1 = S <= 0.5 + R_TOLERANCE
+    hit2 = S <= 0.5 - R_TOLERANCE
+    any1, any2 = hit1[:, -1], hit2[:, -1]
+    x1 = uniq[hit1.argmax(axis=1)]
+    x2 = uniq[hit2.argmax(axis=1)]
+    xmax = time[idx].max(axis=1)
+    ends_flat = np.abs(S[:, -1] - 0.5) < R_TOLERANCE
+    med = np.where(ends_flat, (x1 + xmax) / 2, np.where(any2, (x1 + x2) / 2, np.inf))
+    return np.where(any1, med, np.inf)
 
 
 def _exception_message(exc: BaseException) -> str:
@@ -316,18 +285,12 @@ class _SurvivalEstimator(Estimator):
 
     def _guarded(self, fn, ep: str) -> list[Estimate]:
         """Run ``fn``; statistical exceptions -> failed rows, warnings -> that endpoint's rows."""
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
+        with capture() as msgs:
             try:
                 rows = fn()
             except STATISTICAL_EXCEPTIONS as exc:
                 rows = failed_rows(self.name, self._targets_for(ep), _exception_message(exc))
-        msgs = _warning_messages(caught)
-        if msgs:
-            for r in rows:
-                if r.status == OK:
-                    r.status = WARNING
-                r.message = "; ".join(filter(None, [r.message, msgs]))
+        add_messages(rows, msgs)
         return rows
 
 
@@ -336,18 +299,21 @@ class _SurvivalEstimator(Estimator):
 class KMMedian(_SurvivalEstimator):
     """Kaplan-Meier median survival per group and the difference of medians.
 
-    Model: nonparametric Kaplan-Meier estimator per group (lifelines ``KaplanMeierFitter``);
-    median = smallest t with S(t) <= 0.5. Estimands ``{ep}_median_0``, ``{ep}_median_1`` (medians
-    of the potential survival times T(0), T(1)) and ``{ep}_median_diff`` (observation - control);
-    all marginal (unadjusted), hence unbiased only without confounding.
-    Inference: per-group CI from lifelines (median of the pointwise log(-log) band of S, the
-    Brookmeyer-Crowley-type interval); SE of every row and the CI of the difference from a
-    percentile bootstrap with ``n_boot`` resamples of patients, stratified by group (the same
-    resamples serve both endpoints), drawn only from the ``rng`` passed to ``fit``. Resample
-    medians use the exact lifelines arithmetic, vectorised. No p-value (NaN): the bootstrap gives
-    no test of the null of equal medians without a further choice. Resamples whose median is not
-    reached are dropped from SE/CI and the row becomes a warning saying how many.
-    A median not reached in the data -> that group's rows fail ("median not reached in group g").
+    Model: nonparametric Kaplan-Meier estimator per group; median by R's ``survfit`` rule (the
+    first t with S(t) <= 0.5, or the midpoint of a stretch where S = 0.5 within sqrt(eps),
+    :func:`estimators.fast.km.r_quantile`). Estimands ``{ep}_median_0``, ``{ep}_median_1``
+    (medians of the potential survival times T(0), T(1)) and ``{ep}_median_diff`` (observation
+    - control, consistent as the difference of two consistent medians); all marginal
+    (unadjusted), hence unbiased only without confounding.
+    Inference. Per group: CI = the median of the pointwise log(-log) band of S (Brookmeyer-
+    Crowley type, R's ``survfit(conf.type = "log-log")``), p-value NaN (no null for one median).
+    SE of every row: the SD of the medians over ``n_boot`` bootstrap resamples of patients,
+    stratified by group (the same resamples serve both endpoints), drawn only from the ``rng``
+    passed to ``fit``. Difference: normal (Wald) CI = difference +/- z SE_boot and two-sided
+    p-value 2 Phi(-|difference / SE_boot|) (so CI and p agree), testing equal medians.
+    Resamples whose median is not reached are dropped from the SE and the row becomes a
+    warning saying how many. A median not reached in the data -> that group's rows fail
+    ("median not reached in group g").
     """
 
     n_boot: int = 200
@@ -386,21 +352,11 @@ class KMMedian(_SurvivalEstimator):
         return rows
 
     def _median_ci(self, t, e):
-        """(median, ci_low, ci_high) of one group with lifelines' conventions."""
-        if self.engine == "fast":
-            from palliasim.estimators.fast import km_median
-
-            r = km_median(t, e, alpha=self.alpha)
-            return float(r.median), r.ci_lower, r.ci_upper
-        from lifelines import KaplanMeierFitter
-        from lifelines.utils import median_survival_times
-
-        kmf = KaplanMeierFitter(alpha=self.alpha).fit(t, e)
-        m = float(kmf.median_survival_time_)
-        if not np.isfinite(m):
-            return m, NAN, NAN
-        ci = median_survival_times(kmf.confidence_interval_).to_numpy(dtype=float).ravel()
-        return m, ci[0], ci[1]
+        """(median, ci_low, ci_high) of one group (R's survfit conventions, log(-log) CI)."""
+        r = engines.km_median(t, e, self.alpha, engine=self.engine)
+        if not np.isfinite(r.median):
+            return r.median, NAN, NAN
+        return r
 
     def _fit_endpoint(self, cohort, ep, idx) -> list[Estimate]:
         if self.engine == "fast":
@@ -462,21 +418,20 @@ class KMMedian(_SurvivalEstimator):
                 )
             )
             return rows
-        d = boot[1] - boot[0]
-        se, note = _boot_sd(d)
-        fin = d[np.isfinite(d)]
-        lo, hi = (
-            np.quantile(fin, [self.alpha / 2, 1 - self.alpha / 2]) if fin.size >= 2 else (NAN, NAN)
-        )
+        se, note = _boot_sd(boot[1] - boot[0])
+        if not se > 0:
+            why = f"bootstrap SE of the {ep} median difference is 0 or undefined"
+            rows.append(
+                Estimate(self.name, name, status=FAILED, n_used=int(t_all.size), message=why)
+            )
+            return rows
         rows.append(
-            Estimate(
+            wald_row(
                 self.name,
                 name,
                 med[1] - med[0],
                 se,
-                float(lo),
-                float(hi),
-                NAN,
+                self.alpha,
                 int(t_all.size),
                 status=WARNING if note else OK,
                 message=note,
@@ -512,23 +467,10 @@ class LogRank(_SurvivalEstimator):
         return (f"{ep}_loghr",)
 
     def _fit_endpoint(self, cohort, ep, rng) -> list[Estimate]:
-        if self.engine == "fast":
-            from palliasim.estimators.fast import logrank_test as logrank_fast
-
-            t, e, g = survival_arrays_fast(cohort, ep)
-            check_arms(t, e, g, ep)
-            res = logrank_fast(t, e, g == 1)
-            # the kernel's O - E and hypergeometric V for group 1 are Peto's (same sums)
-            o_e, v = float(res.observed[1] - res.expected[1]), float(res.variance)
-            if res.status != "ok" and v > 0:
-                raise StatisticalTrouble(f"log-rank test ({ep}): {res.message}")
-        else:
-            from lifelines.statistics import logrank_test
-
-            t, e, g = survival_arrays(cohort, ep)
-            check_arms(t, e, g, ep)
-            res = logrank_test(t[g == 1], t[g == 0], e[g == 1], e[g == 0])
-            o_e, v = peto_logrank(t, e, g)
+        t, e, g = (survival_arrays_fast if self.engine == "fast" else survival_arrays)(cohort, ep)
+        check_arms(t, e, g, ep)
+        res = engines.logrank(t, e, g, engine=self.engine)
+        o_e, v = res.o_minus_e, res.variance
         if not v > 0:
             raise StatisticalTrouble(f"zero log-rank variance ({ep})")
         return [
@@ -539,7 +481,7 @@ class LogRank(_SurvivalEstimator):
                 1 / np.sqrt(v),
                 self.alpha,
                 t.size,
-                p_value=float(res.p_value),
+                p_value=res.p_value,
             )
         ]
 
@@ -568,44 +510,21 @@ class Cox(_SurvivalEstimator):
         return (f"{ep}_loghr_adj" if self.covariates else f"{ep}_loghr",)
 
     def _fit_endpoint(self, cohort, ep, rng) -> list[Estimate]:
-        if self.engine == "fast":
-            t, e, g, Xc, names, dropped = covariate_arrays(cohort, ep, self.covariates)
-            check_arms(t, e, g, ep)
-            X = np.column_stack([g, Xc]) if Xc.shape[1] else g[:, None]
-            out = _cox_fast(t, e, X, ["group", *names], self.alpha)
-            return [_cox_row_fast(self.name, self._targets_for(ep)[0], out, t.size, dropped)]
-        from lifelines import CoxPHFitter
-
-        df, dropped = covariate_matrix(cohort, ep, self.covariates)
-        check_arms(df["_time"].to_numpy(), df["_event"].to_numpy(), df["group"].to_numpy(), ep)
-        cph = CoxPHFitter(alpha=self.alpha).fit(df, "_time", "_event")
-        return [_cox_row(self.name, self._targets_for(ep)[0], cph, len(df), dropped)]
+        t, e, g, Xc, names, dropped = analysis_arrays(cohort, ep, self.covariates, self.engine)
+        check_arms(t, e, g, ep)
+        X = np.column_stack([g, Xc]) if Xc.shape[1] else g[:, None]
+        out = _cox_group(t, e, X, ["group", *names], self.alpha, self.engine)
+        return [_cox_row(self.name, self._targets_for(ep)[0], out, t.size, dropped)]
 
 
 def _dropped_message(dropped: int) -> str:
     return f"complete cases: {dropped} rows with missing covariates dropped" if dropped else ""
 
 
-def _cox_row_fast(method: str, estimand: str, out, n_used: int, dropped: int) -> Estimate:
+def _cox_row(method: str, estimand: str, out, n_used: int, dropped: int) -> Estimate:
     b, se, lo, hi, p = out
     return Estimate(
         method, estimand, b, se, lo, hi, p, int(n_used), message=_dropped_message(dropped)
-    )
-
-
-def _cox_row(method: str, estimand: str, cph, n_used: int, dropped: int) -> Estimate:
-    ci = cph.confidence_intervals_.loc["group"].to_numpy(dtype=float)
-    msg = _dropped_message(dropped)
-    return Estimate(
-        method,
-        estimand,
-        float(cph.params_["group"]),
-        float(cph.standard_errors_["group"]),
-        float(ci[0]),
-        float(ci[1]),
-        float(cph.summary.loc["group", "p"]),
-        int(n_used),
-        message=msg,
     )
 
 
@@ -638,16 +557,21 @@ class IPTWCox(_SurvivalEstimator):
     def _targets_for(self, ep):
         return (f"{ep}_loghr",)
 
-    def weights(self, df: pd.DataFrame) -> np.ndarray:
-        """Stabilized (and possibly truncated) weights for the analysis frame ``df``."""
-        import statsmodels.api as sm
-
-        a = df["group"].to_numpy(dtype=float)
-        cols = [c for c in df.columns if c not in ("_time", "_event", "group")]
-        x = sm.add_constant(df[cols].to_numpy(dtype=float), has_constant="add")
-        res = sm.Logit(a, x).fit(disp=0, maxiter=100)
-        ps = np.asarray(res.predict(x), dtype=float)
-        return self._stabilized(a, ps)
+    def weights(self, a: np.ndarray, Xc: np.ndarray) -> np.ndarray:
+        """Stabilized (and possibly truncated) weights from the propensity Logit (intercept +
+        covariates ``Xc``) by :func:`estimators.engines.logit`."""
+        x = np.column_stack([np.ones(a.size), Xc])
+        labels = ["Intercept", *[f"x{j}" for j in range(Xc.shape[1])]]
+        try:
+            fit = engines.logit(a, x, labels, "propensity model", engine=self.engine)
+        except StatisticalTrouble as exc:
+            if "separation" in str(exc) or "numerically 0 or 1" in str(exc):
+                raise StatisticalTrouble(
+                    "propensity scores at 0 or 1 (separation): positivity violated, weights "
+                    "undefined"
+                ) from None
+            raise
+        return self._stabilized(a, fit.mu)
 
     def _stabilized(self, a: np.ndarray, ps: np.ndarray) -> np.ndarray:
         if not np.all(np.isfinite(ps)) or np.any(ps < _PS_EPS) or np.any(ps > 1 - _PS_EPS):
@@ -661,53 +585,12 @@ class IPTWCox(_SurvivalEstimator):
             w = np.clip(w, lo, hi)
         return w
 
-    def weights_fast(self, a: np.ndarray, Xc: np.ndarray) -> np.ndarray:
-        """:meth:`weights` by the fast engine: the propensity Logit (Newton, at most 100
-        iterations as statsmodels') by :func:`estimators.fast.logistic_fit`."""
-        from scipy.special import expit
-
-        from palliasim.estimators.fast import logistic_fit
-
-        x = np.column_stack([np.ones(a.size), Xc])
-        r = logistic_fit(a, x, maxiter=100, tol=1e-10, check_separation=False)
-        if r.status != "ok":
-            from statsmodels.tools.sm_exceptions import ConvergenceWarning
-
-            from palliasim.estimators.fast.logistic import is_separated
-
-            if "singular" in r.message:  # what statsmodels' Newton step raises
-                raise np.linalg.LinAlgError("Singular matrix")
-            warnings.warn(
-                "Maximum Likelihood optimization failed to converge. Check mle_retvals",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
-            if is_separated(a, x):  # statsmodels' iterates diverge: scores reach 0 or 1
-                raise StatisticalTrouble(
-                    "propensity scores at 0 or 1 (separation): positivity violated, weights "
-                    "undefined"
-                )
-        return self._stabilized(a, expit(x @ r.params))
-
     def _fit_endpoint(self, cohort, ep, rng) -> list[Estimate]:
-        if self.engine == "fast":
-            t, e, g, Xc, names, dropped = covariate_arrays(cohort, ep, self.covariates)
-            check_arms(t, e, g, ep)
-            w = self.weights_fast(g, Xc)
-            out = _cox_fast(t, e, g[:, None], ["group"], self.alpha, weights=w)
-            return [_cox_row_fast(self.name, f"{ep}_loghr", out, t.size, dropped)]
-        from lifelines import CoxPHFitter
-
-        df, dropped = covariate_matrix(cohort, ep, self.covariates)
-        check_arms(df["_time"].to_numpy(), df["_event"].to_numpy(), df["group"].to_numpy(), ep)
-        w = self.weights(df)
-        fit_df = pd.DataFrame(
-            {"_time": df["_time"], "_event": df["_event"], "group": df["group"], "_w": w}
-        )
-        cph = CoxPHFitter(alpha=self.alpha).fit(
-            fit_df, "_time", "_event", weights_col="_w", robust=True
-        )
-        return [_cox_row(self.name, f"{ep}_loghr", cph, len(df), dropped)]
+        t, e, g, Xc, names, dropped = analysis_arrays(cohort, ep, self.covariates, self.engine)
+        check_arms(t, e, g, ep)
+        w = self.weights(g, Xc)
+        out = _cox_group(t, e, g[:, None], ["group"], self.alpha, self.engine, weights=w)
+        return [_cox_row(self.name, f"{ep}_loghr", out, t.size, dropped)]
 
 
 @register("rmst")
@@ -750,18 +633,7 @@ class RMST(_SurvivalEstimator):
                     f"horizon {self.horizon:g} months is beyond the last {ep} follow-up time "
                     f"({ta.max():.3g} months) in group {a}"
                 )
-            if fast:
-                from palliasim.estimators.fast import rmst
-
-                r = rmst(ta, ea, self.horizon)
-                est[a], var[a] = float(r.rmst), float(r.se) ** 2
-                continue
-            from lifelines import KaplanMeierFitter
-            from lifelines.utils import restricted_mean_survival_time
-
-            kmf = KaplanMeierFitter(alpha=self.alpha).fit(ta, ea)
-            est[a] = float(restricted_mean_survival_time(kmf, t=self.horizon))
-            var[a] = km_rmst_variance(kmf, self.horizon)
+            est[a], var[a] = engines.rmst(ta, ea, self.horizon, engine=self.engine)
         se = float(np.sqrt(var[0] + var[1]))
         if not se > 0:
             raise StatisticalTrouble(f"zero variance of the {ep} RMST difference")

@@ -6,8 +6,8 @@ operating characteristics can be evaluated:
 - ``ae_tests`` (:class:`AETests`): Table 2, one risk difference and test per adverse-event type.
 - ``balance`` (:class:`Balance`): Table 1, the baseline "balance" tests.
 
-Also the shared 2 x 2 helpers used by ``estimators.binary`` (Wilson and Newcombe intervals, the
-Wald risk-difference SE, and the study's chi-square / Fisher rule).
+The 2 x 2 helpers (Wilson and Newcombe intervals, the Wald risk-difference SE, the study's
+chi-square / Fisher rule) are shared with ``estimators.binary`` from :mod:`estimators.design`.
 
 The study's test rule ("chi-square / Fisher"): Pearson's chi-square without continuity
 correction, replaced by Fisher's exact test when any expected count is below 5. For 2 x 2 tables
@@ -32,6 +32,16 @@ from palliasim.estimators.base import (
     StatisticalTrouble,
     failed_rows,
     register,
+)
+from palliasim.estimators.design import (  # noqa: F401  (wilson, rd_wald, table_test: re-exported)
+    CI_METHODS,
+    TEST_RULES,
+    binary_row,
+    check_choice,
+    newcombe_diff,
+    rd_wald,
+    table_test,
+    wilson,
 )
 
 #: the adverse-event types of the study's Table 2 (columns ``ae_<type>`` of Cohort.patients).
@@ -64,109 +74,9 @@ BALANCE_COVARIATES = (
 )
 #: the study's ECOG bands (Table 1): 0-1, 2, 3-4.
 ECOG_BANDS = ((0, 1), (2, 2), (3, 4))
-TEST_RULES = ("study", "chi2", "fisher")
-CI_METHODS = ("newcombe", "wald")
-FISHER_RESAMPLES = 9999
 
 
 # --------------------------------------------------------------------------- 2 x 2 helpers
-def wilson(x: float, n: float, z: float) -> tuple[float, float]:
-    """Wilson score interval for a proportion x / n (no continuity correction)."""
-    p = x / n
-    denom = 1.0 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return float(max(centre - half, 0.0)), float(min(centre + half, 1.0))
-
-
-def newcombe_diff(x1: float, n1: float, x0: float, n0: float, alpha: float) -> tuple[float, float]:
-    """Newcombe's hybrid score interval (Newcombe 1998, method 10) for p1 - p0.
-
-    L = d - sqrt((p1 - l1)^2 + (u0 - p0)^2), U = d + sqrt((u1 - p1)^2 + (p0 - l0)^2), with
-    (l_a, u_a) the Wilson intervals of each arm. Same as statsmodels'
-    ``confint_proportions_2indep(method="newcomb", compare="diff")``.
-    """
-    z = stats.norm.ppf(1 - alpha / 2)
-    p1, p0 = x1 / n1, x0 / n0
-    l1, u1 = wilson(x1, n1, z)
-    l0, u0 = wilson(x0, n0, z)
-    d = p1 - p0
-    return (
-        float(d - np.sqrt((p1 - l1) ** 2 + (u0 - p0) ** 2)),
-        float(d + np.sqrt((u1 - p1) ** 2 + (p0 - l0) ** 2)),
-    )
-
-
-def rd_wald(x1: float, n1: float, x0: float, n0: float) -> tuple[float, float]:
-    """Risk difference p1 - p0 and its unpooled (Wald) standard error."""
-    p1, p0 = x1 / n1, x0 / n0
-    return float(p1 - p0), float(np.sqrt(p1 * (1 - p1) / n1 + p0 * (1 - p0) / n0))
-
-
-def table_test(
-    table,
-    rule: str = "study",
-    rng: np.random.Generator | None = None,
-    n_resamples: int = FISHER_RESAMPLES,
-) -> tuple[float, float, str]:
-    """(p-value, Pearson chi-square statistic, test name) of independence in a 2 x K table.
-
-    ``rule``: ``"chi2"`` Pearson without continuity correction; ``"fisher"`` Fisher's exact
-    (Monte Carlo Fisher-Freeman-Halton beyond 2 x 2, drawing from ``rng``); ``"study"`` Fisher
-    when any expected count is below 5, else chi-square. Empty rows/columns are dropped first; a
-    table left with one row or column carries no evidence (p = 1, statistic 0, as Fisher).
-    """
-    t = np.asarray(table, dtype=np.int64)
-    t = t[t.sum(axis=1) > 0][:, t.sum(axis=0) > 0]
-    if t.ndim != 2 or min(t.shape) < 2:
-        return 1.0, 0.0, "degenerate table"
-    n = t.sum()
-    expected = np.outer(t.sum(axis=1), t.sum(axis=0)) / n
-    chi2 = float(((t - expected) ** 2 / expected).sum())
-    use_fisher = rule == "fisher" or (rule == "study" and expected.min() < 5)
-    if not use_fisher:
-        return float(stats.chi2.sf(chi2, (t.shape[0] - 1) * (t.shape[1] - 1))), chi2, "chi-square"
-    if t.shape == (2, 2):
-        return float(stats.fisher_exact(t).pvalue), chi2, "Fisher exact"
-    if rng is None:
-        # deterministic given the data when the caller passes no generator (never global RNG)
-        rng = np.random.default_rng(0)
-    method = stats.MonteCarloMethod(n_resamples=n_resamples, rng=rng)
-    return float(stats.fisher_exact(t, method=method).pvalue), chi2, "Fisher exact (Monte Carlo)"
-
-
-def _check_choice(name: str, option: str, value, allowed) -> None:
-    if value not in allowed:
-        raise ValueError(
-            f"estimators.{name}.{option}='{value}' is not available; "
-            f"allowed values: {', '.join(allowed)}"
-        )
-
-
-def _binary_row(
-    method: str,
-    estimand: str,
-    x1: int,
-    n1: int,
-    x0: int,
-    n0: int,
-    alpha: float,
-    ci: str,
-    rule: str,
-    rng,
-) -> Estimate:
-    """Risk difference (group 1 - group 0) with Wald SE, Newcombe/Wald CI and table test p."""
-    rd, se = rd_wald(x1, n1, x0, n0)
-    if ci == "newcombe":
-        lo, hi = newcombe_diff(x1, n1, x0, n0, alpha)
-    else:
-        q = stats.norm.ppf(1 - alpha / 2)
-        lo, hi = rd - q * se, rd + q * se
-    p, _, test = table_test([[n0 - x0, x0], [n1 - x1, x1]], rule, rng)
-    msg = "no events in either arm" if x1 + x0 == 0 else ""
-    return Estimate(method, estimand, rd, se, lo, hi, p, int(n1 + n0), message=msg)
-
-
 def _group_array(patients: pd.DataFrame) -> np.ndarray:
     if "group" not in patients:
         raise StatisticalTrouble("cohort has no 'group' column")
@@ -201,8 +111,8 @@ class AETests(Estimator):
 
     def __post_init__(self):
         super().__post_init__()
-        _check_choice(self.name, "ci", self.ci, CI_METHODS)
-        _check_choice(self.name, "test", self.test, TEST_RULES)
+        check_choice(self.name, "ci", self.ci, CI_METHODS)
+        check_choice(self.name, "test", self.test, TEST_RULES)
 
     def targets(self) -> tuple[str, ...]:
         return tuple(f"ae_{t}_rd" for t in (self.types or AE_TYPES))
@@ -247,7 +157,7 @@ class AETests(Estimator):
                 continue
             x1, x0 = int(np.sum(v[ok & (g == 1)])), int(np.sum(v[ok & (g == 0)]))
             rows.append(
-                _binary_row(self.name, est, x1, n1, x0, n0, self.alpha, self.ci, self.test, rng)
+                binary_row(self.name, est, x1, n1, x0, n0, self.alpha, self.ci, self.test, rng)
             )
         return rows
 
@@ -291,11 +201,11 @@ class Balance(Estimator):
 
     def __post_init__(self):
         super().__post_init__()
-        _check_choice(
+        check_choice(
             self.name, "continuous_test", self.continuous_test, ("t", "welch", "mannwhitney")
         )
-        _check_choice(self.name, "ci", self.ci, CI_METHODS)
-        _check_choice(self.name, "test", self.test, TEST_RULES)
+        check_choice(self.name, "ci", self.ci, CI_METHODS)
+        check_choice(self.name, "test", self.test, TEST_RULES)
 
     def _covariates(self) -> list[str]:
         return list(self.covariates) if self.covariates else list(BALANCE_COVARIATES)
@@ -360,7 +270,7 @@ class Balance(Estimator):
             if n1 == 0 or n0 == 0:
                 raise StatisticalTrouble(f"'{c}' is missing for every patient of an arm")
             x1, x0 = int(v[ok & (g == 1)].sum()), int(v[ok & (g == 0)].sum())
-            return _binary_row(self.name, est, x1, n1, x0, n0, self.alpha, self.ci, self.test, rng)
+            return binary_row(self.name, est, x1, n1, x0, n0, self.alpha, self.ci, self.test, rng)
         return self._continuous(est, v[ok & (g == 1)], v[ok & (g == 0)])
 
     def _continuous(self, est: str, v1: np.ndarray, v0: np.ndarray) -> Estimate:

@@ -19,8 +19,8 @@ import yaml
 from scipy import stats
 from statsmodels.genmod import cov_struct
 
-from palliasim.estimators import build_estimator
-from palliasim.estimators.base import FAILED, OK, REGISTRY, WARNING
+from palliasim.estimators import build_estimator, engines
+from palliasim.estimators.base import FAILED, OK, REGISTRY, WARNING, wald_row
 from palliasim.estimators.continuous import W12_OUTCOMES, w12_outcome
 from palliasim.estimators.longitudinal import NRS_ESTIMANDS, POST_WEEKS, locf, rubin
 from palliasim.sim import generate, load_scenario, rng_for, truth
@@ -76,32 +76,84 @@ def _contrast(params, cov, names):
     ],
 )
 def test_lmm_matches_mixedlm_formula(study, opts, formula, re_formula):
-    v = _observed_visits(study)
+    v = _observed_visits(study).sort_values(["id", "week"], kind="stable").reset_index(drop=True)
+    reml = opts.get("reml", True)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        ref = smf.mixedlm(formula, v, groups=v["id"], re_formula=re_formula).fit(
-            reml=opts.get("reml", True)
-        )
+        md = smf.mixedlm(formula, v, groups=v["id"], re_formula=re_formula)
+        if re_formula is None:  # random intercept: statsmodels at its exact optimum
+            L = np.sqrt(engines.mixedlm_gamma(md, reml))
+            ref = md.fit(reml=reml, start_params=np.array([L]), method="bfgs", gtol=np.inf)
+        else:  # random slope: statsmodels' own optimiser (the reference engine's convention)
+            ref = md.fit(reml=reml)
+    Z = md.exog_re
+    # the standard covariance (X' V^-1 X)^-1 of lme4 / SAS at statsmodels' estimates
+    cov = pd.DataFrame(
+        engines.fe_covariance(md.exog, v["id"].to_numpy(), Z, np.asarray(ref.cov_re), ref.scale),
+        index=md.exog_names,
+        columns=md.exog_names,
+    )
     rows = _fit("lmm", study, **opts)
     assert [r.estimand for r in rows] == list(NRS_ESTIMANDS)
-    cov = ref.cov_params()
+    tol = 1e-8 if re_formula is None else 1e-6
+    z = stats.norm.ppf(1 - 0.05 / 8)  # Bonferroni over 4 visits: simultaneous 1 - 0.05/4
     for r, w in zip(rows, POST_WEEKS):
         est, se = _contrast(ref.params, cov, ["group", f"C(week)[T.{w}]:group"])
         assert r.status == OK, r.message
-        assert r.estimate == pytest.approx(est, abs=1e-6)
-        assert r.se == pytest.approx(se, rel=1e-5)
+        assert r.estimate == pytest.approx(est, rel=tol, abs=1e-10)
+        assert r.se == pytest.approx(se, rel=tol)
         p_raw = 2 * stats.norm.sf(abs(est / se))
-        assert r.p_value == pytest.approx(min(1.0, 4 * p_raw), rel=1e-5)
-        assert r.ci_low == pytest.approx(est - 1.959964 * se, abs=1e-5)
+        assert r.p_value == pytest.approx(min(1.0, 4 * p_raw), rel=1e-6)
+        assert r.ci_low == pytest.approx(est - z * se, rel=1e-6)
+        assert r.ci_level == pytest.approx(1 - 0.05 / 4)
         assert r.n_used == v["id"].nunique()
 
 
-def test_lmm_bonferroni_off_gives_raw_p(study):
+def test_lmm_adjusted_adjusts_for_baseline_nrs(study):
+    v = _observed_visits(study)
+    v = v[v["week"] > 0].sort_values(["id", "week"], kind="stable").reset_index(drop=True)
+    formula = "nrs ~ C(week) * group + nrs0 + age"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        md = smf.mixedlm(formula, v, groups=v["id"])
+        L = np.sqrt(engines.mixedlm_gamma(md, True))
+        ref = md.fit(reml=True, start_params=np.array([L]), method="bfgs", gtol=np.inf)
+    Z = md.exog_re
+    cov = pd.DataFrame(
+        engines.fe_covariance(md.exog, v["id"].to_numpy(), Z, np.asarray(ref.cov_re), ref.scale),
+        index=md.exog_names,
+        columns=md.exog_names,
+    )
+    plain = {r.estimand: r for r in _fit("lmm", study)}
+    for engine in ("fast", "reference"):
+        rows = _fit("lmm", study, adjust_baseline=True, covariates=["age"], engine=engine)
+        for r, w in zip(rows, POST_WEEKS):
+            names = ["group"] + ([] if w == 1 else [f"C(week)[T.{w}]:group"])
+            est, se = _contrast(ref.params, cov, names)
+            assert r.status == OK, r.message
+            assert r.estimate == pytest.approx(est, rel=1e-8, abs=1e-10)
+            assert r.se == pytest.approx(se, rel=1e-8)
+            # baseline adjustment removes the between-patient baseline variation from the SE
+            assert r.se < 0.8 * plain[r.estimand].se
+    with pytest.raises(ValueError, match="nrs0 is already adjusted"):
+        build_estimator("lmm", adjust_baseline=True, covariates=["nrs0"])
+
+
+def test_lmm_bonferroni_ci_and_p_agree(study):
     adj = _fit("lmm", study)
     raw = _fit("lmm", study, bonferroni=False)
     for a, r in zip(adj, raw):
-        assert a.estimate == r.estimate and a.ci_low == r.ci_low
+        assert a.estimate == r.estimate and a.se == r.se
         assert a.p_value == pytest.approx(min(1.0, 4 * r.p_value))
+        assert a.ci_level == pytest.approx(0.9875) and r.ci_level == pytest.approx(0.95)
+        assert a.ci_low < r.ci_low and a.ci_high > r.ci_high  # the simultaneous CI is wider
+        for row in (a, r):
+            assert (row.ci_low > 0 or row.ci_high < 0) == (row.p_value <= 0.05)
+    # coherent at the boundary too: a contrast whose Bonferroni p is exactly alpha
+    se = 1.0
+    est = float(stats.norm.ppf(1 - 0.05 / 8))
+    row = wald_row("m", "e", est, se, 0.05, 10, n_family=4)
+    assert row.p_value == pytest.approx(0.05) and row.ci_low == pytest.approx(0.0, abs=1e-12)
 
 
 def test_gee_matches_smf_gee(study):
@@ -421,6 +473,7 @@ def test_config_files(name, kind):
     assert est.targets()
     if name == "lmm_adjusted":
         assert est.covariates == ["age", "ecog", "visceral", "strong_opioid"]
+        assert est.adjust_baseline
     if name == "ancova_qol":
         assert all(t.startswith("qol_") for t in est.targets()) and len(est.targets()) == 5
     if name == "ancova_markers":

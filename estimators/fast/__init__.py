@@ -17,22 +17,19 @@ km                km_fit, km_median, rmst                    lifelines KaplanMei
 lmm               lmm_random_intercept(y, X, groups, reml)   statsmodels MixedLM
 ================  =========================================  ===============================
 
-The kernels above return the exact optimum. Two reproduce instead where the reference library
-stops its iterations at its default settings (the estimators' ``fast`` engine uses these, so its
-rows equal the ``reference`` engine's): ``cox.cox_fit_lifelines_path`` (lifelines' damped
-Newton-Raphson path, its warnings and errors) and ``lmm.lmm_random_intercept_sm_path``
-(statsmodels MixedLM's BFGS path).
+Every kernel returns the exact optimum (Newton-Raphson / profiled likelihood run to
+convergence), which is what R's coxph, lme4 and glm report; the ``reference`` engine runs the
+libraries with tolerances tight enough to reach the same point (see :mod:`estimators.engines`).
 """
 
-from .cox import CoxPathResult, CoxResult, cox_fit, cox_fit_lifelines_path
+from .cox import CoxResult, cox_fit, robust_cov, score_residuals
 from .km import KMMedianResult, KMResult, RMSTResult, km_fit, km_median, rmst
-from .lmm import LMMResult, lmm_random_intercept, lmm_random_intercept_sm_path
+from .lmm import LMMResult, lmm_random_intercept
 from .logistic import LogisticResult, logistic_fit
 from .logrank import LogrankResult, logrank_test
 from .ols import OLSResult, ols_fit
 
 __all__ = [
-    "CoxPathResult",
     "CoxResult",
     "KMMedianResult",
     "KMResult",
@@ -42,11 +39,11 @@ __all__ = [
     "OLSResult",
     "RMSTResult",
     "cox_fit",
-    "cox_fit_lifelines_path",
+    "robust_cov",
+    "score_residuals",
     "km_fit",
     "km_median",
     "lmm_random_intercept",
-    "lmm_random_intercept_sm_path",
     "logistic_fit",
     "logrank_test",
     "ols_fit",

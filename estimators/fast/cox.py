@@ -1,50 +1,48 @@
-"""Cox proportional-hazards regression by Newton-Raphson.
+"""Cox proportional-hazards regression by Newton-Raphson to the maximum partial likelihood.
 
 Ties
 ----
-* ``ties="efron"`` matches ``lifelines.CoxPHFitter`` (which only does Efron)
-  and ``statsmodels PHReg(ties="efron")``.
-* ``ties="breslow"`` matches ``statsmodels PHReg(ties="breslow")``.
+* ``ties="efron"`` (R ``coxph``'s default, lifelines, ``statsmodels PHReg(ties="efron")``).
+* ``ties="breslow"`` (R ``coxph(ties="breslow")``, statsmodels PHReg).
 
-Case weights follow lifelines' convention: risk-set sums are weighted and the
-Efron terms of a tied group of deaths are multiplied by the *mean* weight of
-the deaths in that group.  ``robust=True`` gives the Lin-Wei sandwich
-covariance exactly as lifelines computes it for ``CoxPHFitter(...).fit(...,
-weights_col=..., robust=True)`` -- including lifelines' convention of forming
-the score residuals with *row-wise* risk sets after sorting by (time, event)
-(lifelines documents that its sandwich estimator "does not handle ties").
+Case weights follow R's (and lifelines') convention: risk-set sums are weighted and the Efron
+terms of a tied group of deaths are multiplied by the *mean* weight of its deaths.
+
+Convergence
+-----------
+Damped Newton-Raphson until the Newton step changes the linear predictor by at most ``tol``
+(1e-9) per unit SD of each covariate; quadratic convergence makes beta + step exact to
+~1e-16, and the information (hence the SEs) from the last iterate, within ``tol`` of it. This is the
+optimum R's ``coxph`` converges to (its default ``eps = 1e-9`` on the relative log-likelihood
+change), not a library's early stopping point.
+
+Robust covariance
+-----------------
+``robust=True`` gives R's ``coxph(..., robust = TRUE)`` (Lin-Wei sandwich): V = D'D with
+D = diag(w) U I^-1, U the per-subject score residuals of R's ``coxscore`` *with* the Efron
+tie correction (each of the d tied deaths gets 1/d of every Efron sub-term's x - xbar_r and is
+charged (1 - r/d) of its hazard increment), see :func:`score_residuals`. (lifelines' sandwich
+forms row-wise Breslow-type residuals and so differs with tied event times.)
 
 Algorithm
 ---------
-Rows are sorted once.  For a given beta, the risk-set sums are reverse
-cumulative sums; the Efron corrections are done per death (vectorised over
-all deaths at once).  The Hessian is assembled as
-``X' diag(e * a) X - N'N`` where ``a`` collects, for every row, the sum of
-1/denominator over the deaths whose risk set contains that row (minus the
-Efron tie correction for the deaths themselves) -- so no n x p x p arrays are
-ever formed.
+Rows are sorted once. For a given beta the risk-set sums are reverse cumulative sums; the Efron
+corrections are done per death (vectorised over all deaths at once). The Hessian is assembled as
+``X' diag(e * a) X - N'N`` where ``a`` collects, for every row, the sum of 1/denominator over the
+deaths whose risk set contains that row (minus the Efron tie correction for the deaths
+themselves) -- so no n x p x p arrays are ever formed.
 
 Score test
 ----------
-``score_stat`` is U(0)' I(0)^{-1} U(0) at beta = 0 with the chosen ties
-method (free: it is the first Newton iteration).  For a single binary
-covariate without tied event times it equals the log-rank statistic exactly;
-with ties it differs slightly from lifelines' log-rank test (which uses the
-hypergeometric variance) -- use ``estimators.fast.logrank`` for that.
+``score_stat`` is U(0)' I(0)^{-1} U(0) at beta = 0 with the chosen ties method (free: it is the
+first Newton iteration). For a single binary covariate without tied event times it equals the
+log-rank statistic exactly.
 
 Status
 ------
-Never raises on statistical trouble.  ``status`` is "ok", "warning" or
-"failed" with ``message`` e.g. "no events", "no events in arm 1",
-"singular information matrix", "monotone likelihood: coefficient(s) diverge
-to infinity", "did not converge".
-
-lifelines' path
----------------
-:func:`cox_fit` returns the exact maximiser. :func:`cox_fit_lifelines_path` instead retraces
-``CoxPHFitter().fit``'s own damped Newton-Raphson iterations and stopping rule (with the same
-derivative code), so it returns lifelines' numbers, warnings and errors at its default settings
-(the estimators' ``fast`` engine uses it).
+Never raises on statistical trouble. ``status`` is "ok" or "failed" with ``message`` e.g.
+"no events", "no events in arm 1", "singular information matrix", "monotone likelihood:
+coefficient(s) diverge to infinity", "did not converge".
 """
 
 from __future__ import annotations
@@ -53,13 +51,11 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.linalg import get_blas_funcs, get_lapack_funcs
 
 from ._common import (
     STATUS_FAILED,
     STATUS_OK,
     Z975,
-    _potrs,
     chol,
     chol_inv,
     chol_solve,
@@ -232,28 +228,78 @@ def _efron_derivs(dat: _CoxData, beta: np.ndarray):
     return ll, grad, hess
 
 
-def _lifelines_score_residuals(dat: _CoxData, beta: np.ndarray) -> np.ndarray:
-    """Weighted score residuals exactly as lifelines' _compute_score_within_strata.
+def _score_residuals_sorted(dat: _CoxData, beta: np.ndarray) -> np.ndarray:
+    """Unweighted per-row score residuals (sorted order), as R's ``coxscore`` (Efron or Breslow).
 
-    Risk sets are row-wise in the (time, event)-sorted order (ties not
-    treated specially), Breslow-type, evaluated at beta.  Returned already
-    multiplied by the case weights.
+    For every death time k with risk-set sums S0, S1 and tied-death sums S0_D, S1_D, sub-terms
+    r = 0..d-1 (Efron; one for Breslow): d2_r = S0 - (r/d) S0_D, xbar_r = (S1 - (r/d) S1_D) / d2_r,
+    h_r = wbar / d2_r. Row j collects delta_j (x_j - mean_r xbar_r) - e_j sum_{k, r} c_jkr h_r
+    (x_j - xbar_r), with c = 1 - r/d for the deaths at k and 1 for the others at risk.
     """
     X = dat.X
-    w = dat.w if dat.w is not None else np.ones(X.shape[0])
     eta = X @ beta
-    phi = np.exp(eta - eta.max())
-    wphi = w * phi
-    rphi = np.cumsum(wphi[::-1])[::-1]
-    rphix = np.cumsum((X * wphi[:, None])[::-1], axis=0)[::-1]
-    xbar = rphix / rphi[:, None]
-    E = dat.e_sorted.astype(float)
-    cw = E * w / rphi
-    c0 = np.cumsum(cw)
-    c1 = np.cumsum(xbar * cw[:, None], axis=0)
-    score = -phi[:, None] * (X * c0[:, None] - c1)
-    score += E[:, None] * (X - xbar)
-    return score * w[:, None]
+    e = np.exp(eta - eta.max())  # residuals are invariant to a common factor of the scores
+    ew = e if dat.w is None else e * dat.w
+    idx_d, gid, gstart, rstart_d = dat.idx_d, dat.gid, dat.gstart, dat.rstart_d
+    r0d = np.cumsum(ew[::-1])[::-1][rstart_d]
+    ewx = X * ew[:, None]
+    num1 = np.cumsum(ewx[::-1], axis=0)[::-1][rstart_d]
+    if dat.efron_ties:
+        f = dat.f
+        den = r0d - f * np.add.reduceat(ew[idx_d], gstart)[gid]
+        num1 = num1 - f[:, None] * np.add.reduceat(ewx[idx_d], gstart, axis=0)[gid]
+    else:
+        f = None
+        den = r0d
+    xbar = num1 / den[:, None]
+    h = 1.0 / den if dat.wb is None else dat.wb / den
+    hx = xbar * h[:, None]
+    ng = gstart.shape[0]
+    ch = np.zeros(ng + 1)
+    np.cumsum(np.add.reduceat(h, gstart), out=ch[1:])
+    chx = np.zeros((ng + 1, X.shape[1]))
+    np.cumsum(np.add.reduceat(hx, gstart, axis=0), axis=0, out=chx[1:])
+    A = ch[dat.cnt]
+    B = chx[dat.cnt]
+    if f is not None:
+        A[idx_d] -= np.add.reduceat(h * f, gstart)[gid]
+        B[idx_d] -= np.add.reduceat(hx * f[:, None], gstart, axis=0)[gid]
+    dg = np.diff(np.append(gstart, idx_d.shape[0]))
+    xbar_mean = (np.add.reduceat(xbar, gstart, axis=0) / dg[:, None])[gid]
+    resid = -e[:, None] * (X * A[:, None] - B)
+    resid[idx_d] += X[idx_d] - xbar_mean
+    return resid
+
+
+def score_residuals(time, event, X, beta, weights=None, ties: str = "efron") -> np.ndarray:
+    """Per-subject score residuals at ``beta`` (input row order), R's ``residuals(fit, "score")``.
+
+    Unweighted (R multiplies them by the case weights for ``dfbeta`` and the sandwich).
+    """
+    time = np.asarray(time, dtype=float).reshape(-1)
+    event = np.asarray(event).reshape(-1) != 0
+    X = np.asarray(X, dtype=float)
+    if X.ndim == 1:
+        X = X[:, None]
+    w = None if weights is None else np.asarray(weights, dtype=float).reshape(-1)
+    dat = _CoxData(time, event, X - X.mean(axis=0), w, ties)
+    r = _score_residuals_sorted(dat, np.asarray(beta, dtype=float))
+    out = np.empty_like(r)
+    out[dat.order] = r
+    return out
+
+
+def robust_cov(time, event, X, beta, cov_naive, weights=None, ties: str = "efron") -> np.ndarray:
+    """R's ``coxph(..., robust = TRUE)`` covariance: D'D, D = diag(w) U I^-1 (:func:`score_residuals`).
+
+    ``cov_naive`` is the inverse information at ``beta``; used by both engines (the reference
+    engine passes lifelines' estimates).
+    """
+    r = score_residuals(time, event, X, beta, weights, ties)
+    if weights is not None:
+        r = r * np.asarray(weights, dtype=float).reshape(-1)[:, None]
+    d = r @ np.asarray(cov_naive, dtype=float)
+    return d.T @ d
 
 
 def cox_fit(
@@ -264,7 +310,7 @@ def cox_fit(
     ties: str = "efron",
     robust: bool = False,
     maxiter: int = 50,
-    tol: float = 1e-7,
+    tol: float = 1e-9,
 ) -> CoxResult:
     """Fit a Cox PH model.
 
@@ -273,10 +319,11 @@ def cox_fit(
     time : (n,) durations
     event : (n,) 1 = event observed, 0 = censored
     X : (n, p) covariates (no intercept column)
-    weights : optional (n,) positive case weights (lifelines convention)
-    ties : "efron" (lifelines / statsmodels) or "breslow" (statsmodels)
-    robust : Lin-Wei sandwich covariance as in lifelines robust=True
-    tol : convergence when max_j |step_j| * sd(x_j) <= tol
+    weights : optional (n,) positive case weights (R / lifelines convention)
+    ties : "efron" (R's default) or "breslow"
+    robust : Lin-Wei sandwich covariance as R's ``coxph(robust = TRUE)`` (Efron ties included)
+    tol : convergence when max_j |step_j| * sd(x_j) <= tol (SEs from the information at the
+        last iterate, within tol of the returned beta)
     """
     time = np.asarray(time, dtype=float)
     if time.ndim != 1:
@@ -405,10 +452,14 @@ def cox_fit(
             m = f"did not converge in {it} iterations" + (f" ({msg})" if msg else "")
         return _failed(p, n, nev, m, params=beta, llf=ll, ll0=ll0, score=score_stat, n_iter=it)
 
+    # the information was evaluated at the last iterate, within tol (1e-9 SD units) of beta:
+    # the SEs are exact to ~1e-9 relative (quadratic convergence usually leaves ~1e-14)
     cov = chol_inv(c)
     cov_naive = cov
     if robust:
-        r = _lifelines_score_residuals(dat, beta)
+        r = _score_residuals_sorted(dat, beta)
+        if dat.w is not None:
+            r = r * dat.w[:, None]
         db = r @ cov
         cov = db.T @ db
     bse = np.sqrt(np.diag(cov))
@@ -434,294 +485,4 @@ def cox_fit(
         converged=True,
         status=STATUS_OK,
         message="",
-    )
-
-
-# --------------------------------------------------------------------------------------------
-# lifelines' own Newton-Raphson path (what ``CoxPHFitter().fit`` returns at default settings)
-
-_LL_DOCS = (
-    "Please see the following tips in the lifelines documentation: "
-    "https://lifelines.readthedocs.io/en/latest/Examples.html"
-    "#problems-with-convergence-in-the-cox-proportional-hazard-model"
-)
-_potrf_u, _pocon, _lange, _lamch = get_lapack_funcs(
-    ("potrf", "pocon", "lange", "lamch"), (np.empty((1, 1)),)
-)
-_nrm2 = get_blas_funcs("nrm2", (np.empty(1),))
-_EPS_LAPACK = float(_lamch("E"))
-
-
-@dataclass(frozen=True, slots=True)
-class CoxPathResult:
-    """Result of :func:`cox_fit_lifelines_path`.
-
-    ``warnings`` holds the (category name, text) pairs lifelines would have issued, in order
-    (categories: ``ConvergenceWarning`` = lifelines.exceptions.ConvergenceWarning,
-    ``LinAlgWarning`` = scipy.linalg.LinAlgWarning); ``error`` the text of the
-    ``lifelines.exceptions.ConvergenceError`` it would have raised ("" if none; then the
-    numbers are NaN).
-    """
-
-    params: np.ndarray
-    bse: np.ndarray
-    zvalues: np.ndarray
-    pvalues: np.ndarray  # chi2(1).sf(z^2), as lifelines' summary
-    cov_params: np.ndarray  # robust if robust=True else inverse information
-    llf: float
-    n_iter: int
-    converged: bool  # lifelines' "success"
-    norm_delta: float
-    warnings: tuple
-    error: str
-
-
-def _low_var_text(cols: list[str]) -> str:
-    return (
-        f"Column(s) {cols} have very low variance. This may harm convergence. 1) Are you using "
-        "formula's? Did you mean to add '-1' to the end. 2) Try dropping this redundant column "
-        "before fitting if convergence fails.\n"
-    )
-
-
-def _post_fit_warnings(Xn, es, ts, names) -> list[tuple[str, str]]:
-    """lifelines' ``_check_values_post_fitting`` (complete-separation diagnostics) in numpy.
-
-    ``Xn``, ``es``, ``ts``: normalised covariates, events and times in lifelines' (time, event)
-    sorted order, as lifelines passes them.
-    """
-    out = []
-    with np.errstate(all="ignore"):
-        ev = es.astype(bool)
-
-        def low(a):
-            return a.var(axis=0, ddof=1) < 1e-4 if a.shape[0] else np.zeros(a.shape[1], bool)
-
-        total = low(Xn)
-        prob = sorted({names[j] for j in np.flatnonzero((low(Xn[ev]) | low(Xn[~ev])) & ~total)})
-        if prob:
-            out.append(
-                (
-                    "ConvergenceWarning",
-                    f"Column {prob[0]} have very low variance when conditioned on death event "
-                    "present or not. This may harm convergence. This could be a form of 'complete "
-                    "separation'. For example, try the following code:\n",
-                )
-            )
-        n = Xn.shape[0]
-        X2, t2 = Xn, ts
-        if n > 500:  # lifelines samples 500 rows (pandas .sample, random_state=0)
-            pos = np.random.RandomState(0).choice(n, size=500, replace=False)
-            X2, t2 = Xn[pos], ts[pos]
-        rd = t2.argsort()
-        for j in range(X2.shape[1]):
-            rs = X2[:, j].argsort()
-            r = np.corrcoef(rd, rs)[0, 1]
-            if abs(r) >= 0.99:
-                out.append(
-                    (
-                        "ConvergenceWarning",
-                        f"Column {names[j]} has high sample correlation with the duration "
-                        "column. This may harm convergence. This could be a form of 'complete "
-                        "separation'.     See https://stats.stackexchange.com/questions/11109/"
-                        "how-to-deal-with-perfect-separation-in-logistic-regression\n",
-                    )
-                )
-    return out
-
-
-def cox_fit_lifelines_path(
-    time,
-    event,
-    X,
-    weights=None,
-    robust: bool = False,
-    names=None,
-    step_size: float = 0.95,
-    precision: float = 1e-7,
-    r_precision: float = 1e-9,
-    max_steps: int = 500,
-) -> CoxPathResult:
-    """Efron Cox fit along lifelines' own Newton-Raphson path (``CoxPHFitter`` defaults).
-
-    :func:`cox_fit` returns the exact maximiser. ``CoxPHFitter`` stops earlier: it works on
-    covariates normalised by their mean and SD (ddof=1), takes damped steps (``StepSizer``,
-    initial step 0.95), stops when ||delta|| < ``precision``, the relative change of the log
-    partial likelihood < ``r_precision`` or the Newton decrement < ``precision``, and returns the
-    point *before* its last step (with the information there). At its default settings that is
-    only ~1e-5 .. 1e-3 relative from the optimum. This function retraces that path with the
-    fast derivative code (same iterates to floating-point accuracy), so its output equals
-    ``CoxPHFitter().fit(...)`` to ~1e-12, including lifelines' diagnostics: the warnings it would
-    issue (low variance, ill-conditioned Hessian, non-convergence / norm(delta) still high with
-    its complete-separation checks) and the ConvergenceError it would raise (see
-    :class:`CoxPathResult`). Arguments as :func:`cox_fit` (``weights`` with ``robust`` = lifelines'
-    ``weights_col`` + ``robust=True``); ``names`` label columns in the messages.
-    """
-    time = np.asarray(time, dtype=float).reshape(-1)
-    event = np.asarray(event).reshape(-1)
-    X = np.asarray(X, dtype=float)
-    if X.ndim == 1:
-        X = X[:, None]
-    n, p = X.shape
-    names = [f"x{j}" for j in range(p)] if names is None else list(names)
-    nan_p = np.full(p, np.nan)
-    warns: list[tuple[str, str]] = []
-
-    def fail(msg, it=0, nd=np.nan):
-        nan_pp = np.full((p, p), np.nan)
-        return CoxPathResult(
-            nan_p, nan_p, nan_p, nan_p, nan_pp, np.nan, it, False, nd, tuple(warns), msg
-        )
-
-    ev = event != 0 if event.dtype != bool else event
-    w = None if weights is None else np.asarray(weights, dtype=float).reshape(-1)
-    mean = X.sum(axis=0) / n  # = X.mean(0)
-    Xm = X - mean
-    with np.errstate(all="ignore"):
-        std = np.sqrt(np.einsum("ij,ij->j", Xm, Xm) / (n - 1))  # = X.std(0, ddof=1)
-        low = std * std < 1e-4
-    if low.any():
-        warns.append(("ConvergenceWarning", _low_var_text([names[j] for j in np.flatnonzero(low)])))
-    if not np.all(std > 0):
-        # lifelines divides by a zero SD: NaN covariates, NaN Hessian (rcond 0), NaN step
-        warns.append(
-            ("LinAlgWarning", "An ill-conditioned matrix detected: slice 0 has rcond = 0.0.")
-        )
-        return fail(f"delta contains nan value(s). Convergence halted. {_LL_DOCS}", 1)
-    Xn = Xm / std
-    dat = _CoxData(time, ev, Xn, w, "efron")
-
-    def post_fit():
-        o = dat.order
-        warns.extend(_post_fit_warnings(Xn[o], dat.e_sorted, time[o], names))
-
-    beta = np.zeros(p)
-    delta = np.zeros(p)
-    # lifelines.utils.StepSizer
-    ss0 = ss = step_size
-    temper = False
-    norms: list[float] = []
-    prev_ll = 0.0
-    it = 0
-    success = False
-    c = None
-    hess = None
-    ll = np.nan
-    nd = np.nan
-    with np.errstate(all="ignore"):
-        while True:
-            beta = beta + ss * delta
-            it += 1
-            ll, grad, h = _efron_derivs(dat, beta)
-            negh = -h
-            c, info = _potrf_u(negh, lower=0, clean=1)
-            if info != 0:
-                post_fit()
-                return fail(
-                    "Convergence halted due to matrix inversion problems. Suspicion is high "
-                    f"collinearity. {_LL_DOCS}",
-                    it,
-                    nd,
-                )
-            rcond, _ = _pocon(c, float(_lange("1", negh)))
-            if not (rcond >= _EPS_LAPACK):
-                warns.append(
-                    (
-                        "LinAlgWarning",
-                        f"An ill-conditioned matrix detected: slice 0 has rcond = {rcond}.",
-                    )
-                )
-            delta, _ = _potrs(c, grad, lower=0)
-            if np.isnan(delta).any():
-                post_fit()
-                return fail(f"delta contains nan value(s). Convergence halted. {_LL_DOCS}", it, nd)
-            hess = h
-            nd = float(_nrm2(delta)) if p else 0.0
-            decrement = float(grad @ delta) / 2.0
-            stop = None
-            if nd < precision:
-                stop = True
-            elif prev_ll != 0 and abs(ll - prev_ll) / (-prev_ll) < r_precision:
-                stop = True
-            elif decrement < precision:
-                stop = True
-            elif it >= max_steps:
-                stop = False
-            elif ss <= 0.00001:
-                stop = False
-            elif abs(ll) < 0.0001 and nd > 1.0:
-                warns.append(
-                    (
-                        "ConvergenceWarning",
-                        "The log-likelihood is getting suspiciously close to 0 and the delta is "
-                        "still large. There may be complete separation in the dataset. This may "
-                        "result in incorrect inference of coefficients. See "
-                        "https://stats.stackexchange.com/q/11109/11867 for more.\n",
-                    )
-                )
-                stop = False
-            if stop is not None:
-                success = stop
-                break
-            prev_ll = ll
-            # StepSizer.update(norm_delta).next()
-            norms.append(nd)
-            if temper:
-                ss = min(ss * 1.3, ss0)
-            if nd >= 15.0:
-                ss *= 0.1
-                temper = True
-            elif 15.0 > nd > 5.0:
-                ss *= 0.25
-                temper = True
-            if len(norms) >= 3:
-                n1, n2, n3 = norms[-3:]
-                if n2 - n1 < 0 and n3 - n2 < 0:  # np.all(np.diff(...) < 0)
-                    ss = min(ss * 1.3, 1.0)
-                else:
-                    ss *= 0.98
-
-        if success and nd > 0.1:
-            post_fit()
-            warns.append(
-                (
-                    "ConvergenceWarning",
-                    "Newton-Raphson convergence completed successfully but norm(delta) is still "
-                    f"high, {nd:.3f}. This may imply non-unique solutions to the maximum "
-                    "likelihood. Perhaps there is collinearity or complete separation in the "
-                    "dataset?\n",
-                )
-            )
-        elif not success:
-            post_fit()
-            warns.append(
-                (
-                    "ConvergenceWarning",
-                    f"Newton-Raphson failed to converge sufficiently. {_LL_DOCS}",
-                )
-            )
-        # lifelines: variance = -inv(hessian) / outer(sd, sd) at the returned (pre-step) point
-        if hess is None:  # pragma: no cover - at least one iteration always runs
-            return fail("no iteration", it, nd)
-        cov_n = chol_inv(c, lower=False)
-        cov = cov_n / np.outer(std, std)
-        params = beta / std
-        if robust:
-            r = _lifelines_score_residuals(dat, beta)
-            db = (r @ cov_n) / std
-            cov = db.T @ db
-        bse = np.sqrt(np.diag(cov))
-        z = params / bse
-    return CoxPathResult(
-        params=params,
-        bse=bse,
-        zvalues=z,
-        pvalues=p_chi2(z * z, 1),
-        cov_params=cov,
-        llf=float(ll),
-        n_iter=it,
-        converged=success,
-        norm_delta=nd,
-        warnings=tuple(warns),
-        error="",
     )

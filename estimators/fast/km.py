@@ -8,13 +8,13 @@ Conventions replicated from lifelines 0.30 (``KaplanMeierFitter``):
   when n_j == d_j.
 * Pointwise CI is the exponential-Greenwood (log(-log)) interval
   exp(-exp(log(-log S) -/+ z sqrt(V) / log S)), NaN (at S = 1) -> 1.0.
-* Median (``kmf.median_survival_time_``) = first time t with S(t) <= 0.5
-  (so if S hits exactly 0.5 the median is that time, not a midpoint);
-  ``inf`` if S never drops to 0.5.
-* Median CI = ``lifelines.utils.median_survival_times(kmf.confidence_interval_)``:
-  the same rule applied to the lower and upper pointwise bands (lifelines uses
-  a binary search, ``searchsorted``, on the band over its full timeline; we do
-  exactly that when a band is not monotone).
+* Median and its CI by R's convention (``survival:::quantile.survfit`` / ``print.survfit``,
+  :func:`r_quantile`), not lifelines' "first t with S(t) <= 0.5": where the curve equals 0.5
+  within R's tolerance sqrt(machine eps) over a flat stretch (S = 51/102 is
+  0.50000000000000022 in floating point), the median is the midpoint of the stretch (to the
+  last follow-up time if the curve ends there); ``inf`` if the curve never reaches 0.5. The
+  CI limits apply the same rule to the lower and upper pointwise log(-log) bands (R's
+  ``survfit(..., conf.type = "log-log")``; a band is NA where S = 0).
 * RMST up to ``horizon`` = ``lifelines.utils.restricted_mean_survival_time(
   kmf, t=horizon, return_variance=True)``: integral of the step function from
   min(0, min(T)) to horizon; lifelines' "variance" is E[min(T, tau)^2] -
@@ -35,6 +35,52 @@ import numpy as np
 from scipy.special import ndtri
 
 from ._common import STATUS_FAILED, STATUS_OK, STATUS_WARNING, Z975
+
+#: R's ``quantile.survfit(tolerance = sqrt(.Machine$double.eps))``
+R_TOLERANCE = float(np.sqrt(np.finfo(float).eps))
+
+
+def r_quantile(times, surv, xmax: float, p: float = 0.5, tol: float = R_TOLERANCE) -> float:
+    """Time at which 1 - ``surv`` reaches ``p`` by R survival's ``findq`` rule; inf if never.
+
+    ``times`` ascending step times, ``surv`` the curve (or a band) just after each (NaN = NA,
+    dropped), starting from S = 1 at time 0; ``xmax`` the last follow-up time. With y = 1 - S
+    and duplicates removed (first kept): i1 / i2 = the point with the smallest y >= p - tol /
+    y >= p + tol; the quantile is (x[i1] + x[i2]) / 2, i.e. the midpoint of a flat stretch at
+    p, else the crossing time; (x[i1] + xmax) / 2 when the curve ends within tol of p.
+    """
+    x = np.concatenate(([0.0], np.asarray(times, dtype=float)))
+    y = np.concatenate(([0.0], 1.0 - np.asarray(surv, dtype=float)))
+    if y.shape[0] > 1 and (y[1:] >= y[:-1]).all():  # a monotone curve without NA: first crossings
+        if y[-1] < p - 1e-12:  # R: max(y) < p; 1e-12 absorbs our exp(cumsum(log)) rounding
+            return np.inf
+        i1 = int(np.searchsorted(y, p - tol, side="left"))
+        if abs(p - y[-1]) < tol:
+            return float((x[i1] + xmax) / 2.0)
+        i2 = int(np.searchsorted(y, p + tol, side="left"))
+        return float((x[i1] + x[i2]) / 2.0) if i2 < y.shape[0] else np.inf
+    ok = ~np.isnan(y)
+    x, y = x[ok], y[ok]
+    if y.max() < p - 1e-12:
+        return np.inf
+    _, first = np.unique(y, return_index=True)
+    if first.shape[0] < y.shape[0]:
+        keep = np.sort(first)
+        x, y = x[keep], y[keep]
+
+    def right_knot(shift):
+        cand = np.flatnonzero(y + shift >= p)
+        return None if cand.shape[0] == 0 else int(cand[np.argmin(y[cand])])
+
+    i1 = right_knot(tol)
+    if i1 is None:
+        return np.inf
+    if abs(p - y[-1]) < tol:
+        return float((x[i1] + xmax) / 2.0)
+    i2 = right_knot(-tol)
+    if i2 is None:
+        return np.inf
+    return float((x[i1] + x[i2]) / 2.0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,19 +184,14 @@ class _KMCore:
         h = z * np.sqrt(self.V) / v
         return np.exp(-np.exp(lv - h)), np.exp(-np.exp(lv + h))
 
-    def first_le_half(self, vals: np.ndarray, monotone: bool = False) -> float:
-        """lifelines' qth_survival_time(0.5, series) on the full timeline."""
-        if vals.shape[0] == 0 or vals[-1] > 0.5:
+    def median(self, vals: np.ndarray, band: bool = False) -> float:
+        """R's median of the curve (or of a pointwise band: NA where S = 0) at the event times."""
+        if vals.shape[0] == 0:
             return np.inf
-        if monotone or vals.shape[0] == 1 or (vals[1:] <= vals[:-1]).all():
-            k = int(np.searchsorted(-vals, -0.5, side="left"))
-            return float(self.udt[k])
-        # non-monotone band: replicate the binary search over lifelines' timeline
-        tl = np.unique(np.concatenate(([self.t0], self.ts)))
-        k = np.searchsorted(self.udt, tl, side="right") - 1
-        full = np.where(k >= 0, vals[np.maximum(k, 0)], 1.0)
-        j = int(np.searchsorted(-full, -0.5, side="left"))
-        return float(tl[j])
+        if band and self.zero_last:
+            vals = vals.copy()
+            vals[-1] = np.nan
+        return r_quantile(self.udt, vals, float(self.ts[-1]))
 
 
 def _prep(time, event):
@@ -190,9 +231,9 @@ def km_fit(time, event, alpha: float = 0.05) -> KMResult:
         greenwood=core.V,
         ci_lower=lo,
         ci_upper=hi,
-        median=core.first_le_half(core.S, monotone=True),
-        median_ci_lower=core.first_le_half(lo),
-        median_ci_upper=core.first_le_half(hi),
+        median=core.median(core.S),
+        median_ci_lower=core.median(lo, band=True),
+        median_ci_upper=core.median(hi, band=True),
         n=core.n,
         n_events=core.nev,
         status=status,
@@ -201,7 +242,7 @@ def km_fit(time, event, alpha: float = 0.05) -> KMResult:
 
 
 def km_median(time, event, alpha: float = 0.05) -> KMMedianResult:
-    """Median survival time and its CI (lifelines conventions), fast path."""
+    """Median survival time and its log(-log) CI by R's survfit conventions (:func:`r_quantile`)."""
     time, ev, msg = _prep(time, event)
     if msg:
         return KMMedianResult(np.nan, np.nan, np.nan, 0, 0, STATUS_FAILED, msg)
@@ -216,13 +257,13 @@ def km_median(time, event, alpha: float = 0.05) -> KMMedianResult:
             STATUS_WARNING,
             "no events (all censored): median not reached",
         )
-    med = core.first_le_half(core.S, monotone=True)
+    med = core.median(core.S)
     z = Z975 if alpha == 0.05 else float(ndtri(1.0 - alpha / 2.0))
     lo, hi = core.bands(z)
     return KMMedianResult(
         med,
-        core.first_le_half(lo),
-        core.first_le_half(hi),
+        core.median(lo, band=True),
+        core.median(hi, band=True),
         core.n,
         core.nev,
         STATUS_OK,

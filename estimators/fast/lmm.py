@@ -28,24 +28,20 @@ bracketed (safeguarded) Newton iteration to ~1e-12; the boundary gamma = 0
 is detected from the sign of the derivative at 0 and reported as
 status="warning" ("random-intercept variance on boundary (0)").
 
-Standard errors follow statsmodels exactly: the full Hessian of the
-scale-profiled log-likelihood in (fe_params, gamma) -- including the
-fe/gamma cross block -- is inverted; the fixed-effect block is cov_fe.
+Covariance of the fixed effects: the standard model-based sigma^2 (X' H^-1 X)^-1 at the
+optimum (= (X' V^-1 X)^-1 with V the fitted marginal covariance), as lme4's ``vcov`` and SAS
+PROC MIXED report, with sigma^2 the REML (or ML) residual variance. (statsmodels'
+``cov_params()`` instead inverts its full Hessian in (fixed effects, cov_re), cross block
+included: ~1e-4 relative larger SEs on study-sized data, REML or ML.) ``bse_re`` is sqrt(scale / h_gg) with h_gg the
+curvature in gamma of the log-likelihood profiled over scale and fixed effects (statsmodels'
+sqrt(scale * [-H^-1]_gg)).
 
 Unbalanced groups (any sizes, unsorted labels) are supported.
-
-statsmodels' path
------------------
-:func:`lmm_random_intercept` returns the exact optimum. :func:`lmm_random_intercept_sm_path`
-runs statsmodels MixedLM's own BFGS iteration (scipy's loop and line search, its start, its
-parametrisation and tolerance) on this profile instead, so it stops where ``MixedLM.fit`` stops
-and returns its numbers (the estimators' ``fast`` engine uses it).
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -61,7 +57,6 @@ from ._common import (
 )
 
 _LOG2PI = float(np.log(2.0 * np.pi))
-_SM_COV_TOL = 1e-10  # statsmodels MixedLM.get_fe_params(tol=1e-10)
 _GRID = np.linspace(-7.0, 5.0, 13)  # log(gamma) grid for the initial bracket
 
 
@@ -337,66 +332,23 @@ def _prepare(y, X, groups, reml):
     return prof, N, p, m
 
 
-def _finish(
-    prof, reml, N, p, m, gamma, rfin, dx, dgam, status, message, converged, n_iter, sm_cov=False
-):
-    """Estimates at ``gamma`` (plus the first-order Newton correction ``dgam``) -> LMMResult.
-
-    ``sm_cov``: invert the Hessian as statsmodels does (LU, whatever its definiteness; its
-    warning when a diagonal element is >= 0) instead of the Cholesky check.
-    """
+def _finish(prof, reml, N, p, m, gamma, status, message, converged, n_iter):
+    """Estimates at the optimum ``gamma`` -> LMMResult (everything re-evaluated at ``gamma``)."""
     nu = N - p if reml else N
-    # --- final quantities ----------------------------------------------------
-    # Everything is evaluated at the last Newton point gamma; the remaining
-    # Newton step dgam (|dx| <= tol) is applied to the estimates to first
-    # order (exact to O(dx^2)): d beta/d gamma = -M^{-1} r1 and, by the
-    # envelope theorem, dq/dgamma = q1.  SEs use the Hessian at gamma.
-    r = rfin if rfin is not None else prof.derivs(gamma)
+    r = prof.derivs(gamma)
     if r is None:
         return _failed(p, N, m, reml, "singular matrix at the optimum")
-    q, beta, Minv, Ma, r1, q1, q2f, lh2, d2 = r[3]
     f = r[0]
-    if dgam != 0.0:
-        f = f + r[1] * dx + 0.5 * r[2] * dx * dx
-        beta = beta - (Minv @ r1) * dgam
-        q = q + q1 * dgam
-        gamma = gamma + dgam
+    q, beta, Minv, Ma, r1, q1, q2f, lh2, d2 = r[3]
     scale = q / nu
     llf = -0.5 * f - 0.5 * nu * _LOG2PI + 0.5 * nu * np.log(nu) - 0.5 * nu
-    # statsmodels Hessian of the scale-profiled log-likelihood in (beta, gamma)
-    hess = np.empty((p + 1, p + 1))
-    hess[:p, :p] = -nu / q * Ma[:p, :p]
-    hess[:p, p] = -nu / q * r1
-    hess[p, :p] = hess[:p, p]
-    hgg = -0.5 * lh2 - 0.5 * nu * (q2f / q - (q1 / q) ** 2)
+    cov_fe = Minv * scale  # sigma^2 (X' H^-1 X)^-1
+    # curvature in gamma of the scale-profiled log-likelihood (fixed effects profiled out)
+    q2 = q2f - 2.0 * float(r1 @ (Minv @ r1))
+    hgg = -0.5 * lh2 - 0.5 * nu * (q2 / q - (q1 / q) ** 2)
     if reml:
         hgg -= 0.5 * d2
-    hess[p, p] = hgg
-    if sm_cov:
-        try:
-            cov = np.linalg.inv(-hess)
-        except np.linalg.LinAlgError:
-            return _failed(p, N, m, reml, "LinAlgError: Singular matrix (Hessian)")
-        cov_fe = cov[:p, :p]
-        bse_re = float(np.sqrt(scale * cov[p, p])) if cov[p, p] >= 0 else np.nan
-        if np.any(np.diag(hess) >= 0) and status != STATUS_FAILED:
-            status = STATUS_WARNING
-            message = "; ".join(
-                filter(None, [message, "Hessian not negative definite at the optimum"])
-            )
-    else:
-        cfac, info = chol(-hess)
-        if info != 0:
-            # statsmodels would still invert; we report the fe block from -H_bb
-            cov_fe = Minv * scale
-            bse_re = np.nan
-            if status == STATUS_OK:
-                status = STATUS_WARNING
-                message = "Hessian not negative definite at the optimum"
-        else:
-            cov = chol_inv(cfac)
-            cov_fe = cov[:p, :p]
-            bse_re = float(np.sqrt(scale * cov[p, p]))
+    bse_re = float(np.sqrt(-scale / hgg)) if hgg < 0 else np.nan
     bse = np.sqrt(np.diag(cov_fe))
     z = beta / bse
     if not converged:
@@ -429,7 +381,7 @@ def lmm_random_intercept(
     X,
     groups,
     reml: bool = True,
-    tol: float = 1e-7,
+    tol: float = 1e-10,
     maxiter: int = 60,
 ) -> LMMResult:
     """Random-intercept LMM fit by (RE)ML via 1-D profiling.
@@ -454,20 +406,17 @@ def lmm_random_intercept(
         return _failed(p, N, m, reml, "profile likelihood not finite on the gamma grid")
     j = int(np.argmin(fg))
     converged = True
-    rfin = None
-    dx = dgam = 0.0
     if j == 0:
         r0 = prof.derivs(0.0)
         if r0 is None:
             return _failed(p, N, m, reml, "singular matrix at gamma = 0")
         if r0[1] >= 0.0:
             gamma = 0.0
-            rfin = r0
             status = STATUS_WARNING
             message = "random-intercept variance on boundary (0)"
         else:
             # interior optimum in (0, exp(grid[1])): Newton in gamma itself
-            gamma, dx, n_iter, converged, rfin = _safeguarded_newton(
+            gamma, dx, n_iter, converged, _ = _safeguarded_newton(
                 prof.derivs,
                 0.0,
                 float(np.exp(_GRID[1])),
@@ -476,7 +425,7 @@ def lmm_random_intercept(
                 maxiter,
                 relative=True,
             )
-            dgam = dx
+            gamma += dx
     else:
         lo_t = _GRID[j - 1]
         if j == _GRID.shape[0] - 1:
@@ -509,193 +458,9 @@ def lmm_random_intercept(
             f, f1, f2, extra = r
             return f, g * f1, g * g * f2 + g * f1, extra
 
-        theta, dx, n_iter, converged, rfin = _safeguarded_newton(
+        theta, dx, n_iter, converged, _ = _safeguarded_newton(
             fun_theta, float(lo_t), float(hi_t), float(_GRID[j]), tol, maxiter
         )
-        gamma = float(np.exp(theta))
-        dgam = gamma * math.expm1(dx)
+        gamma = float(np.exp(theta + dx))
 
-    return _finish(prof, reml, N, p, m, gamma, rfin, dx, dgam, status, message, converged, n_iter)
-
-
-def _fmin_bfgs(fun, grad, x0: float, gtol: float, maxiter: int):
-    """``scipy.optimize.fmin_bfgs(fun, [x0], grad, gtol=gtol, norm=inf, maxiter=maxiter)`` in one
-    dimension -> (xopt, warnflag, iterations), without its per-call bookkeeping.
-
-    The loop of scipy's ``_minimize_bfgs`` (same initial step guess, inverse-"Hessian" update and
-    stopping rules, xrtol = 0) in scalar arithmetic (the same IEEE operations as its 1 x 1
-    arrays). The line search is scipy's (``_line_search_wolfe12``: MINPACK's dcsrch with
-    c1 = 1e-4, c2 = 0.9); its usual outcome -- dcsrch accepting its first trial step, which it
-    does when the sufficient-decrease and curvature tests pass there -- is evaluated inline, with
-    the same tests, and any other case is handed to scipy. So the iterates are scipy's. ``fun`` /
-    ``grad`` take a length-1 array. If scipy's private helper is not importable, scipy's
-    ``fmin_bfgs`` itself is called.
-    """
-    try:
-        from scipy.optimize._optimize import _line_search_wolfe12, _LineSearchError
-    except ImportError:  # pragma: no cover - scipy internals moved
-        from scipy.optimize import fmin_bfgs
-
-        out = fmin_bfgs(
-            fun,
-            np.array([x0]),
-            grad,
-            gtol=gtol,
-            norm=np.inf,
-            maxiter=maxiter,
-            full_output=True,
-            disp=False,
-        )
-        return float(out[0][0]), out[6], 0
-    c1, c2 = 1e-4, 0.9
-    xk = float(x0)
-    old_fval = fun(np.array([xk]))
-    gk = float(grad(np.array([xk]))[0])
-    k = 0
-    hk = 1.0
-    old_old_fval = old_fval + math.sqrt(gk * gk) / 2
-    warnflag = 0
-    gnorm = abs(gk)
-    while (gnorm > gtol) and (k < maxiter):
-        pk = -(hk * gk)
-        # --- line search: dcsrch's first trial step, accepted if the Wolfe tests pass there
-        alpha_k = None
-        derphi0 = gk * pk
-        if derphi0 != 0:
-            alpha1 = min(1.0, 1.01 * 2 * (old_fval - old_old_fval) / derphi0)
-            if alpha1 < 0:
-                alpha1 = 1.0
-        else:
-            alpha1 = 1.0
-        if derphi0 < 0 and 1e-100 <= alpha1 <= 1e100:
-            xa = np.array([xk + alpha1 * pk])
-            f1 = fun(xa)
-            g1 = float(grad(xa)[0])
-            if f1 <= old_fval + alpha1 * (c1 * derphi0) and abs(g1 * pk) <= c2 * -derphi0:
-                if np.isfinite(alpha1):
-                    alpha_k, old_old_fval, old_fval, gkp1 = alpha1, old_fval, f1, g1
-        if alpha_k is None:
-            try:
-                alpha_k, _, _, old_fval, old_old_fval, gfkp1 = _line_search_wolfe12(
-                    fun,
-                    grad,
-                    np.array([xk]),
-                    np.array([pk]),
-                    np.array([gk]),
-                    old_fval,
-                    old_old_fval,
-                    amin=1e-100,
-                    amax=1e100,
-                    c1=c1,
-                    c2=c2,
-                )
-            except _LineSearchError:
-                warnflag = 2
-                break
-            gkp1 = None if gfkp1 is None else float(np.atleast_1d(gfkp1)[0])
-        sk = alpha_k * pk
-        xk = xk + sk
-        if gkp1 is None:
-            gkp1 = float(grad(np.array([xk]))[0])
-        yk = gkp1 - gk
-        gk = gkp1
-        k += 1
-        gnorm = abs(gk)
-        if gnorm <= gtol:
-            break
-        if alpha_k * math.sqrt(pk * pk) <= 0.0:
-            break
-        if not np.isfinite(old_fval):
-            warnflag = 2
-            break
-        rhok_inv = yk * sk
-        rhok = 1000.0 if rhok_inv == 0.0 else 1.0 / rhok_inv
-        a1 = 1 - sk * yk * rhok
-        a2 = 1 - yk * sk * rhok
-        hk = a1 * (hk * a2) + (rhok * sk * sk)
-    if warnflag != 2:
-        if k >= maxiter:
-            warnflag = 1
-        elif np.isnan(gnorm) or np.isnan(old_fval) or np.isnan(xk):
-            warnflag = 3
-    return xk, warnflag, k
-
-
-def lmm_random_intercept_sm_path(
-    y,
-    X,
-    groups,
-    reml: bool = True,
-    gtol: float = 1e-5,
-    maxiter: int = 100,
-) -> LMMResult:
-    """Random-intercept LMM along statsmodels' own optimisation path (``MixedLM.fit`` defaults).
-
-    :func:`lmm_random_intercept` returns the exact (RE)ML optimum. ``MixedLM(y, X,
-    groups).fit(reml=...)`` stops earlier: it minimises -loglike / N over the Cholesky factor L
-    of cov_re / scale (gamma = L^2, start L = 1) with ``scipy.optimize.fmin_bfgs`` (gtol 1e-5 on
-    the sup-norm of the gradient, at most 100 iterations), which leaves the estimates ~1e-6 and
-    the SEs ~1e-5 relative from the optimum. This function runs the same BFGS iteration
-    (:func:`_fmin_bfgs`: scipy's loop and line search) on the same objective and gradient,
-    computed from the profile's sufficient statistics (~15 us an evaluation instead of a Python
-    loop over the groups), so it stops at the same point; the estimates there are computed as statsmodels does (GLS fixed effects at that
-    gamma, scale-profiled Hessian in (fixed effects, cov_re) inverted by LU, "not negative
-    definite" when a diagonal element is >= 0). The result then equals statsmodels' to ~1e-10.
-
-    ``converged`` is False when BFGS did not converge (statsmodels then goes on with L-BFGS
-    and CG, and warns) or when the path visited cov_re / scale < 1e-10, where statsmodels
-    computes the fixed effects with a pseudo-inverse of cov_re that changes its objective (a
-    random-intercept variance at or next to the boundary 0). This function reproduces neither:
-    callers refit those (rare) data sets with statsmodels.
-    """
-    prep = _prepare(y, X, groups, reml)
-    if isinstance(prep, LMMResult):
-        return prep
-    prof, N, p, m = prep
-    nu = N - p if reml else N
-    const = -0.5 * nu * _LOG2PI + 0.5 * nu * np.log(nu) - 0.5 * nu
-    cache: dict = {}
-    singular = [False]
-
-    def ev(x):
-        key = float(x[0])
-        r = cache.get(key)
-        if r is None:
-            g = key * key
-            # statsmodels' get_fe_params switches to a pseudo-inverse of cov_re below 1e-10,
-            # which changes its objective there: that path is not reproduced here
-            singular[0] |= g < _SM_COV_TOL
-            r = prof.f_f1(g)
-            cache.clear()
-            cache[key] = r
-        return key, r
-
-    def fun(x):  # -loglike / N
-        _, r = ev(x)
-        return np.inf if r is None else float((0.5 * r[0] - const) / N)
-
-    def grad(x):  # d(-loglike / N) / dL = L f'(L^2) / N
-        key, r = ev(x)
-        return np.array([np.nan if r is None else key * r[1] / N])
-
-    with np.errstate(all="ignore"):
-        lam, warnflag, n_it = _fmin_bfgs(fun, grad, 1.0, gtol, maxiter)
-    gamma = lam * lam
-    converged = warnflag == 0 and not singular[0]
-    status, message = STATUS_OK, ""
-    if singular[0]:
-        status, message = (
-            STATUS_WARNING,
-            (
-                "cov_re / scale < 1e-10 reached, where statsmodels' objective changes "
-                "(pseudo-inverse branch): its path is not reproduced"
-            ),
-        )
-    elif not converged:
-        status, message = STATUS_WARNING, f"BFGS did not converge (warnflag {warnflag})"
-    res = _finish(
-        prof, reml, N, p, m, gamma, None, 0.0, 0.0, status, message, True, n_it, sm_cov=True
-    )
-    if not converged:
-        return replace(res, converged=False)
-    return res
+    return _finish(prof, reml, N, p, m, gamma, status, message, converged, n_iter)

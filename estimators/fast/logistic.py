@@ -102,7 +102,7 @@ def logistic_fit(
     y,
     X,
     maxiter: int = 50,
-    tol: float = 1e-7,
+    tol: float = 1e-10,
     check_separation: bool = True,
 ) -> LogisticResult:
     """Maximum-likelihood logistic regression of binary y on X.
