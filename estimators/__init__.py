@@ -4,7 +4,14 @@ Every estimator follows the contract of :mod:`estimators.base` and is selectable
 its ``kind`` (``conf/estimators/*.yaml``). Importing this package registers all families.
 """
 
-from palliasim.estimators import binary, continuous, longitudinal, survival, tables  # noqa: F401
+from palliasim.estimators import (  # noqa: F401
+    binary,
+    continuous,
+    longitudinal,
+    response_mi,
+    survival,
+    tables,
+)
 from palliasim.estimators.base import (
     ESTIMATE_COLUMNS,
     REGISTRY,
