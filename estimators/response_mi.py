@@ -45,7 +45,10 @@ from palliasim.sim.truth import ADJUSTMENT_SET
 
 
 def _bayes_pmm(y, X, Xr, rng, donors: int) -> np.ndarray:
-    """Predictive-mean-matching draws for recipients ``Xr`` from donors (y, X) (module doc)."""
+    """Predictive-mean-matching draws for recipients ``Xr`` from donors (y, X) (module doc).
+    Columns constant among the donors (e.g. strong_opioid among non-users) are left out."""
+    cols = [0] + [j for j in range(1, X.shape[1]) if np.ptp(X[:, j]) > 0]
+    X, Xr = X[:, cols], Xr[:, cols]
     n, k = X.shape
     if n < k + 2:
         raise StatisticalTrouble(f"imputation model: {n} observed patients for {k} parameters")
@@ -93,7 +96,15 @@ def _row(name, estimand, est, se, df, alpha, n, msg) -> Estimate:
     else:
         q, p = ndtri(1 - alpha / 2), 2 * ndtr(-abs(est / se))
     return Estimate(
-        name, estimand, float(est), float(se), est - q * se, est + q * se, float(p), n, message=msg
+        name,
+        estimand,
+        float(est),
+        float(se),
+        float(est - q * se),
+        float(est + q * se),
+        float(p),
+        n,
+        message=msg,
     )
 
 
