@@ -67,7 +67,6 @@ DROPOUT_SECTIONS_EXCLUDED = ("scenario_name", "cohort")
 #: sim/ files that do not generate data or truth (left out of the fingerprint)
 NOT_DGM = ("calibrate.py", "files.py")
 BATCHES = 20
-ENTRY_KEYS = {"value", "mcse", "source", "status", "message"}
 
 
 @dataclass(frozen=True)
@@ -156,22 +155,29 @@ def cache_dir() -> Path:
 
 
 def _read(path: Path) -> dict | None:
+    """A cached {name: entry} (entries without status read as ok), or None to recompute."""
     try:
         values = json.loads(path.read_text())
     except (OSError, ValueError):
         return None  # absent, corrupt or malformed: recomputed
-    if (
-        isinstance(values, dict)
-        and values
-        and all(isinstance(v, dict) and ENTRY_KEYS <= set(v) for v in values.values())
+    if isinstance(values, dict) and all(
+        isinstance(v, dict) and {"value", "mcse", "source"} <= set(v) for v in values.values()
     ):
-        return values
+        return {k: {"status": "ok", "message": "", **v} for k, v in values.items()}
     return None
 
 
 def _write(path: Path, values: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_text(path, json.dumps(values, indent=1))
+
+
+def _split(values: dict) -> dict[str, dict]:
+    """{part: {name: entry}} by the registry's ``depends_on`` (unregistered names: outcome)."""
+    out: dict[str, dict] = {"outcome": {}, "dropout": {}}
+    for k, v in values.items():
+        out[ESTIMANDS[k].depends_on if k in ESTIMANDS else "outcome"][k] = v
+    return out
 
 
 def truth(scenario: Scenario, use_cache: bool = True) -> Truth:
@@ -190,7 +196,9 @@ def truth(scenario: Scenario, use_cache: bool = True) -> Truth:
             if v is not None:
                 parts[part] = v
     missing = [part for part in keys if part not in parts]
-    if missing:
+    if len(missing) == len(keys):
+        parts = _split(compute_truth(scenario))
+    elif missing:
         parts.update(compute_parts(scenario, missing))
     values = {**parts["outcome"], **parts["dropout"]}
     if use_cache:

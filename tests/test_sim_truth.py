@@ -139,21 +139,12 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "truth"
 
 
-def _split(values):
-    """{part: {name: entry}} as compute_parts returns it (by the registry's depends_on)."""
-    out = {"outcome": {}, "dropout": {}}
-    for k, v in values.items():
-        part = ESTIMANDS[k].depends_on if k in ESTIMANDS else "outcome"
-        out[part][k] = v
-    return out
-
-
 def _counting(monkeypatch, values):
     calls = []
 
     def fake(scenario, parts=("outcome", "dropout")):
         calls.append((scenario.key, tuple(parts)))
-        return {p: v for p, v in copy.deepcopy(_split(values)).items() if p in parts}
+        return {p: v for p, v in copy.deepcopy(truth_module._split(values)).items() if p in parts}
 
     monkeypatch.setattr(truth_module, "compute_parts", fake)
     return calls
