@@ -125,6 +125,13 @@ def _dropout_free(scenario: Scenario) -> bool:
     return m["mechanism"] == "none" or m["target_week12"] <= 0
 
 
+def stream_key(scenario: Scenario) -> str:
+    """Key of the truth's random stream: the outcome sections' content only (not the code
+    fingerprint, so an edit of a comment in sim/ changes the cache key but not the values)."""
+    p = scenario.params
+    return content_hash({k: v for k, v in p.items() if k not in OUTCOME_SECTIONS_EXCLUDED})
+
+
 def part_keys(scenario: Scenario) -> dict[str, str]:
     """Cache key of each part of the truth: ``outcome`` and ``dropout`` (see module doc)."""
     p = scenario.params
@@ -342,9 +349,8 @@ def compute_parts(scenario: Scenario, parts=("outcome", "dropout")) -> dict[str,
     """The requested parts of the truth (``outcome``, ``dropout``), each {name: entry}."""
     p = scenario.params
     n = p["truth"]["n"]
-    keys = part_keys(scenario)
     _, po = generate_with_potential(
-        scenario, rng_for(p["truth"]["seed"], keys["outcome"], "truth"), n
+        scenario, rng_for(p["truth"]["seed"], stream_key(scenario), "truth"), n
     )
     cov = po.shared["cov"]
     X = np.column_stack([cov[c] for c in ADJUSTMENT_SET]).astype(float)

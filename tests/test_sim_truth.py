@@ -233,6 +233,15 @@ def test_truth_recomputed_when_the_dgm_code_changes(cache, monkeypatch, study_sc
     assert len(calls) == 2 and calls[-1][1] == ("outcome", "dropout")
 
 
+def test_truth_values_do_not_depend_on_the_fingerprint(monkeypatch):
+    """The random stream is keyed on the outcome parameters only: a code edit that changes no
+    numerics (a comment) changes the cache key, never the values."""
+    sc = load_scenario("null", {"truth.n": 2_000})
+    a = compute_truth(sc)
+    monkeypatch.setattr(truth_module, "dgm_fingerprint", lambda: "f" * 64)
+    assert compute_truth(sc) == a
+
+
 def test_fingerprint_covers_the_generating_files(tmp_path, monkeypatch):
     """The fingerprint hashes the bytes of sim/*.py (not calibrate.py): editing one changes it."""
     import shutil
