@@ -8,7 +8,16 @@ signature per operation for ``engine: reference | fast``, both run to the optimu
 kernels in :mod:`estimators.fast`, the shared helpers in :mod:`estimators.design`.
 """
 
-from palliasim.estimators import binary, clda, continuous, longitudinal, mmrm, survival, tables  # noqa: F401,E501
+from palliasim.estimators import (  # noqa: F401  (importing registers the kinds)
+    binary,
+    clda,
+    continuous,
+    longitudinal,
+    mmrm,
+    response_mi,
+    survival,
+    tables,
+)
 from palliasim.estimators.base import (
     ESTIMATE_COLUMNS,
     REGISTRY,

@@ -37,6 +37,7 @@ ESTIMATE_COLUMNS = (
     "se",
     "ci_low",
     "ci_high",
+    "ci_level",
     "p_value",
     "n_used",
     "status",

@@ -5,10 +5,12 @@ sc = load_scenario("study", {"cohort.n": 500})
 cohort = generate(sc, rng_for(7, sc.key, "data", rep=0))
 cohort.patients, cohort.visits           # tidy DataFrames (see sim/cohort.py)
 truth(sc).to_frame()                      # true value of every estimand (sim/truth.py)
+ESTIMANDS["response_logor"]               # what it is the truth of (sim/estimands.py)
 """
 
 from palliasim.sim.cohort import Cohort, PotentialOutcomes
 from palliasim.sim.errors import ConfigError
+from palliasim.sim.estimands import ESTIMANDS, Estimand
 from palliasim.sim.generate import generate, generate_with_potential
 from palliasim.sim.scenario import PRESETS, Scenario, load_scenario
 from palliasim.sim.seeding import rng_for, seed_sequence
@@ -18,6 +20,8 @@ __all__ = [
     "ADJUSTMENT_SET",
     "Cohort",
     "ConfigError",
+    "ESTIMANDS",
+    "Estimand",
     "PRESETS",
     "PotentialOutcomes",
     "Scenario",

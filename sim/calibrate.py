@@ -1,29 +1,42 @@
-"""Calibration: the `study` preset against every number of ../shared/study/STUDY.md, and solvers
-that turn a marginal target into the conditional parameter that produces it.
+"""Calibration: the `study` preset against every number the study's article reports (its
+Table 1 and 2 marginals, KM medians and unadjusted HRs of PFS and OS, week-12 response rates and
+Table 3's responder profile, the baseline NRS distribution: :data:`TARGETS`), and solvers that
+turn a marginal target into the conditional parameter that produces it.
 
-- :func:`calibration_table` simulates one large cohort and lists, side by side, each target of
-  STUDY.md ("Calibration targets") with the simulated value, the tolerance the issue sets
+- :func:`calibration_table` simulates one large cohort and lists, side by side, each target
+  with the simulated value, the tolerance the issue sets
   (proportions 2 points, means 0.1 SD, KM medians 0.3 months, Cox HRs 0.03, response 3 points)
   and whether it is met.
 - :func:`solve_parameter` finds, by bisection on a large fixed-seed potential-outcome sample
   (common random numbers, as in Austin 2013), the value of one config key that makes a marginal
   measure hit its target, e.g. ``survival.progression.log_hr`` for a marginal PFS HR of 0.68.
-- :func:`fit_study` (``python -m sim.calibrate``) re-derives the [CALIBRATED] values of
-  study.yaml jointly by Newton steps with a finite-difference Jacobian.
+  Solved values are cached on disk by the scenario's content, the entry and the DGM code
+  fingerprint (sim/truth.py dgm_fingerprint), so a code change never reuses a stale solve.
+- :func:`fit_study` (``python -m palliasim.sim.calibrate``) re-derives the [CALIBRATED] values of
+  study.yaml jointly by Gauss-Newton steps with a finite-difference Jacobian (the week-1..8
+  control change and effect are kept in proportion with week 12).
+
+The response-rate targets are computed among patients with a known response (assessed at week
+12, or dead by then = non-responder), as the study's complete-data cohort had them.
 """
 
 from __future__ import annotations
 
+import copy
+import json
 import sys
 from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 
+from palliasim.sim.errors import ConfigError
+from palliasim.sim.files import atomic_write_text
 from palliasim.sim.generate import generate, generate_with_potential
-from palliasim.sim.scenario import Scenario, load_scenario
+from palliasim.sim.scenario import Scenario, content_hash, load_scenario
 from palliasim.sim.seeding import rng_for
 from palliasim.sim.survstats import cox_loghr, km_median
+from palliasim.sim.truth import cache_dir, dgm_fingerprint
 
 PP2, PP3 = 0.02, 0.03
 T1 = {  # Table 1: (quantity, control, observation)
@@ -256,8 +269,8 @@ def _get(params, dotted):
 
 
 def _with(scenario: Scenario, values) -> Scenario:
-    import copy
-
+    """``scenario`` with FIT_KEYS set to ``values``; a week-12 NRS entry scales the earlier
+    visits' entries in proportion (the trajectory keeps its shape)."""
     params = copy.deepcopy(scenario.params)
     for (key, _, _), v in zip(FIT_KEYS, values):
         parts = key.split(".")
@@ -266,10 +279,12 @@ def _with(scenario: Scenario, values) -> Scenario:
             node = node[part]
         last = parts[-1]
         if isinstance(node, list):
+            old = node[int(last)]
+            if old != 0:
+                node[:] = [float(x * v / old) for x in node]
             node[int(last)] = float(v)
         else:
             node[last] = float(v)
-    # keep the earlier visits' control change and effect in proportion with week 12
     return Scenario.from_dict(params)
 
 
@@ -313,14 +328,8 @@ def apply_solves(scenario: Scenario, solves: list | None, seed: int = 1) -> Scen
     named marginal measure hits its target, e.g.
     ``{key: survival.progression.log_hr, measure: marginal_hr_pfs, target: 0.68,
     bracket: [-1.0, 0.5], n: 50000}``. Entries are validated before any compute (ConfigError
-    naming ``solve[i].<field>``); solved values are cached on disk by content hash."""
-    import json
-    import os
-
-    from palliasim.sim.errors import ConfigError
-    from palliasim.sim.scenario import content_hash
-    from palliasim.sim.truth import cache_dir
-
+    naming ``solve[i].<field>``); solved values are cached on disk by content hash (scenario,
+    entry, seed, n and the DGM code fingerprint)."""
     if not solves:
         return scenario
     if not isinstance(solves, list):
@@ -364,7 +373,15 @@ def apply_solves(scenario: Scenario, solves: list | None, seed: int = 1) -> Scen
         )  # the key exists and the bracket is valid
     for entry in solves:
         n = int(entry.get("n", 50_000))
-        tag = content_hash({"scenario": scenario.key, "entry": entry, "seed": seed, "n": n})
+        tag = content_hash(
+            {
+                "scenario": scenario.key,
+                "entry": entry,
+                "seed": seed,
+                "n": n,
+                "dgm": dgm_fingerprint(),
+            }
+        )
         path = cache_dir().parent / "solve" / f"{tag}.json"
         value = None
         if path.exists():
@@ -383,8 +400,6 @@ def apply_solves(scenario: Scenario, solves: list | None, seed: int = 1) -> Scen
                 seed=seed,
             )
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps({"value": value, "entry": entry}))
-            os.replace(tmp, path)
+            atomic_write_text(path, json.dumps({"value": value, "entry": entry}))
         scenario = scenario.with_overrides({entry["key"]: value})
     return scenario

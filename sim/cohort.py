@@ -7,7 +7,8 @@
   <marker>_w0 for marker in crp, tnf, il6, wbc, pct, nlr, albumin, hb, transferrin, calories,
   qol_<domain>_w0 for domain in global, physical, role, emotional, social,
   nrs12, omed12, qol_<domain>_w12, <marker>_w12 (week 12; NaN unless the week-12 visit is observed),
-  response (1 responder, 0 non-responder, NaN where dead/missing map to missing),
+  response (1 responder, 0 non-responder or dead by week 12, NaN for an alive patient without a
+  week-12 assessment; ``response.dead_as`` / ``response.missing_as`` can change both codings),
   response_category (complete|partial|indeterminate|progression|dead|missing|direct),
   relief_onset_weeks, relief_onset_event, relief_duration_weeks, relief_duration_event,
   ae_<type> for each Table 2 type, ae_any, ae_grade34, ae_discontinuation,
@@ -108,6 +109,22 @@ class Cohort:
         if a.dtype.kind not in "biuf":
             return None
         return a.astype(float)
+
+    def label_mask(self, col: str, label: str) -> np.ndarray | None:
+        """Boolean array: patient column ``col`` (categorical or text) equals ``label``; None
+        when the column is absent."""
+        if self._pa is not None:
+            if col not in self._pa:
+                return None
+            labels = self._cats.get(col)
+            if labels is not None:
+                if label not in labels:
+                    return np.zeros(self.n, dtype=bool)
+                return np.asarray(self._pa[col]) == list(labels).index(label)
+            return np.asarray(self._pa[col]).astype(str) == label
+        if col not in self._patients.columns:
+            return None
+        return (self._patients[col].astype(str) == label).to_numpy()
 
     @property
     def visit_arrays(self) -> dict:

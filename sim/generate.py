@@ -87,19 +87,27 @@ def _simulate(
     u_cov = rng.random((len(p["missingness"]["covariates"]["columns"]), n))
 
     arm_values = {0: 0, 1: 1} if potential else {"obs": A}
+    thresholds = pain.category_thresholds(p["response"])
     arms = {}
     for key, a in arm_values.items():
         y = lat["Y0"] + np.asarray(p["nrs"]["effect"]) * (
             np.asarray(a)[..., None] if np.ndim(a) else a
         )
-        t_death, t_pfs, progressed = survival.event_times(p, cov, lat["b_std"], sv, a)
+        nrs = pain.observe_nrs(y)
+        omed = pain.omed_path(p, cov, y, a, op_draws)
+        t_death = survival.death_times(p, cov, sv, a)
+        alive_a = t_death[:, None] > missingness.VISIT_MONTHS[None, :]
+        j = pain.first_progression_visit(cov["nrs0"], nrs, cov["omed0"], omed, alive_a, thresholds)
+        t_visit = np.where(j >= 0, missingness.VISIT_MONTHS[np.maximum(j, 0)], np.inf)
+        t_pfs = survival.pfs_times(p, cov, sv, a, y[:, 3] - cov["nrs0"], t_visit, t_death)
         arms[key] = {
             "a": a,
             "Y": y,
-            "nrs": pain.observe_nrs(y),
+            "nrs": nrs,
+            "omed": omed,
+            "alive": alive_a,
             "t_death": t_death,
             "t_pfs": t_pfs,
-            "progressed": progressed,
         }
 
     def view(name):
@@ -125,22 +133,30 @@ def _simulate(
     for arm in arms.values():
         a = arm["a"]
         y12 = arm["Y"][:, 3]
-        arm["omed12"] = pain.omed_week12(p, cov, y12, a, op_draws)
+        arm["omed12"] = arm["omed"][:, 3]
+        alive12 = arm["t_death"] > schedule.W12_MONTHS
         if resp_cfg["mode"] == "derived":
             arm["category"] = pain.consensus_category(
-                cov["nrs0"],
-                arm["nrs"][:, 3],
-                cov["omed0"],
-                arm["omed12"],
-                resp_cfg["increase_threshold"],
+                cov["nrs0"], arm["nrs"][:, 3], cov["omed0"], arm["omed12"], **thresholds
             )
-            arm["responder"] = (arm["category"] <= 1) & (arm["t_death"] > schedule.W12_MONTHS)
-        else:
+            arm["responder"] = (arm["category"] <= pain.PARTIAL) & alive12
+        else:  # composite strategy for death here too: a patient dead by week 12 never responds
             arm["category"] = np.full(n, -1, dtype=np.int8)
-            arm["responder"] = u_miss[7] < pain.direct_response_prob(p, cov, a)
+            arm["responder"] = (u_miss[7] < pain.direct_response_prob(p, cov, a)) & alive12
         arm["qol12"] = qol.qol_week12(p, cov, q0, y12, a, qz)
         arm["markers12"] = markers.markers_week12(p, cov, y12, a, mz)
         arm["ae"] = adverse.adverse_events(p["adverse_events"], k["ae"], ae_draws, a)
+        if potential:  # the week-12 assessment each arm would have had (NRI estimand's truth)
+            st_a = missingness.visit_status(
+                p["missingness"],
+                k["alpha"],
+                arm["nrs"],
+                arm["alive"],
+                cov["ecog"],
+                cov["nrs0"],
+                u_miss,
+            )
+            arm["assessed12"] = st_a[:, 3] == missingness.OBSERVED
 
     C = survival.censoring_times(p, sv)
     status = missingness.visit_status(
@@ -171,10 +187,12 @@ CATEGORY_LABELS = (
     "missing",
     "direct",
 )
+DEAD_CODE = CATEGORY_LABELS.index("dead")
+MISSING_CODE = CATEGORY_LABELS.index("missing")
 
 
-def _tables(p: dict, sim: dict) -> tuple[dict, dict, dict]:
-    cov, A, arms, st = sim["cov"], sim["A"], sim["arms"], sim["status"]
+def _tables(p: dict, draws: dict) -> tuple[dict, dict, dict]:
+    cov, A, arms, st = draws["cov"], draws["A"], draws["arms"], draws["status"]
     n = A.shape[0]
 
     def received(getter):
@@ -185,7 +203,7 @@ def _tables(p: dict, sim: dict) -> tuple[dict, dict, dict]:
         return np.where(A == 1, x1, x0)
 
     obs = st == missingness.OBSERVED
-    nrs_obs = np.where(obs, sim["nrs_full"], np.nan)
+    nrs_obs = np.where(obs, draws["nrs_full"], np.nan)
     obs12 = obs[:, 3]
     dead12 = st[:, 3] == missingness.DEAD
     pa: dict = {"id": np.arange(1, n + 1), "group": A}
@@ -195,7 +213,7 @@ def _tables(p: dict, sim: dict) -> tuple[dict, dict, dict]:
         pa[f"{m}_w0"] = np.round(np.exp(cov[f"log_{m}0"]), 3)
     for m in covariates.NUTRITIONAL:
         pa[f"{m}_w0"] = np.round(cov[f"{m}0"], 2)
-    q0 = sim["q0"]
+    q0 = draws["q0"]
     for i, d in enumerate(qol.DOMAINS):
         pa[f"qol_{d}_w0"] = q0[i]
     pa["nrs12"] = nrs_obs[:, 3]
@@ -209,17 +227,18 @@ def _tables(p: dict, sim: dict) -> tuple[dict, dict, dict]:
     for m in covariates.NUTRITIONAL:
         v = received(lambda x, m=m: x["markers12"][f"{m}12"])
         pa[f"{m}_w12"] = np.where(obs12, np.round(v, 2), np.nan)
-    # response
+    # response: 1/0 for a patient assessed at week 12; dead by week 12 -> response.dead_as
+    # (0 by default: composite strategy); alive but not assessed -> response.missing_as (NaN by
+    # default: missing data, for the analysis to handle)
     r = p["response"]
     if r["mode"] == "derived":
         cat = received(lambda x: x["category"]).astype(np.int8)
-        resp = (cat <= 1).astype(float)
-        cat = np.where(dead12, 4, np.where(~obs12, 5, cat)).astype(np.int8)
-        resp = np.where(dead12, np.nan if r["dead_as"] == "missing" else 0.0, resp)
-        resp = np.where(~dead12 & ~obs12, np.nan if r["missing_as"] == "missing" else 0.0, resp)
     else:
-        cat = np.full(n, 6, dtype=np.int8)
-        resp = received(lambda x: x["responder"]).astype(float)
+        cat = np.full(n, CATEGORY_LABELS.index("direct"), dtype=np.int8)
+    resp = received(lambda x: x["responder"]).astype(float)
+    cat = np.where(dead12, DEAD_CODE, np.where(~obs12, MISSING_CODE, cat)).astype(np.int8)
+    resp = np.where(dead12, np.nan if r["dead_as"] == "missing" else 0.0, resp)
+    resp = np.where(~dead12 & ~obs12, np.nan if r["missing_as"] == "missing" else 0.0, resp)
     pa["response"] = resp
     pa["response_category"] = cat
     onset, onset_ev, dur, dur_ev = pain.relief_times(cov["nrs0"], nrs_obs, p["relief"]["threshold"])
@@ -229,9 +248,9 @@ def _tables(p: dict, sim: dict) -> tuple[dict, dict, dict]:
     pa["relief_duration_event"] = dur_ev
     for key in next(iter(arms.values()))["ae"]:
         pa[key] = received(lambda x, key=key: x["ae"][key])
-    C = sim["C"]
+    C = draws["C"]
     t_pfs = received(lambda x: x["t_pfs"])
-    t_death = sim["t_death"]
+    t_death = draws["t_death"]
     pa["pfs_months"] = np.round(np.minimum(t_pfs, C), 4)
     pa["pfs_event"] = (t_pfs <= C).astype(np.int8)
     pa["os_months"] = np.round(np.minimum(t_death, C), 4)
@@ -239,7 +258,7 @@ def _tables(p: dict, sim: dict) -> tuple[dict, dict, dict]:
     # missing baseline covariates
     mc = p["missingness"]["covariates"]
     for i, col in enumerate(mc["columns"]):
-        mask = missingness.covariate_missing(p["missingness"], cov["age"], sim["u_cov"][i])
+        mask = missingness.covariate_missing(p["missingness"], cov["age"], draws["u_cov"][i])
         if mask.any():
             pa[col] = np.where(mask, np.nan, pa[col].astype(float))
     # visits, long: patient-major, weeks 0, 1, 4, 8, 12
@@ -264,8 +283,8 @@ def _tables(p: dict, sim: dict) -> tuple[dict, dict, dict]:
 def generate(scenario: Scenario, rng: np.random.Generator, n: int | None = None) -> Cohort:
     """Draw one cohort of ``n`` (default ``cohort.n``) patients."""
     k = constants(scenario)
-    sim = _simulate(scenario.params, k, rng, n or scenario.n)
-    pa, va, cats = _tables(scenario.params, sim)
+    draws = _simulate(scenario.params, k, rng, n or scenario.n)
+    pa, va, cats = _tables(scenario.params, draws)
     return Cohort(pa, va, cats)
 
 
@@ -273,17 +292,18 @@ def generate_with_potential(scenario: Scenario, rng: np.random.Generator, n: int
     """Draw a cohort and its potential outcomes under both arms (for the truth)."""
     k = constants(scenario)
     p = scenario.params
-    sim = _simulate(p, k, rng, n or scenario.n, potential=True)
-    pa, va, cats = _tables(p, sim)
-    arms = sim["arms"]
+    draws = _simulate(p, k, rng, n or scenario.n, potential=True)
+    pa, va, cats = _tables(p, draws)
+    arms = draws["arms"]
     po = {
         "nrs": (arms[0]["nrs"], arms[1]["nrs"]),
         "responder": (arms[0]["responder"], arms[1]["responder"]),
+        "assessed12": (arms[0]["assessed12"], arms[1]["assessed12"]),
         "t_death": (arms[0]["t_death"], arms[1]["t_death"]),
         "t_pfs": (arms[0]["t_pfs"], arms[1]["t_pfs"]),
         "qol12": (arms[0]["qol12"], arms[1]["qol12"]),
         "markers12": (arms[0]["markers12"], arms[1]["markers12"]),
         "ae": (arms[0]["ae"], arms[1]["ae"]),
     }
-    shared = {"C": sim["C"], "A": sim["A"], "cov": sim["cov"]}
+    shared = {"C": draws["C"], "A": draws["A"], "cov": draws["cov"]}
     return Cohort(pa, va, cats), PotentialOutcomes(po, shared)

@@ -5,12 +5,14 @@ NRS model (both arms a = 0, 1 from the same draws: potential outcomes with commo
             + beta_O strongopioid_i + lambda U_i + b_i + s_i w_j / 12 + e_ij,   j = 1, 4, 8, 12
   b_i ~ N(0, sd_intercept^2), s_i ~ N(0, sd_slope^2), e_ij ~ N(0, sd_residual^2);
   observed NRS_ij = clip(round(Y_ij), 0, 10); NRS at week 0 is the baseline NRS0 (4..10).
-Week-12 OMED: unchanged with probability p_unchanged, else OMED0 * exp(N(mu_a, sd)) with
-  mu_a = control_log_change + effect a + pain_coupling (Y_i12(a) - NRS0_i); non-users start an
-  opioid with probability expit(logit(start_prob_control) + start_prob_effect a).
-Consensus response (2012 update): complete = NRS 0 and no OMED increase; partial = NRS drop >= 2
-  without OMED increase, or OMED drop >= 25% without NRS increase; progression = NRS rise >= 2
-  with stable OMED, or OMED rise >= 25% with NRS at most 1 above baseline; else indeterminate.
+OMED at weeks 1-12 (:func:`omed_path`): unchanged with probability p_unchanged, else
+  OMED0 * exp(f_j (mu_ij + sd z_i)), f_j = week_j / 12, mu_ij = control_log_change + effect a
+  + pain_coupling (Y_ij(a) - NRS0_i); non-users start an opioid by week 12 with probability
+  expit(logit(start_prob_control) + start_prob_effect a), at a uniform time in the window.
+Consensus categories (Chow et al. 2012, see :func:`consensus_category`): complete = NRS 0 without
+  an OMED increase; partial = NRS drop >= 2 without an OMED increase, or OMED reduced by >= 25%
+  without an NRS increase; progression = NRS rise >= 2 with stable OMED, or OMED increased by
+  >= 25% with NRS unchanged or 1 point above baseline; indeterminate = anything else.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ WEEKS = np.asarray(schedule.WEEKS)
 
 
 def draw_nrs_latent(p: dict, cov: dict, rng: np.random.Generator, n: int) -> dict:
-    """Latent post-baseline NRS under both arms: arrays (n, 4) ``Y0`` and ``Y1``, and b_i."""
+    """Latent post-baseline NRS under both arms: arrays (n, 4) ``Y0`` and ``Y1``."""
     q = p["nrs"]
     z = rng.standard_normal((n, 6))
     b = q["sd_intercept"] * z[:, 0]
@@ -43,8 +45,7 @@ def draw_nrs_latent(p: dict, cov: dict, rng: np.random.Generator, n: int) -> dic
     y0 = base[:, None] + np.asarray(q["mean_change_control"]) + s[:, None] * w
     y0 = y0 + q["sd_residual"] * z[:, 2:]
     y1 = y0 + np.asarray(q["effect"])
-    sd_b = q["sd_intercept"]
-    return {"Y0": y0, "Y1": y1, "b_std": b / sd_b if sd_b > 0 else np.zeros(n)}
+    return {"Y0": y0, "Y1": y1}
 
 
 def observe_nrs(y: np.ndarray) -> np.ndarray:
@@ -56,35 +57,106 @@ def draw_opioid_uniforms(rng: np.random.Generator, n: int) -> np.ndarray:
     return np.vstack([rng.random(n), rng.standard_normal(n), rng.random(n), rng.standard_normal(n)])
 
 
-def omed_week12(p: dict, cov: dict, y12: np.ndarray, a: int, draws: np.ndarray) -> np.ndarray:
-    """Week-12 OMED under arm ``a`` (mg/day)."""
+def omed_path(p: dict, cov: dict, y: np.ndarray, a, draws: np.ndarray) -> np.ndarray:
+    """OMED (mg/day) at weeks 1, 4, 8, 12 under arm ``a``: array (n, 4), rounded to 0.1 mg.
+
+    A user whose dose changes (probability 1 - p_unchanged) moves along
+    log OMED_j = log OMED0 + f_j (mu_j + sd z), f_j = week_j / 12, with
+    mu_j = control_log_change + effect a + pain_coupling (Y_ij(a) - NRS0); at week 12 this is the
+    week-12 model of the module docstring. A non-user who starts an opioid by week 12 (uniform
+    u < pstart) starts at week 12 u / pstart (uniform over the window) at a weak-opioid dose.
+    """
     o = p["opioid"]
-    omed0 = cov["omed0"]
-    mu = o["control_log_change"] + o["effect"] * a + o["pain_coupling"] * (y12 - cov["nrs0"])
-    changed = omed0 * np.exp(mu + o["sd"] * draws[1])
-    users = np.where(draws[0] < o["p_unchanged"], omed0, changed)
+    omed0 = cov["omed0"][:, None]
+    a_col = np.asarray(a, float)
+    a_col = a_col[:, None] if a_col.ndim == 1 else a_col
+    f = WEEKS[1:][None, :] / 12.0
+    mu = (
+        o["control_log_change"]
+        + o["effect"] * a_col
+        + o["pain_coupling"] * (y - cov["nrs0"][:, None])
+    )
+    changed = omed0 * np.exp(f * (mu + o["sd"] * draws[1][:, None]))
+    users = np.where(draws[0][:, None] < o["p_unchanged"], omed0, changed)
     sp = o["start_prob_control"]
-    pstart = expit(logit(np.clip(sp, 1e-12, 1 - 1e-12)) + o["start_prob_effect"] * a)
+    pstart = expit(logit(np.clip(sp, 1e-12, 1 - 1e-12)) + o["start_prob_effect"] * a_col)
     start_dose = p["covariates"]["omed_weak_median"] * np.exp(0.3 * draws[3])
-    starters = np.where(draws[2] < pstart, start_dose, 0.0)
+    starters = np.where(draws[2][:, None] < pstart * f, start_dose[:, None], 0.0)
     return np.round(np.where(omed0 > 0, users, starters), 1)
 
 
-def consensus_category(nrs0, nrs12, omed0, omed12, increase_threshold: float = 0.0):
-    """Consensus category code 0..3 (complete, partial, indeterminate, progression)."""
-    dn = nrs12 - nrs0
-    inc = omed12 > omed0 * (1.0 + increase_threshold) + 1e-9
-    dec25 = (omed0 > 0) & (omed12 <= 0.75 * omed0 + 1e-9)
-    inc25 = np.where(omed0 > 0, omed12 >= 1.25 * omed0 - 1e-9, omed12 > 0)
-    stable = ~inc & ~dec25
-    complete = (nrs12 == 0) & ~inc
-    partial = ((dn <= -2) & ~inc) | (dec25 & (dn <= 0))
-    progression = ((dn >= 2) & stable) | (inc25 & (dn <= 1))
-    cat = np.full(np.shape(nrs0), 2, dtype=np.int8)
-    cat[progression] = 3
-    cat[partial] = 1
-    cat[complete] = 0
+def omed_week12(p: dict, cov: dict, y12: np.ndarray, a, draws: np.ndarray) -> np.ndarray:
+    """Week-12 OMED under arm ``a`` (mg/day): the last column of :func:`omed_path`."""
+    y = np.repeat(np.asarray(y12, float)[:, None], 4, axis=1)
+    return omed_path(p, cov, y, a, draws)[:, 3]
+
+
+COMPLETE, PARTIAL, INDETERMINATE, PROGRESSION = 0, 1, 2, 3
+_TIE = 1e-9  # mg/day: OMED values are rounded to 0.1 mg, so ties at a threshold are exact
+
+
+def consensus_category(
+    nrs0,
+    nrs,
+    omed0,
+    omed,
+    increase_threshold: float = 0.0,
+    partial_decrease: float = 0.25,
+    progression_increase: float = 0.25,
+):
+    """International consensus category (Chow et al. 2012) of NRS ``nrs`` and OMED ``omed``
+    against baseline (``nrs0``, ``omed0``), elementwise: codes 0..3 = complete, partial,
+    indeterminate, progression.
+
+    With dN = NRS - NRS0 (integers), OMED "increased" = OMED > OMED0 (1 + increase_threshold),
+    "reduced by >= 25%" = OMED <= OMED0 (1 - partial_decrease), "increased by >= 25%" =
+    OMED >= OMED0 (1 + progression_increase) (ties count; no baseline opioid: any dose > 0 is an
+    increase of >= 25% and no reduction is possible), "stable" = neither increased nor reduced:
+      complete     NRS = 0 and OMED not increased;
+      partial      dN <= -2 and OMED not increased, or OMED reduced by >= 25% and dN <= 0;
+      progression  dN >= 2 and OMED stable, or OMED increased by >= 25% and 0 <= dN <= 1
+                   (pain "stable or 1 point above baseline": a drop does not qualify);
+      indeterminate everything else. The four are mutually exclusive.
+    """
+    nrs0, nrs = np.asarray(nrs0, float), np.asarray(nrs, float)
+    omed0, omed = np.asarray(omed0, float), np.asarray(omed, float)
+    dn = nrs - nrs0
+    user = omed0 > 0
+    increased = omed > omed0 * (1.0 + increase_threshold) + _TIE
+    reduced = user & (omed <= omed0 * (1.0 - partial_decrease) + _TIE)
+    up25 = np.where(user, omed >= omed0 * (1.0 + progression_increase) - _TIE, omed > _TIE)
+    stable = ~increased & ~reduced
+    complete = (nrs == 0) & ~increased
+    partial = ((dn <= -2) & ~increased) | (reduced & (dn <= 0))
+    progression = ((dn >= 2) & stable) | (up25 & (dn >= 0) & (dn <= 1))
+    cat = np.full(np.shape(dn), INDETERMINATE, dtype=np.int8)
+    cat[progression] = PROGRESSION
+    cat[partial] = PARTIAL
+    cat[complete] = COMPLETE
     return cat
+
+
+def first_progression_visit(nrs0, nrs, omed0, omed, alive, thresholds: dict) -> np.ndarray:
+    """Index (0..3, weeks 1, 4, 8, 12) of the first visit at which the patient, alive, meets the
+    progression criteria on the latent (potential) NRS and OMED, or -1 if none; ``nrs``, ``omed``
+    and ``alive`` are (n, 4)."""
+    cat = np.column_stack(
+        [
+            consensus_category(nrs0, nrs[:, j], omed0, omed[:, j], **thresholds)
+            for j in range(nrs.shape[1])
+        ]
+    )
+    prog = (cat == PROGRESSION) & alive
+    return np.where(prog.any(axis=1), np.argmax(prog, axis=1), -1)
+
+
+def category_thresholds(response: dict) -> dict:
+    """The consensus thresholds of a scenario's ``response`` section (keyword arguments)."""
+    return {
+        "increase_threshold": response["increase_threshold"],
+        "partial_decrease": response["partial_omed_decrease"],
+        "progression_increase": response["progression_omed_increase"],
+    }
 
 
 def direct_response_prob(p: dict, cov: dict, a: int) -> np.ndarray:

@@ -112,3 +112,24 @@ def reject_unknown(given: Any, allowed: Any, where: str) -> None:
             + (f" (and {len(unknown) - 1} more)" if len(unknown) > 1 else "")
             + f"; allowed keys{' of ' + where if where else ''}: {', '.join(sorted(allowed))}"
         )
+
+
+@rule("probabilities in [0, 1] summing to 1")
+def probs_vector(x: Any) -> bool:
+    vals = list(x.values()) if isinstance(x, dict) else x
+    return isinstance(vals, list) and all(prob(v) for v in vals) and abs(sum(vals) - 1.0) < 1e-6
+
+
+@rule("a pair [control, observation] of probabilities in [0, 1]")
+def pair_prob(x: Any) -> bool:
+    return isinstance(x, list) and len(x) == 2 and all(prob(v) for v in x)
+
+
+def list_of(n: int, item: Rule = number) -> Rule:
+    """A list of exactly ``n`` values, each satisfying ``item``."""
+
+    @rule(f"a list of {n} numbers")
+    def check(x: Any) -> bool:
+        return isinstance(x, list) and len(x) == n and all(item(v) for v in x)
+
+    return check

@@ -4,7 +4,8 @@
 - ``km_rmst(time, event, horizon)``: area under the Kaplan-Meier curve up to ``horizon``.
 - ``cox_loghr(time, event, x)``: Cox partial-likelihood estimate for covariates ``x`` (n, p),
   Newton-Raphson with Breslow's handling of ties (exact for continuous times), returning the
-  coefficients and their model-based SE.
+  coefficients and their model-based SE; ValueError when there is no event, the information
+  is singular or Newton-Raphson does not converge (e.g. events in one arm only).
 """
 
 from __future__ import annotations
@@ -46,12 +47,15 @@ def cox_loghr(time, event, x, max_iter: int = 50, tol: float = 1e-10):
     d = np.asarray(event, bool)[order]
     X = x[order]
     X = X - X.mean(axis=0)
+    if not d.any():
+        raise ValueError("no events: the Cox partial likelihood is flat")
     # tie groups: last index of each tied block in decreasing order gives the full risk set
     _, inv_first = np.unique(-t, return_index=True)
     last = np.append(inv_first[1:] - 1, t.shape[0] - 1)
     grp_of = np.searchsorted(inv_first, np.arange(t.shape[0]), side="right") - 1
     p = X.shape[1]
     beta = np.zeros(p)
+    converged = False
     for _ in range(max_iter):
         w = np.exp(X @ beta)
         s0 = np.cumsum(w)[last][grp_of]
@@ -60,9 +64,14 @@ def cox_loghr(time, event, x, max_iter: int = 50, tol: float = 1e-10):
         xbar = s1[d] / s0[d][:, None]
         grad = (X[d] - xbar).sum(axis=0)
         info = (s2[d] / s0[d][:, None, None]).sum(axis=0) - np.einsum("ij,ik->jk", xbar, xbar)
+        if not np.all(np.isfinite(info)) or np.linalg.matrix_rank(info) < p:
+            raise ValueError("singular information matrix in the Cox fit")
         step = np.linalg.solve(info, grad)
         beta = beta + step
         if np.max(np.abs(step)) < tol:
+            converged = True
             break
+    if not converged:
+        raise ValueError(f"the Cox fit did not converge in {max_iter} iterations")
     se = np.sqrt(np.diag(np.linalg.inv(info)))
     return beta, se

@@ -8,13 +8,14 @@ range given by RULES. Errors are :class:`ConfigError` naming the dotted key and 
 from __future__ import annotations
 
 import fnmatch
-import math
 from functools import lru_cache
 from importlib import resources
 from typing import Any
 
 import yaml
 
+from palliasim.sim import rules
+from palliasim.sim.adverse import ae_constants
 from palliasim.sim.errors import ConfigError
 
 COVARIATE_MISSING_ALLOWED = (
@@ -29,66 +30,17 @@ COVARIATE_MISSING_ALLOWED = (
 )
 
 
-def _num(x: Any) -> bool:
-    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+_num = rules.number
+_prob = rules.prob
+_open_prob = rules.open_prob
+_pos = rules.positive
+_nonneg = rules.nonnegative
+_one_of = rules.one_of
+_int_at_least = rules.int_at_least
+_probs_vector = rules.probs_vector
+_pair_prob = rules.pair_prob
+_list_len = rules.list_of
 
-
-def _prob(x):
-    return _num(x) and 0.0 <= x <= 1.0
-
-
-def _open_prob(x):
-    return _num(x) and 0.0 < x < 1.0
-
-
-def _pos(x):
-    return _num(x) and x > 0
-
-
-def _nonneg(x):
-    return _num(x) and x >= 0
-
-
-def _probs_vector(x):
-    vals = list(x.values()) if isinstance(x, dict) else x
-    return isinstance(vals, list) and all(_prob(v) for v in vals) and abs(sum(vals) - 1.0) < 1e-6
-
-
-def _pair_prob(x):
-    return isinstance(x, list) and len(x) == 2 and all(_prob(v) for v in x)
-
-
-def _one_of(*allowed):
-    def check(x):
-        return x in allowed
-
-    check.allowed = ", ".join(map(str, allowed))
-    return check
-
-
-def _int_at_least(lo):
-    def check(x):
-        return isinstance(x, int) and not isinstance(x, bool) and x >= lo
-
-    check.allowed = f"an integer >= {lo}"
-    return check
-
-
-def _list_len(n, item=_num):
-    def check(x):
-        return isinstance(x, list) and len(x) == n and all(item(v) for v in x)
-
-    check.allowed = f"a list of {n} numbers"
-    return check
-
-
-_prob.allowed = "a probability in [0, 1]"
-_open_prob.allowed = "a number in (0, 1)"
-_pos.allowed = "a number > 0"
-_nonneg.allowed = "a number >= 0"
-_num.allowed = "a finite number"
-_probs_vector.allowed = "probabilities in [0, 1] summing to 1"
-_pair_prob.allowed = "a pair [control, observation] of probabilities in [0, 1]"
 
 #: (glob over dotted keys, check). The first matching rule applies; keys with no rule only need
 #: the same kind of value as in the `study` schema.
@@ -126,6 +78,8 @@ RULES: list[tuple[str, Any]] = [
     ("opioid.sd", _nonneg),
     ("response.mode", _one_of("derived", "direct")),
     ("response.increase_threshold", _nonneg),
+    ("response.partial_omed_decrease", lambda x: _num(x) and 0.0 < x < 1.0),
+    ("response.progression_omed_increase", _pos),
     ("response.dead_as", _one_of("nonresponse", "missing")),
     ("response.missing_as", _one_of("nonresponse", "missing")),
     ("relief.threshold", lambda x: _num(x) and 1 <= x <= 10),
@@ -175,6 +129,7 @@ _ALLOWED_TEXT = {
     "covariates.inflammation_loading": "a correlation in [-0.95, 0.95]",
     "covariates.nutrition_inflammation_corr": "a correlation in [-0.95, 0.95]",
     "qol.baseline_mean": "a list of 5 numbers in [0, 100]",
+    "response.partial_omed_decrease": "a fraction in (0, 1)",
 }
 
 
@@ -272,9 +227,14 @@ def validate_params(params: dict) -> None:
             raise ConfigError(
                 f"config key '{path}' must have the categories {', '.join(ref)}; got {', '.join(value)}"
             )
+    r = params["response"]
+    if r["increase_threshold"] >= r["progression_omed_increase"]:
+        raise ConfigError(
+            f"invalid value {r['increase_threshold']!r} for config key "
+            "'response.increase_threshold'; allowed: a number >= 0 below "
+            f"'response.progression_omed_increase' ({r['progression_omed_increase']})"
+        )
     age = params["covariates"]
     if age["age_min"] >= age["age_max"]:
         raise ConfigError("config key 'covariates.age_min' must be < 'covariates.age_max'")
-    from palliasim.sim.adverse import ae_constants  # noqa: PLC0415 (import cycle)
-
     ae_constants(params["adverse_events"])  # reachable 'any', grade34/discontinuation <= any

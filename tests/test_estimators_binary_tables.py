@@ -55,7 +55,9 @@ def _edited(cohort, **cols) -> Cohort:
 
 @pytest.fixture(scope="module")
 def study():
-    sc = load_scenario("study", {"cohort.n": 205})
+    # library-agreement fixture: unassessed patients coded 0 in the data (the pre-issue-11 coding)
+    # so that every patient has a response; the NaN coding is tested separately
+    sc = load_scenario("study", {"cohort.n": 205, "response.missing_as": "nonresponse"})
     return generate(sc, rng_for(1, sc.key, "data", 0))
 
 
@@ -104,10 +106,12 @@ def test_missing_response_and_covariates_are_complete_cases(study, frame):
     row = _fit("logistic_adjusted", cohort)["response_logor_adj"]
     ref = smf.logit(f"response ~ group + {ADJ}", frame.assign(ecog=ecog, response=resp)).fit(disp=0)
     _same_logit(row, ref, "group")
-    assert (
-        row.n_used == 205 - 11 - 6 and row.message == "11 patients dropped for missing covariates"
-    )
-    assert _fit("risk_difference", cohort)["response_rd"].n_used == 199
+    # the study cohort's response is NaN for alive patients without a week-12 assessment too
+    has_y, has_x = resp.notna(), ecog.notna()
+    n_x = int((has_y & ~has_x).sum())
+    assert row.n_used == int((has_y & has_x).sum())
+    assert row.message == f"{n_x} patients dropped for missing covariates"
+    assert _fit("risk_difference", cohort)["response_rd"].n_used == int(has_y.sum())
     assert _fit("balance", cohort)["balance_ecog"].n_used == 194
 
 
@@ -298,8 +302,15 @@ def test_balance_matches_library(study, frame):
 @pytest.fixture(scope="module")
 def large():
     # truth.n = 50 000 keeps a cold truth cache under ~10 s; its MC SE enters the tolerance
+    # no dropout: every patient has a response (dead = 0), so n_used = n
     sc = load_scenario(
-        "randomized", {"cohort.n": 6000, "response.mode": "direct", "truth.n": 50_000}
+        "randomized",
+        {
+            "cohort.n": 6000,
+            "response.mode": "direct",
+            "truth.n": 50_000,
+            "missingness.mechanism": "none",
+        },
     )
     assert sc.params["confounding"]["strength"] == 0
     return generate(sc, rng_for(2, sc.key, "data", 0)), truth(sc)

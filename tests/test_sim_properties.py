@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from palliasim.sim import generate, generate_with_potential, load_scenario, rng_for
 from palliasim.sim.missingness import VISIT_MONTHS
+from palliasim.sim.schedule import W12_MONTHS
 
 PRESETS = ("study", "randomized", "null")
 MECHANISMS = ("none", "mcar", "mar", "mnar")
@@ -251,22 +252,24 @@ def check_cohort(cohort, sc, n: int) -> None:  # noqa: C901 (one long list of in
     cat = P["response_category"].astype(str).to_numpy()
     resp = P["response"].to_numpy()
     r = p["response"]
-    if r["mode"] == "direct":
-        assert (cat == "direct").all()
-        assert _binary(resp)
-        return
     np.testing.assert_array_equal(cat == "dead", status[:, 4] == "dead")
     np.testing.assert_array_equal(cat == "missing", np.isin(status[:, 4], ["dropout", "missed"]))
-    assigned = np.isin(cat, RESPONDER + NON_RESPONDER)
-    np.testing.assert_array_equal(assigned, obs12)
-    assert (resp[np.isin(cat, RESPONDER)] == 1).all()
-    assert (resp[np.isin(cat, NON_RESPONDER)] == 0).all()
+    if r["mode"] == "direct":
+        np.testing.assert_array_equal(cat == "direct", obs12)
+        assert _binary(resp[obs12])
+    else:
+        assigned = np.isin(cat, RESPONDER + NON_RESPONDER)
+        np.testing.assert_array_equal(assigned, obs12)
+        assert (resp[np.isin(cat, RESPONDER)] == 1).all()
+        assert (resp[np.isin(cat, NON_RESPONDER)] == 0).all()
     for label, how in (("dead", r["dead_as"]), ("missing", r["missing_as"])):
         x = resp[cat == label]
         if how == "missing":
             assert np.isnan(x).all(), label
         else:
             assert (x == 0).all(), label
+    if r["mode"] == "direct":
+        return
     # implications of the consensus definitions (any reading of "stable"), week-12 observed
     o0, o12 = P["omed0"].to_numpy(), P["omed12"].to_numpy()
     dn = nrs12 - nrs0
@@ -374,12 +377,15 @@ def test_observed_cohort_is_received_arm_of_potential_outcomes(seed, n, preset, 
     for col in P.columns:
         if col.startswith("ae_"):
             np.testing.assert_array_equal(P[col], received((po["ae"][0][col], po["ae"][1][col])))
-    if mode == "direct":
-        np.testing.assert_array_equal(P["response"], received(po["responder"]).astype(float))
-    else:  # observed week-12 responders are the received arm's potential responders
-        obs12 = P["nrs12"].notna().to_numpy()
-        resp = received(po["responder"])
-        np.testing.assert_array_equal(P["response"].to_numpy()[obs12], resp[obs12].astype(float))
+    # observed week-12 responders are the received arm's potential responders (both modes), and
+    # the assessed patients are the received arm's potentially assessed ones
+    obs12 = P["nrs12"].notna().to_numpy()
+    np.testing.assert_array_equal(obs12, received(po["assessed12"]))
+    resp = received(po["responder"])
+    np.testing.assert_array_equal(P["response"].to_numpy()[obs12], resp[obs12].astype(float))
+    # composite strategy for death in both modes: nobody dead by week 12 is a potential responder
+    for a in (0, 1):
+        assert not (po["responder"][a] & (po["t_death"][a] <= W12_MONTHS)).any()
 
 
 def test_global_rng_untouched_when_constants_are_solved():

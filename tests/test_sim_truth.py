@@ -16,8 +16,9 @@ import pytest
 
 from palliasim.sim import generate_with_potential, load_scenario, rng_for
 from palliasim.sim.calibrate import _po_sample, marginal_measures, solve_parameter
+from palliasim.sim.estimands import ESTIMANDS
 from palliasim.sim.survstats import cox_loghr
-from palliasim.sim.truth import compute_truth, truth, truth_key
+from palliasim.sim.truth import compute_parts, compute_truth, part_keys, truth, truth_key
 
 #: the module: ``sim.truth`` as an attribute is the function re-exported by sim/__init__.py
 truth_module = importlib.import_module("palliasim.sim.truth")
@@ -48,8 +49,8 @@ def test_null_truth_is_exactly_zero():
         assert abs(v["value"]) <= 1e-12, (name, v)
     for stem in LEVELS:
         assert values[stem + "0"]["value"] == values[stem + "1"]["value"], stem
-    for ep in ("pfs", "os"):  # both conditional HRs are 0 in the null preset
-        assert values[f"{ep}_loghr_cond"] == {"value": 0.0, "mcse": 0.0, "source": "config"}
+    assert values["os_loghr_cond"]["value"] == 0.0  # the conditional HR of death is 0 in null
+    assert all(v["status"] == "ok" for v in values.values())
 
 
 def test_conditional_parameters_equal_config(study_sc, study_values):
@@ -58,9 +59,10 @@ def test_conditional_parameters_equal_config(study_sc, study_values):
         "value": p["survival"]["os"]["log_hr"],
         "mcse": 0.0,
         "source": "config",
+        "status": "ok",
+        "message": "",
     }
-    # PFS = min(progression, death) is conditionally PH only when both log HRs are equal
-    assert p["survival"]["os"]["log_hr"] != p["survival"]["progression"]["log_hr"]
+    # PFS runs partly through the pain process: it has no conditional PH parameter
     assert "pfs_loghr_cond" not in study_values
     assert "response_logor_cond" not in study_values  # derived response mode
 
@@ -75,9 +77,9 @@ def test_conditional_parameters_equal_config(study_sc, study_values):
         },
     )
     v = compute_truth(sc)
-    assert v["pfs_loghr_cond"] == {"value": -0.25, "mcse": 0.0, "source": "config"}
-    assert v["os_loghr_cond"] == {"value": -0.25, "mcse": 0.0, "source": "config"}
-    assert v["response_logor_cond"] == {"value": 0.7, "mcse": 0.0, "source": "config"}
+    ok = {"mcse": 0.0, "source": "config", "status": "ok", "message": ""}
+    assert v["os_loghr_cond"] == {"value": -0.25, **ok}
+    assert v["response_logor_cond"] == {"value": 0.7, **ok}
 
 
 def test_ae_risk_differences_equal_config(study_sc, study_values):
@@ -91,31 +93,24 @@ def test_ae_risk_differences_equal_config(study_sc, study_values):
 
 
 def test_marginal_equals_conditional_hr_without_prognostic_factors():
-    """With no prognostic factor in either hazard and equal log HRs, PFS and OS are exactly PH in
-    the arm, so the marginal (and adjusted) log HRs equal the conditional one (no
-    non-collapsibility) within Monte Carlo error."""
+    """With no prognostic factor in the death hazard, OS is exactly PH in the arm, so the
+    marginal (and adjusted) log HRs equal the conditional one (no non-collapsibility) within
+    Monte Carlo error."""
     b = -0.3
-    over = {**SMALL, "survival.os.log_hr": b, "survival.progression.log_hr": b}
-    for key in (
-        "os.u_effect",
-        "os.ecog",
-        "os.visceral",
-        "os.age",
-        "progression.u_effect",
-        "progression.ecog",
-        "progression.pain_loading",
-    ):
+    over = {**SMALL, "survival.os.log_hr": b}
+    for key in ("os.u_effect", "os.ecog", "os.visceral", "os.age"):
         over[f"survival.{key}"] = 0.0
     v = compute_truth(load_scenario("randomized", over))
-    for name in ("pfs_loghr", "os_loghr", "pfs_loghr_adj", "os_loghr_adj"):
+    for name in ("os_loghr", "os_loghr_adj"):
         assert abs(v[name]["value"] - b) <= Z * v[name]["mcse"], (name, v[name])
         assert 0 < v[name]["mcse"] < 0.01
-    assert v["pfs_loghr_cond"]["value"] == v["os_loghr_cond"]["value"] == b
+    assert v["os_loghr_cond"]["value"] == b
 
 
 def test_truth_does_not_depend_on_excluded_sections():
-    """The cache key omits cohort, missingness, treatment and confounding: the values must not
-    depend on them (else the cache would serve wrong truths)."""
+    """The outcome part's key omits cohort, missingness, treatment and confounding: its values
+    must not depend on them (else the cache would serve wrong truths); the dropout part (the NRI
+    estimand) does depend on them, so the whole truth's key changes."""
     base = load_scenario("study", {"truth.n": 2_000})
     other = base.with_overrides(
         {
@@ -128,8 +123,13 @@ def test_truth_does_not_depend_on_excluded_sections():
             "confounding.strength": 0.0,
         }
     )
-    assert truth_key(other) == truth_key(base) and other.key != base.key
-    assert compute_truth(other) == compute_truth(base)
+    assert part_keys(other)["outcome"] == part_keys(base)["outcome"] and other.key != base.key
+    assert part_keys(other)["dropout"] != part_keys(base)["dropout"]
+    assert truth_key(other) != truth_key(base)
+    a, b = compute_parts(other, ["outcome"]), compute_parts(base, ["outcome"])
+    assert a == b
+    renamed = base.with_overrides({"scenario_name": "x", "cohort.n": 60})
+    assert truth_key(renamed) == truth_key(base)
 
 
 # ------------------------------------------------------------------ cache
@@ -142,35 +142,42 @@ def cache(tmp_path, monkeypatch):
 def _counting(monkeypatch, values):
     calls = []
 
-    def fake(scenario):
-        calls.append(scenario.key)
-        return copy.deepcopy(values)
+    def fake(scenario, parts=("outcome", "dropout")):
+        calls.append((scenario.key, tuple(parts)))
+        return {p: v for p, v in copy.deepcopy(truth_module._split(values)).items() if p in parts}
 
-    monkeypatch.setattr(truth_module, "compute_truth", fake)
+    monkeypatch.setattr(truth_module, "compute_parts", fake)
     return calls
 
 
 def _refuse(monkeypatch):
-    def boom(scenario):
-        raise AssertionError("compute_truth called although the truth is cached")
+    def boom(scenario, parts=()):
+        raise AssertionError("compute_parts called although the truth is cached")
 
-    monkeypatch.setattr(truth_module, "compute_truth", boom)
+    monkeypatch.setattr(truth_module, "compute_parts", boom)
+
+
+def _files(cache):
+    return sorted(str(f.relative_to(cache)) for f in cache.rglob("*") if f.is_file())
 
 
 def test_cache_written_once_and_reused(cache, monkeypatch, study_sc, study_values):
     calls = _counting(monkeypatch, study_values)
     first = truth(study_sc)
     assert len(calls) == 1
-    files = list(cache.glob("*"))
-    assert [f.name for f in files] == [f"{truth_key(study_sc)}.json"]
-    assert json.loads(files[0].read_text()) == study_values
+    keys = part_keys(study_sc)
+    files = _files(cache)
+    assert files == sorted(
+        [f"{truth_key(study_sc)}.json"] + [f"parts/{k}.json" for k in keys.values()]
+    )
+    assert json.loads((cache / f"{truth_key(study_sc)}.json").read_text()) == study_values
     _refuse(monkeypatch)
     second = truth(study_sc)
     assert second.values == first.values == study_values
     assert second.to_frame().equals(first.to_frame())
     assert second["os_loghr"] == study_values["os_loghr"]["value"]
     assert second.mcse("os_loghr") == study_values["os_loghr"]["mcse"]
-    assert list(cache.glob("*")) == files  # nothing else written (no temp files left)
+    assert _files(cache) == files  # nothing else written (no temp files left)
 
 
 def test_real_truth_round_trips_through_cache(cache, monkeypatch):
@@ -181,21 +188,80 @@ def test_real_truth_round_trips_through_cache(cache, monkeypatch):
     assert truth(sc).values == first.values
 
 
-def test_cache_key_ignores_n_and_missingness(cache, monkeypatch, study_sc, study_values):
+def test_cache_key_ignores_n_and_name(cache, monkeypatch, study_sc, study_values):
     _counting(monkeypatch, study_values)
     truth(study_sc)
     _refuse(monkeypatch)
-    for over in (
-        {"cohort.n": 1000},
-        {"missingness.mechanism": "mnar", "missingness.target_week12": 0.2},
-        {"missingness.covariates.mechanism": "mcar"},
-        {"scenario_name": "renamed"},
-    ):
+    for over in ({"cohort.n": 1000}, {"scenario_name": "renamed"}):
         sc = study_sc.with_overrides(over)
         assert sc.key != study_sc.key
         assert truth_key(sc) == truth_key(study_sc), over
         assert truth(sc).values == study_values, over
     assert len(list(cache.glob("*.json"))) == 1
+
+
+def test_dropout_changes_recompute_only_the_dropout_part(
+    cache, monkeypatch, study_sc, study_values
+):
+    calls = _counting(monkeypatch, study_values)
+    truth(study_sc)
+    for over in (
+        {"missingness.mechanism": "mnar", "missingness.target_week12": 0.2},
+        {"confounding.strength": 0.0},
+    ):
+        sc = study_sc.with_overrides(over)
+        assert truth_key(sc) != truth_key(study_sc), over
+        assert part_keys(sc)["outcome"] == part_keys(study_sc)["outcome"]
+        truth(sc)
+        assert calls[-1] == (sc.key, ("dropout",)), over
+    # missing baseline covariates do not change who is assessed: nothing recomputed
+    sc = study_sc.with_overrides({"missingness.covariates.mechanism": "mcar"})
+    assert truth_key(sc) == truth_key(study_sc)
+
+
+def test_truth_recomputed_when_the_dgm_code_changes(cache, monkeypatch, study_sc, study_values):
+    """The key includes a fingerprint of the sim/ code: a change of its bytes changes every key,
+    so a stale truth is never reused."""
+    calls = _counting(monkeypatch, study_values)
+    truth(study_sc)
+    before = truth_key(study_sc)
+    real = truth_module.dgm_fingerprint()
+    assert len(real) == 64
+    monkeypatch.setattr(truth_module, "dgm_fingerprint", lambda: "0" * 64)
+    assert truth_key(study_sc) != before
+    truth(study_sc)
+    assert len(calls) == 2 and calls[-1][1] == ("outcome", "dropout")
+
+
+def test_truth_values_do_not_depend_on_the_fingerprint(monkeypatch):
+    """The random stream is keyed on the outcome parameters only: a code edit that changes no
+    numerics (a comment) changes the cache key, never the values."""
+    sc = load_scenario("null", {"truth.n": 2_000})
+    a = compute_truth(sc)
+    monkeypatch.setattr(truth_module, "dgm_fingerprint", lambda: "f" * 64)
+    assert compute_truth(sc) == a
+
+
+def test_fingerprint_covers_the_generating_files(tmp_path, monkeypatch):
+    """The fingerprint hashes the bytes of sim/*.py (not calibrate.py): editing one changes it."""
+    import shutil
+
+    src = truth_module.Path(truth_module.__file__).parent
+    fake = tmp_path / "sim"
+    fake.mkdir()
+    for f in src.glob("*.py"):
+        shutil.copy(f, fake / f.name)
+    monkeypatch.setattr(truth_module, "__file__", str(fake / "truth.py"))
+    truth_module.dgm_fingerprint.cache_clear()
+    try:
+        a = truth_module.dgm_fingerprint()
+        (fake / "calibrate.py").write_text("# edited\n")
+        assert truth_module.dgm_fingerprint.__wrapped__() == a
+        (fake / "pain.py").write_bytes((fake / "pain.py").read_bytes() + b"\n# edited\n")
+        assert truth_module.dgm_fingerprint.__wrapped__() != a
+    finally:
+        monkeypatch.undo()
+        truth_module.dgm_fingerprint.cache_clear()
 
 
 @pytest.mark.parametrize(
@@ -205,6 +271,7 @@ def test_cache_key_ignores_n_and_missingness(cache, monkeypatch, study_sc, study
         {"survival.progression.shape": 1.0},
         {"nrs.effect": [-0.6, -1.0, -1.1, -1.2]},
         {"adverse_events.any": [0.8, 0.79]},
+        {"response.progression_omed_increase": 0.3},
         {"truth.n": 20_001},
         {"truth.seed": 1},
         {"truth.rmst_horizon": 6.0},
@@ -223,6 +290,8 @@ def test_corrupt_cache_is_recomputed(cache, monkeypatch, study_sc, study_values)
     assert len(calls) == 1
     assert json.loads(path.read_text()) == study_values  # repaired on disk
     path.write_bytes(b"\xff\xfe\x00garbage")  # not even text
+    for part in (cache / "parts").glob("*.json"):
+        part.write_text("[]")
     assert truth(study_sc).values == study_values
     assert len(calls) == 2
 
@@ -233,6 +302,43 @@ def test_use_cache_false_never_touches_disk(cache, monkeypatch, study_sc, study_
     truth(study_sc, use_cache=False)
     assert len(calls) == 2
     assert not cache.exists()
+
+
+def test_truth_without_events_is_nan_with_status():
+    """No death within follow-up (huge OS scale): the Cox truths cannot be computed; they come
+    back NaN with status failed and the reason, every other truth is computed, nothing raises."""
+    sc = load_scenario("study", {"truth.n": 3_000, "survival.os.scale": 1e9})
+    v = compute_truth(sc)
+    bad = {k for k, e in v.items() if e["status"] != "ok"}
+    assert bad == {"os_loghr", "os_loghr_adj"}
+    for k in bad:
+        assert np.isnan(v[k]["value"]) and "no events" in v[k]["message"]
+    assert np.isfinite(v["pfs_loghr"]["value"]) and np.isfinite(v["response_logor"]["value"])
+    t = truth_module.Truth(v)
+    assert sorted(t.failed()) == sorted(bad)
+    frame = t.to_frame().set_index("estimand")
+    assert frame.loc["os_loghr", "true_status"] == "failed"
+
+
+def test_nri_truth_differs_from_the_study_estimand_with_dropout():
+    """NRI counts alive unassessed patients as non-responders: its risks are lower than the
+    study's estimand's by about the dropout fraction; without dropout they coincide exactly."""
+    sc = load_scenario("randomized", {"truth.n": 20_000, "missingness.mechanism": "mcar"})
+    v = compute_truth(sc)
+    for a in (0, 1):
+        r, nri = v[f"response_risk_{a}"]["value"], v[f"response_risk_{a}_nri"]["value"]
+        assert nri < r
+        # MCAR among the alive at week 12: risk_nri = risk (1 - target); MC error ~ 0.004
+        assert abs(nri - r * (1 - 0.08)) < 0.01, (a, r, nri)
+    v0 = compute_truth(sc.with_overrides({"missingness.mechanism": "none"}))
+    for stem in ("response_rd", "response_logor", "response_logor_adj"):
+        assert v0[stem + "_nri"]["value"] == v0[stem]["value"]
+
+
+def test_every_truth_is_registered():
+    v = compute_truth(load_scenario("study", {"truth.n": 2_000, "response.mode": "direct"}))
+    assert set(v) <= set(ESTIMANDS) | {k for k in v if k.startswith("ae_")}
+    assert {k for k, e in ESTIMANDS.items() if e.has_truth} - set(v) == set()
 
 
 # ------------------------------------------------------------------ marginal-target solver

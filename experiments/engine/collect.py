@@ -17,11 +17,22 @@ from palliasim.experiments.engine.dispatch import single_thread_blas
 from palliasim.experiments.engine.worker import ERROR_PREFIX
 from palliasim.sim.truth import Truth, truth, truth_key
 
-TRUTH_COLUMNS = ["scenario_key", "estimand", "true", "true_mcse", "source"]
+#: truth.csv; ``true_status`` / ``true_message`` say why a truth is NaN (sim.truth: failed)
+TRUTH_COLUMNS = [
+    "scenario_key",
+    "estimand",
+    "true",
+    "true_mcse",
+    "source",
+    "true_status",
+    "true_message",
+]
+#: the truth columns attached to every results row
+RESULT_TRUTH_COLUMNS = ["true", "true_mcse", "true_status", "true_message"]
 
 
 def truth_frame(points: Sequence[DesignPoint], computed: Mapping[str, dict]) -> pd.DataFrame:
-    """scenario_key, estimand, true, true_mcse, source for every point (``computed``: truth key
+    """:data:`TRUTH_COLUMNS` for every point (``computed``: truth key
     -> values from the pool; the others come from the cache, or are computed here)."""
     frames = []
     by_tkey: dict[str, pd.DataFrame] = {}
@@ -38,7 +49,10 @@ def truth_frame(points: Sequence[DesignPoint], computed: Mapping[str, dict]) -> 
         frames.append(tf.assign(scenario_key=p.key))
     if not frames:
         return pd.DataFrame(columns=TRUTH_COLUMNS)
-    return pd.concat(frames, ignore_index=True)[TRUTH_COLUMNS]
+    out = pd.concat(frames, ignore_index=True)
+    for c, default in (("true_status", "ok"), ("true_message", "")):
+        out[c] = out[c].fillna(default).astype(str) if c in out else default
+    return out[TRUTH_COLUMNS]
 
 
 def _factor_series(values: list) -> pd.Series:
@@ -78,10 +92,13 @@ def assemble(
         pd.Series([p.label for p in points], dtype=object).iloc[pos].reset_index(drop=True)
     )
     out = pd.concat([pd.DataFrame(front), df], axis=1)
-    t = truth_df[["scenario_key", "estimand", "true", "true_mcse"]]
+    t = truth_df[["scenario_key", "estimand", *RESULT_TRUTH_COLUMNS]]
     out = out.merge(t, on=["scenario_key", "estimand"], how="left", validate="many_to_one")
     for c in ("true", "true_mcse"):
         out[c] = out[c].astype(np.float64)
+    # an estimand without a truth (a descriptive row) has no status to report
+    out["true_status"] = out["true_status"].fillna("").astype(str)
+    out["true_message"] = out["true_message"].fillna("").astype(str)
     return out
 
 

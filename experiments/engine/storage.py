@@ -97,7 +97,7 @@ SORT_KEYS = ["scenario_key", "rep", "method", "estimand"]
 
 #: columns of a chunk file, in order
 CHUNK_COLUMNS = ("scenario_key", "rep", *ESTIMATE_COLUMNS)
-_FLOAT = ("estimate", "se", "ci_low", "ci_high", "p_value", "seconds")
+_FLOAT = ("estimate", "se", "ci_low", "ci_high", "ci_level", "p_value", "seconds")
 _INT = ("rep", "n_used")
 _STR = ("scenario_key", "method", "estimand", "status", "message", "engine")
 

@@ -25,6 +25,7 @@ coverage                   mean 1(ci_low_i <= theta <= ci_high_i)    sqrt(C (1 -
 becoverage                 same with mean_est in place of theta      sqrt(B (1 - B) / n_c)
 rejection                  mean 1(p_i <= alpha)                      sqrt(P (1 - P) / n_p)
 ci_width                   mean (ci_high_i - ci_low_i)               (not reported)
+ci_level                   mean of the rows' nominal CI level        (coverage's reference: 1 - alpha, or 1 - alpha/k for a simultaneous CI)
 fail_rate                  n_failed / n_reps                         sqrt(F (1 - F) / n_reps)
 =========================  ========================================  =============================================================
 
@@ -121,6 +122,7 @@ OUTPUT_COLUMNS = (
     "rejection",
     "rejection_mcse",
     "ci_width",
+    "ci_level",
     "failures",
     "alpha",
 )
@@ -410,6 +412,12 @@ def summarise(
     w["_V"] = np.where(used, num["se"] ** 2, np.nan)
     w["_err2"] = (est - theta) ** 2
     w["_width"] = np.where(used, num["ci_high"] - num["ci_low"], np.nan)
+    # each row's nominal CI level (estimators record it: 1 - alpha, or 1 - alpha / k for a
+    # simultaneous interval); a table without the column has the run's 1 - alpha
+    if "ci_level" in results:
+        w["_level"] = pd.to_numeric(results["ci_level"], errors="coerce").to_numpy(float)
+    else:
+        w["_level"] = np.nan
 
     count = failures == "count"
     lo, hi, p = num["ci_low"], num["ci_high"], num["p_value"]
@@ -456,6 +464,7 @@ def summarise(
         rejection=("_reject", "mean"),
         n_rej=("_reject", "count"),
         ci_width=("_width", "mean"),
+        ci_level=("_level", "mean"),
     )
 
     n = agg["n_used"].to_numpy(float)
@@ -506,6 +515,7 @@ def summarise(
         out["rejection"] = agg["rejection"]
         out["rejection_mcse"] = _binom_mcse(agg["rejection"], agg["n_rej"])
         out["ci_width"] = agg["ci_width"]
+        out["ci_level"] = agg["ci_level"].fillna(1.0 - float(alpha))
     # n < 2: the variance-based quantities are already NaN (pandas var with one value); make the
     # ones built from 1/(n - 1) explicit so n == 1 never yields +inf.
     few = n < 2

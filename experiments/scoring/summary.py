@@ -69,8 +69,10 @@ def flag_table(
     with np.errstate(invalid="ignore", divide="ignore"):
         scale = np.fmax(np.abs(true), empse)
         biased = (np.abs(bias) > 2 * mcse) & (np.abs(bias) > rel_tol * scale)
-        nominal = 1.0 - alpha
-        band = 2.0 * np.sqrt(alpha * nominal / n)
+        # each row's own nominal level (a simultaneous CI has 1 - alpha / k), else 1 - alpha
+        level = _f(perf, "ci_level")
+        nominal = np.where(np.isnan(level), 1.0 - alpha, level)
+        band = 2.0 * np.sqrt((1.0 - nominal) * nominal / n)
         under = (cov < nominal - band) & (cov < nominal - cover_tol)
         se_off = (np.abs(rel) > 2 * rel_mcse) & (np.abs(rel) > se_tol)
     return pd.DataFrame(
