@@ -29,6 +29,8 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.special import ndtr, ndtri, stdtr, stdtrit
 
+from palliasim.sim.estimands import plausible_bound
+
 OK, WARNING, FAILED = "ok", "warning", "failed"
 ESTIMATE_COLUMNS = (
     "method",
@@ -169,7 +171,26 @@ class Estimator:
             if r.status != FAILED and not np.isfinite(r.estimate):
                 r.status = FAILED
                 r.message = r.message or "non-finite estimate"
+            elif r.status == OK and (why := implausible(r)):
+                r.status = WARNING
+                r.message = f"{r.message}; {why}" if r.message else why
         return rows
+
+
+def implausible(r: Estimate) -> str:
+    """Why row ``r``'s estimate or SE is implausible for its estimand's scale ('' if it is not):
+    an infinite or negative SE, or |estimate| or SE beyond ``sim.estimands.plausible_bound``."""
+    se = r.se
+    if se == se and (not np.isfinite(se) or se < 0):
+        return f"implausible SE {se!r}"
+    bound = plausible_bound(r.estimand)
+    if bound is None:
+        return ""
+    if abs(r.estimate) > bound:
+        return f"implausible estimate {r.estimate:.4g} (|estimate| > {bound:g} on this scale)"
+    if se == se and se > bound:
+        return f"implausible SE {se:.4g} (> {bound:g}, the scale of the estimand)"
+    return ""
 
 
 _IGNORED_WARNINGS = (DeprecationWarning, PendingDeprecationWarning, FutureWarning)

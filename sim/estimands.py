@@ -284,3 +284,44 @@ def response_estimand(stem: str, missing_as: str, target: str = "auto") -> str:
         raise ValueError(f"unknown response target {target!r}; allowed: auto, study, nri")
     lookup(name)
     return name
+
+
+#: largest plausible |value| of an estimate (and of its SE) per summary measure and outcome,
+#: beyond which an estimator's row is flagged: NRS differences live in [-10, 10], QoL in
+#: [-100, 100], risks in [0, 1], a |log OR| or |log HR| above 20 is an odds or hazard ratio above
+#: 5e8, survival times beyond 1,200 months are a century, a log-marker difference above 50 is
+#: a factor e^50.
+_BOUNDS = {
+    "risk_0": 1.0,
+    "risk_1": 1.0,
+    "risk_diff": 1.0,
+    "rate_diff_config": 1.0,
+    "log_or": 20.0,
+    "log_or_adjusted": 20.0,
+    "log_or_config": 20.0,
+    "log_hr": 20.0,
+    "log_hr_adjusted": 20.0,
+    "log_hr_config": 20.0,
+    "median_0": 1200.0,
+    "median_1": 1200.0,
+    "median_diff": 1200.0,
+    "rmst_diff": 1200.0,
+}
+
+
+def plausible_bound(name: str) -> float | None:
+    """The largest plausible |estimate| (and SE) of estimand ``name`` on its scale, or None
+    (unknown estimand or a descriptive one without a scale)."""
+    try:
+        e = lookup(name)
+    except KeyError:
+        return None
+    if e.summary == "mean_diff":
+        if name.startswith("nrs_"):
+            return 10.0
+        if name.startswith("qol_"):
+            return 100.0
+        if name.startswith("marker_log_"):
+            return 50.0
+        return None
+    return _BOUNDS.get(e.summary)

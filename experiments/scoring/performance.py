@@ -98,6 +98,7 @@ OUTPUT_COLUMNS = (
     "n_reps",
     "n_used",
     "n_failed",
+    "n_warning",
     "fail_rate",
     "fail_rate_mcse",
     "true",
@@ -405,6 +406,8 @@ def summarise(
     theta = num["true"]
     est = np.where(used, num["estimate"], np.nan)
     w["_failed"] = failed.astype(float)
+    # not failed but flagged (e.g. an implausible estimate for the outcome's scale): counted
+    w["_warning"] = (~failed & (results["status"] == "warning").to_numpy()).astype(float)
     w["_est"] = est
     w["_true"] = theta
     if has_tmcse:
@@ -449,6 +452,7 @@ def summarise(
     agg = g.agg(
         n_reps=("_failed", "size"),
         n_failed=("_failed", "sum"),
+        n_warning=("_warning", "sum"),
         n_used=("_est", "count"),
         mean_est=("_est", "mean"),
         var_est=("_est", "var"),
@@ -489,6 +493,7 @@ def summarise(
         out["n_reps"] = n_reps.astype(np.int64)
         out["n_used"] = n.astype(np.int64)
         out["n_failed"] = n_failed.astype(np.int64)
+        out["n_warning"] = agg["n_warning"].to_numpy(float).astype(np.int64)
         out["fail_rate"] = n_failed / n_reps
         out["fail_rate_mcse"] = np.sqrt(out["fail_rate"] * (1 - out["fail_rate"]) / n_reps)
         out["true"] = th
