@@ -304,7 +304,7 @@ def test_cli_power_end_to_end(tmp_path):
     assert set(sim_rows["role"]) == {"power", "type1"}
     assert set(sim_rows["method"]) == {
         "ancova_cc", "lmm_w1", "lmm_w4", "lmm_w8", "lmm_w12", "mmrm_w1", "mmrm_w4", "mmrm_w8",
-        "mmrm_w12", "logistic", "risk_difference"
+        "mmrm_w12", "clda_w1", "clda_w4", "clda_w8", "clda_w12", "logistic", "risk_difference"
     }  # fmt: skip
     lmm_null = tab[(tab["role"] == "type1") & (tab["method"] == "lmm_w12")]
     assert np.allclose(lmm_null["analytic_power"], 0.05 / 4)  # Bonferroni: nominal alpha / 4

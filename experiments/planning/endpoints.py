@@ -19,6 +19,7 @@ KIND_LABELS = {
     "ancova_cc": "ANCOVA",
     "lmm": "mixed model",
     "mmrm": "MMRM",
+    "clda": "cLDA",
     "logistic": "logistic",
     "risk_difference": "risk difference",
     "ancova_w12": "ANCOVA",

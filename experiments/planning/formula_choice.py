@@ -172,8 +172,8 @@ def _ancova_formulas(inp, alpha, alloc, what: str, cc_note: str) -> Formula:
 
 
 def _mmrm_formula(wk: dict, nrs: dict, tag: str, alpha, alloc, latent: str) -> Formula:
-    """MMRM at one visit: ANCOVA power on the visit's difference, SD and baseline correlation
-    (the MMRM's visit contrast adjusts for baseline NRS), at the nominal alpha."""
+    """MMRM (or cLDA) at one visit: ANCOVA power on the visit's difference, SD and baseline
+    correlation (the visit contrast adjusts for baseline NRS), at the nominal alpha."""
     base = {"n_frac": 1.0, "delta": wk["delta"], "sd": wk["sd"], "rho": wk["rho"]}
 
     def ancova(n, i):
@@ -252,7 +252,7 @@ def formula_for(
             f"takes the observed-scale difference and SD, so only the normal approximation of a "
             f"discrete bounded outcome remains"
         )
-        if kind == "mmrm":
+        if kind in ("mmrm", "clda"):  # cLDA: the same contrast, baseline as a response
             return _mmrm_formula(wk, nrs, tag, alpha, alloc, latent)
         if kind == "lmm":
             bonf = bool(options.get("bonferroni", True))
