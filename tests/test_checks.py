@@ -254,10 +254,72 @@ def test_multiplicity_correction_and_bands(correction):
         assert cov["p_adjusted"] == pytest.approx(max(good["p_adjusted"], cov["p_value"]))
         assert t["level"].tolist() == pytest.approx([0.01 / 2, 0.01 / 3, 0.01])
         assert t["verdict"].tolist() == ["FAIL", "FAIL", "PASS"]
-    zc = float(pd.Series(cov["threshold"]).str.extract(r"\+/- ([0-9.]+) x")[0].iloc[0])
+    # the coverage p-value and band are exact binomial (Clopper-Pearson), not normal
+    assert cov["p_value"] == pytest.approx(judging.binom_pvalue(372, n, 0.95, "two"))
+    lo, hi = judging.binom_band(n, 0.95, cov["level"], "two")
+    assert cov["threshold"].startswith(f"in [{judging.fmt(lo)}, {judging.fmt(hi)}] (exact")
+
+
+@pytest.mark.parametrize("k,n", [(0, 30), (27, 30), (280, 300), (285, 300), (300, 300)])
+def test_exact_binomial_test_inverts_the_clopper_pearson_interval(k, n):
     from scipy import stats
 
-    assert zc == pytest.approx(stats.norm.isf(cov["level"] / 2), abs=0.005)
+    p0, a = 0.95, 0.01
+    bt = stats.binomtest(k, n, p0, alternative="less").pvalue
+    assert judging.binom_pvalue(k, n, p0, "lower") == pytest.approx(bt)
+    gt = stats.binomtest(k, n, p0, alternative="greater").pvalue
+    assert judging.binom_pvalue(k, n, p0, "upper") == pytest.approx(gt)
+    ci = stats.binomtest(k, n, p0).proportion_ci(1 - a, method="exact")
+    outside = not (ci.low <= p0 <= ci.high)
+    assert (judging.binom_pvalue(k, n, p0, "two") <= a) == outside
+    lo, hi = judging.binom_band(n, p0, a, "two")
+    assert (lo <= k / n <= hi) == (not outside)
+
+
+@register("toy_check_twin")
+@dataclass
+class ToyCheckTwin(ToyCheckDiff):
+    """ToyCheckDiff with two (numerically identical) engines, for the duplicate rule."""
+
+    engines = ("fast", "reference")
+
+
+def test_engine_twins_with_identical_replications_are_one_hypothesis():
+    rng = np.random.default_rng(3)
+    n = 400
+    s = toy_suite()
+    s["estimators"] = {
+        "twin": {"kind": "toy_check_twin"},
+        "twin_ref": {"kind": "toy_check_twin", "engine": "reference"},
+        "other": {"kind": "toy_check_twin", "shift": 0.1},
+    }
+    s["checks"] = [
+        {"scenario": "trial", "method": m, "estimand": "nrs_diff_w12", "expect": {"unbiased": True}}
+        for m in ("twin", "twin_ref", "other")
+    ]
+    suite = load_suite(s)
+    base = synthetic(2.7 * 0.5 / np.sqrt(n), 0.5, 380, n, "twin", rng)
+    other = synthetic(0.0, 0.5, 380, n, "other", rng)
+    twin_ref = base.assign(method="twin_ref")
+    res = pd.concat([base, twin_ref, other])
+    perf = summarise(res, by=["scenario"], alpha=0.05)
+    t = evaluate(suite, perf, res).set_index("method")
+    # two hypotheses: Holm over m = 2, the twins' p at rank 1 -> 2 p
+    assert t["hypothesis"].tolist() == [0, 0, 1]
+    assert t.loc["twin_ref", "duplicate_of"] == "trial/twin/nrs_diff_w12: unbiased"
+    p = t.loc["twin", "p_value"]
+    assert t.loc["twin", "p_adjusted"] == pytest.approx(2 * p)
+    assert t.loc["twin_ref", "p_adjusted"] == pytest.approx(2 * p)
+    # replications that differ beyond the tolerance are separate hypotheses (m = 3)
+    moved = twin_ref.assign(estimate=twin_ref["estimate"] + 1e-3)
+    res2 = pd.concat([base, moved, other])
+    t2 = evaluate(suite, summarise(res2, by=["scenario"], alpha=0.05), res2).set_index("method")
+    assert t2["hypothesis"].tolist() == [0, 1, 2]
+    assert t2.loc["twin", "p_adjusted"] == pytest.approx(3 * min(p, t2.loc["twin_ref", "p_value"]))
+    # a different option is never a duplicate, even with identical numbers
+    res3 = pd.concat([base, twin_ref, base.assign(method="other")])
+    t3 = evaluate(suite, summarise(res3, by=["scenario"], alpha=0.05), res3)
+    assert t3["hypothesis"].tolist() == [0, 0, 1]
 
 
 def test_type1_relerror_and_fail_rate_on_synthetic_results():

@@ -1,7 +1,14 @@
-"""Judging a suite: every check's figure, MCSE, z-test and p-value from the performance table,
-the p-values of the statistical checks adjusted together (Holm or Bonferroni over the suite,
-so a suite of correct estimators fails with probability <= ``error_rate``), the verdicts
-(:func:`evaluate`; the expectations are described in :mod:`.schema`)."""
+"""Judging a suite: every check's figure, MCSE, test and p-value from the performance table,
+the p-values of the statistical checks adjusted together (Holm or Bonferroni over the suite's
+hypotheses, so a suite of correct estimators fails with probability <= ``error_rate``), the
+verdicts (:func:`evaluate`; the expectations are described in :mod:`.schema`).
+
+Bias and relative error are z-tests on their Monte Carlo SE. Coverage and rejection rate are
+exact binomial tests of the count k out of n against the nominal p0 (Clopper-Pearson): lower
+tail P(X <= k), upper tail P(X >= k), two-sided min(1, 2 min(lower, upper)), X ~ Bin(n, p0).
+Two estimator rows of the same kind and options that differ only in ``engine`` and give the
+same replications (estimate, SE, CI to :data:`DUPLICATE_RTOL`) are one hypothesis: the Holm
+family counts each (scenario, estimand, expectation) of such a group once."""
 
 from __future__ import annotations
 
@@ -43,6 +50,46 @@ def _crit(level: float, side: str) -> float:
     return float(stats.norm.isf(level / 2.0 if side == "two" else level))
 
 
+#: engine twins are duplicates when every replication's estimate, SE and CI bounds agree to
+#: this relative tolerance (of the rows' empirical SD) - numerically the same analysis
+DUPLICATE_RTOL = 1e-6
+
+
+def binom_pvalue(k: int, n: int, p0: float, side: str) -> float:
+    """Exact binomial p-value of k successes out of n against p0 (X ~ Bin(n, p0)):
+    ``lower`` P(X <= k), ``upper`` P(X >= k), ``two`` min(1, 2 min(lower, upper)) - the
+    test that rejects at level a exactly when p0 lies outside the (1 - a) Clopper-Pearson
+    interval of k / n."""
+    lo = float(stats.binom.cdf(k, n, p0))
+    hi = float(stats.binom.sf(k - 1, n, p0))
+    if side == "lower":
+        return lo
+    if side == "upper":
+        return hi
+    return min(1.0, 2.0 * min(lo, hi))
+
+
+def binom_band(n: int, p0: float, level: float, side: str) -> tuple[float, float]:
+    """The rates k / n the exact test does *not* reject at ``level`` (see
+    :func:`binom_pvalue`): (lowest, highest) accepted rate; a one-sided test is open on the
+    other side (0 or 1)."""
+    k = np.arange(n + 1)
+    lo_t = stats.binom.cdf(k, n, p0)
+    hi_t = stats.binom.sf(k - 1, n, p0)
+    if side == "lower":
+        ok = lo_t > level
+    elif side == "upper":
+        ok = hi_t > level
+    else:
+        ok = np.minimum(1.0, 2.0 * np.minimum(lo_t, hi_t)) > level
+    if not ok.any():
+        return np.nan, np.nan
+    acc = k[ok]
+    lo = 0.0 if side == "upper" else acc.min() / n
+    hi = 1.0 if side == "lower" else acc.max() / n
+    return float(lo), float(hi)
+
+
 def fmt(x: float, digits: int = 4) -> str:
     if x is None or not np.isfinite(x):
         return "n/a"
@@ -81,6 +128,84 @@ def _first_failure(results: pd.DataFrame) -> dict:
     f = f.sort_values(["scenario", "method", "estimand", "rep"], kind="stable")
     first = f.groupby(["scenario", "method", "estimand"], sort=False)["message"].first()
     return {k: str(v) for k, v in first.items()}
+
+
+def _max_or_nan(p: np.ndarray) -> float:
+    f = p[np.isfinite(p)]
+    return float(f.max()) if len(f) else np.nan
+
+
+def _engine_free(spec: dict) -> str:
+    """An estimator spec without its ``engine``: equal for engine twins."""
+    return repr(sorted((str(k), repr(v)) for k, v in spec.items() if k != "engine"))
+
+
+def _same_replications(results: pd.DataFrame, sc: str, a: str, b: str, estimand: str) -> bool:
+    """Do methods ``a`` and ``b`` give the same rows for ``estimand`` in scenario ``sc``
+    (status equal; estimate, se, ci_low, ci_high equal to DUPLICATE_RTOL x the estimates' SD)?"""
+    cols = ["estimate", "se", "ci_low", "ci_high"]
+    sel = (results["scenario"] == sc) & (results["estimand"] == estimand)
+    ra = results[sel & (results["method"] == a)].sort_values("rep", kind="stable")
+    rb = results[sel & (results["method"] == b)].sort_values("rep", kind="stable")
+    if len(ra) == 0 or len(ra) != len(rb):
+        return False
+    if not (ra["rep"].to_numpy() == rb["rep"].to_numpy()).all():
+        return False
+    if not (ra["status"].to_numpy() == rb["status"].to_numpy()).all():
+        return False
+    xa = ra[cols].to_numpy(float)
+    xb = rb[cols].to_numpy(float)
+    sd = np.nanstd(xa[:, 0])
+    scale = sd if np.isfinite(sd) and sd > 0 else 1.0
+    return bool(np.allclose(xa, xb, rtol=0.0, atol=DUPLICATE_RTOL * scale, equal_nan=True))
+
+
+def _hypotheses(suite: Suite, results: pd.DataFrame | None) -> tuple[list[int], list[str]]:
+    """For each check (suite order): the id of its hypothesis in the multiplicity family (-1
+    for a fixed check) and the id of the check it duplicates ("" if none).
+
+    Checks of engine twins (same kind and options but ``engine``) on the same scenario,
+    estimand and expectation share one hypothesis when the twins' replications agree
+    (:func:`_same_replications`); without ``results`` nothing is merged."""
+    rep_of: dict[tuple[str, str, str], str] = {}  # (scenario, estimand, method) -> representative
+    if results is not None and len(results):
+        methods = list(suite.estimators)
+        for c in suite.checks:
+            k = (c.scenario, c.estimand, c.method)
+            if k in rep_of:
+                continue
+            rep_of[k] = c.method
+            mine = _engine_free(suite.estimators[c.method])
+            for other in methods:
+                if other == c.method:
+                    break  # only earlier methods can be the representative
+                ko = (c.scenario, c.estimand, other)
+                if (
+                    ko in rep_of
+                    and rep_of[ko] == other
+                    and _engine_free(suite.estimators[other]) == mine
+                    and _same_replications(results, c.scenario, other, c.method, c.estimand)
+                ):
+                    rep_of[k] = other
+                    break
+    ids: dict[tuple, int] = {}
+    first: dict[tuple, str] = {}
+    hyp, dup = [], []
+    for c in suite.checks:
+        if not c.statistical:
+            hyp.append(-1)
+            dup.append("")
+            continue
+        rep = rep_of.get((c.scenario, c.estimand, c.method), c.method)
+        key = (c.scenario, c.estimand, c.expectation, repr(c.value), rep)
+        if key in ids:
+            dup.append(first[key])
+        else:
+            ids[key] = len(ids)
+            first[key] = c.id
+            dup.append("")
+        hyp.append(ids[key])
+    return hyp, dup
 
 
 def evaluate(
@@ -127,6 +252,7 @@ def evaluate(
             "key": c.path,
             "note": c.note,
             "_problem": "",
+            "_binom": None,
         }
         if key not in perf.index:
             row["_problem"] = "no result rows for this method and estimand"
@@ -171,7 +297,8 @@ def evaluate(
             )
             if n > 0:
                 row["se0"] = math.sqrt(p0 * (1 - p0) / n)
-                row["z"] = (fig - p0) / row["se0"]
+                row["z"] = (fig - p0) / row["se0"]  # shown; the p-value is exact binomial
+                row["_binom"] = (int(round(fig * n)), int(n), p0)
             else:
                 row["_problem"] = f"no replications with a {'CI' if col == 'n_cov' else 'p-value'}"
             if c.expectation == "type1" and np.isfinite(row["true"]):
@@ -188,7 +315,9 @@ def evaluate(
             else:
                 row["_problem"] = "relative error without a Monte Carlo SE (fewer than 2 reps?)"
         z = row["z"]
-        if c.statistical and not np.isnan(z):
+        if c.statistical and row.get("_binom"):
+            row["p_value"] = binom_pvalue(*row["_binom"], side)
+        elif c.statistical and not np.isnan(z):
             if side == "two":
                 row["p_value"] = float(2.0 * stats.norm.sf(abs(z)))
             elif side == "upper":
@@ -204,12 +333,21 @@ def evaluate(
         rows.append(row)
 
     table = pd.DataFrame(rows)
+    hyp, dup_of = _hypotheses(suite, results)
+    table["hypothesis"] = hyp
+    table["duplicate_of"] = dup_of
     stat = table["statistical"].to_numpy(bool)
     p_adj = np.full(len(table), np.nan)
     level = np.full(len(table), np.nan)
-    adj, fac = _adjust(table.loc[stat, "p_value"].to_numpy(float), suite.correction)
-    p_adj[stat] = adj
-    level[stat] = suite.error_rate / fac
+    # one p-value per hypothesis (the largest of its duplicates: they agree to DUPLICATE_RTOL)
+    h_ids = table.loc[stat, "hypothesis"].to_numpy(int)
+    h_unique = np.unique(h_ids)
+    p_stat = table.loc[stat, "p_value"].to_numpy(float)
+    p_h = np.array([_max_or_nan(p_stat[h_ids == h]) for h in h_unique])
+    adj, fac = _adjust(p_h, suite.correction)
+    where = np.searchsorted(h_unique, h_ids)
+    p_adj[stat] = adj[where] if len(h_unique) else []
+    level[stat] = suite.error_rate / fac[where] if len(h_unique) else []
     table["p_adjusted"] = p_adj
     table["level"] = level
     verdicts, thresholds, reasons = [], [], []
@@ -248,6 +386,8 @@ CHECK_COLUMNS = (
     "p_value",
     "p_adjusted",
     "level",
+    "hypothesis",
+    "duplicate_of",
     "reason",
     "key",
     "note",
@@ -269,18 +409,20 @@ def _judge(c: CheckSpec, r: dict, suite: Suite) -> tuple[bool, str, str]:
         thr = f"abs(bias)/MCSE {'<=' if x == 'unbiased' else '>'} {zc:.2f}"
     elif x == "abs_bias_max":
         thr = f"abs(bias) <= {c.value:g}"
-    elif x == "covers":
-        half = zc * r["se0"] if np.isfinite(r["se0"]) else np.nan
-        lo, hi = (
-            (max(0.0, nominal - half), min(1.0, nominal + half)) if half >= 0 else (np.nan,) * 2
-        )
-        thr = f"in [{fmt(lo)}, {fmt(hi)}] ({nominal:g} +/- {zc:.2f} x {fmt(r['se0'], 3)})"
-    elif x == "undercovers":
-        lo = nominal - zc * r["se0"] if np.isfinite(r["se0"]) else np.nan
-        thr = f"< {fmt(lo)} ({nominal:g} - {zc:.2f} x {fmt(r['se0'], 3)})"
-    elif x == "type1":
-        hi = suite.alpha + zc * r["se0"] if np.isfinite(r["se0"]) else np.nan
-        thr = f"<= {fmt(hi)} ({suite.alpha:g} + {zc:.2f} x {fmt(r['se0'], 3)})"
+    elif x in ("covers", "undercovers", "type1"):
+        b = r.get("_binom")
+        lo, hi = binom_band(b[1], b[2], r["level"], side) if b else (np.nan, np.nan)
+        tail = {"two": "two-sided", "lower": "lower tail", "upper": "upper tail"}[side]
+        how = f"exact binomial, {tail} at {fmt(r['level'], 3)}, n = {b[1] if b else 'n/a'}"
+        if x == "covers":
+            thr = f"in [{fmt(lo)}, {fmt(hi)}] ({how})"
+        elif x == "undercovers":
+            # caught when the count is *rejected* below: the highest rejected rate
+            b_lo, _ = binom_band(b[1], b[2], r["level"], "lower") if b else (np.nan, np.nan)
+            hi_rej = (b_lo * b[1] - 1) / b[1] if b and np.isfinite(b_lo) else np.nan
+            thr = f"<= {fmt(hi_rej)} ({how})"
+        else:
+            thr = f"<= {fmt(hi)} ({how})"
     elif x == "relerror":
         lim = c.value + zc * mcse if np.isfinite(mcse) else np.nan
         thr = f"abs <= {c.value:g}% + {zc:.2f} x MCSE = {fmt(lim, 3)}%"
@@ -308,7 +450,7 @@ def _judge(c: CheckSpec, r: dict, suite: Suite) -> tuple[bool, str, str]:
         why = f"coverage {fmt(fig)} (MCSE {fmt(mcse, 2)}, nominal {nominal:g}; {sig})"
         if reject:
             kind = "under-covers" if fig < nominal else "over-covers"
-            return False, thr, f"{kind}: {why}, outside the binomial band"
+            return False, thr, f"{kind}: {why}, outside the exact binomial band"
         return True, thr, why
     if x == "undercovers":
         why = f"coverage {fmt(fig)} (MCSE {fmt(mcse, 2)}, nominal {nominal:g}; {sig})"

@@ -16,6 +16,15 @@ def _cell(s: Any) -> str:
     return str(s).replace("|", "\\|").replace("\n", " ")
 
 
+def _family(table: pd.DataFrame) -> str:
+    """ "H hypotheses (S statistical checks, D engine duplicates)": the Holm family's size."""
+    stat = table[table["statistical"].astype(bool)]
+    n_h = int(stat["hypothesis"].nunique())
+    n_dup = int((stat["duplicate_of"].fillna("") != "").sum())
+    dup = f", {n_dup} of them engine duplicates sharing a twin's hypothesis" if n_dup else ""
+    return f"{n_h} hypotheses ({len(stat)} statistical checks{dup})"
+
+
 def markdown_report(suite: Suite, table: pd.DataFrame, reps: int, seed: int) -> str:
     """The summary: verdict line, settings, then one table row per check, failing first."""
     n_fail = int((table["verdict"] == "FAIL").sum())
@@ -29,8 +38,8 @@ def markdown_report(suite: Suite, table: pd.DataFrame, reps: int, seed: int) -> 
     lines += [
         f"seed {seed}, {reps} replications per scenario, {len(suite.used_scenarios())} "
         f"scenario(s), CI level {1 - suite.alpha:g} (alpha {suite.alpha:g}), family-wise error "
-        f"rate {suite.error_rate:g} over {suite.n_statistical} statistical checks "
-        f"({suite.correction}), failures: {suite.failures}",
+        f"rate {suite.error_rate:g} over {_family(table)} ({suite.correction}), failures: "
+        f"{suite.failures}",
         "",
         "| verdict | check | figure | value | MCSE | threshold | reason |",
         "|---|---|---|---|---|---|---|",
@@ -95,7 +104,9 @@ def junit_xml(suite: Suite, table: pd.DataFrame, seconds: float, reps: int, seed
             f"{r['check']}\n{r['figure_name']} = {fmt(r['figure'])} (MCSE {fmt(r['mcse'], 2)}); "
             f"threshold: {r['threshold']}\ntrue {fmt(r['true'])}; n_used {r['n_used']} of "
             f"{r['n_reps']} ({r['n_failed']} failed); z {fmt(r['z'], 3)}, p {fmt_p(r['p_value'])}, "
-            f"adjusted p {fmt_p(r['p_adjusted'])}\nsuite key: {r['key']}\n{r['reason']}"
+            f"adjusted p {fmt_p(r['p_adjusted'])}"
+            + (f" (hypothesis of {r['duplicate_of']})" if r.get("duplicate_of") else "")
+            + f"\nsuite key: {r['key']}\n{r['reason']}"
         )
         if r["verdict"] == "FAIL":
             f = ET.SubElement(tc, "failure", {"message": r["reason"], "type": "CheckFailed"})
