@@ -253,6 +253,7 @@ def evaluate(
             "note": c.note,
             "_problem": "",
             "_binom": None,
+            "_nominal": nominal,
         }
         if key not in perf.index:
             row["_problem"] = "no result rows for this method and estimand"
@@ -268,6 +269,10 @@ def evaluate(
             n_failed=int(pr["n_failed"]),
             true=float(pr["true"]),
         )
+        # coverage is judged against the rows' own nominal level (ci_level: 1 - alpha, or
+        # 1 - alpha / k for a simultaneous interval such as the Bonferroni mixed model's)
+        level = float(pr["ci_level"]) if "ci_level" in pr else np.nan
+        row["_nominal"] = level if np.isfinite(level) else nominal
         fig = float(pr[fig_name])
         mcse = float(pr[f"{fig_name}_mcse"]) if f"{fig_name}_mcse" in pr else np.nan
         row.update(figure=fig, mcse=mcse)
@@ -288,7 +293,7 @@ def evaluate(
             elif mcse == 0:
                 row["z"] = 0.0 if fig == 0 else math.copysign(np.inf, fig)
         elif c.expectation in ("covers", "undercovers", "type1"):
-            p0 = nominal if fig_name == "coverage" else suite.alpha
+            p0 = row["_nominal"] if fig_name == "coverage" else suite.alpha
             col = "n_cov" if fig_name == "coverage" else "n_rej"
             n = (
                 float(counts.loc[key, col])
@@ -402,7 +407,7 @@ def _judge(c: CheckSpec, r: dict, suite: Suite) -> tuple[bool, str, str]:
     zc = _crit(r["level"], side) if c.statistical else np.nan
     reject = bool(np.isfinite(padj) and padj <= e)
     sig = f"adjusted p = {fmt_p(padj)} {'<=' if reject else '>'} {e:g}"
-    nominal = 1.0 - suite.alpha
+    nominal = r.get("_nominal", 1.0 - suite.alpha)
     x = c.expectation
 
     if x in ("unbiased", "biased"):
