@@ -20,6 +20,7 @@ created by the task that writes (config.output_dir). The Python API
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import sys
@@ -51,12 +52,23 @@ def run_task(settings: Settings) -> int:
     return int(module.run(settings) or 0)
 
 
+class _CurrentStderr:
+    """Whatever ``sys.stderr`` is at the time of writing (main() swaps it; tests capture it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        with contextlib.suppress(ValueError, AttributeError):
+            sys.stderr.flush()
+
+
 def _logging(quiet: bool) -> None:
     """Log lines of the ``palliasim`` loggers on stderr (Hydra's job logging is disabled, so
     nothing goes to a log file); ``quiet=true`` keeps warnings and errors only."""
     logger = logging.getLogger("palliasim")
     if not any(getattr(h, "_palliasim", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stderr)
+        handler = logging.StreamHandler(_CurrentStderr())
         handler.setFormatter(
             logging.Formatter("[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
         )

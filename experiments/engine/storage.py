@@ -265,7 +265,6 @@ def run_lock(out_dir: Path | str):
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            fh.close()
             raise ConfigError(
                 f"invalid value '{out_dir}' for config key 'out_dir': another palliasim run is "
                 "writing to it (it holds out_dir/.lock); wait for that run to finish, then "

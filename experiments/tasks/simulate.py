@@ -18,7 +18,7 @@ import pandas as pd
 from palliasim.estimators.base import FAILED
 from palliasim.experiments import config as C
 from palliasim.experiments.engine.design import expand_design, factor_columns
-from palliasim.experiments.engine.preflight import check_scenarios
+from palliasim.experiments.engine.preflight import check_limits, check_scenarios
 from palliasim.experiments.engine.runner import RunIncomplete, run_experiment
 from palliasim.experiments.engine.storage import check_out_dir
 from palliasim.experiments.scoring.document import write_report
@@ -145,6 +145,8 @@ def simulate(settings: Settings) -> SimulationResult:
     points = expand_design(base, None, settings.design.factors, settings.design.subset)
     out = C.output_dir(settings)
     check_out_dir(out)
+    sizes = [int(p.scenario.params["cohort"]["n"]) for p in points]
+    check_limits(sizes, runner.reps, runner.chunk_size, len(specs), runner.workers)
     check_scenarios(points)  # unreachable missing fraction, nobody alive at week 12: in the parent
     if not runner.quiet:
         print(
