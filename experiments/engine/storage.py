@@ -402,8 +402,8 @@ def check_resume(out_dir: Path | str, seed: int, chunk_size: int) -> None:
     if old_seed is not None and int(old_seed) != int(seed):
         raise ConfigError(
             f"invalid value {seed} for config key 'seed': {out_dir} holds results for "
-            f"seed={old_seed}. Re-run with seed={old_seed} to resume that run, or give a new "
-            "out_dir for this seed"
+            f"seed={old_seed}, not this run's seed={seed}. Re-run with seed={old_seed} to resume "
+            "that run, or give a new out_dir for this seed"
         )
     off = [(d, a, b) for d, a, b, _ in files if a % chunk_size != 0 or (b - a + 1) > chunk_size]
     if off:
@@ -412,7 +412,8 @@ def check_resume(out_dir: Path | str, seed: int, chunk_size: int) -> None:
         hint = f"runner.chunk_size={old}" if old else "the runner.chunk_size used before"
         raise ConfigError(
             f"invalid value {chunk_size} for config key 'runner.chunk_size': {out_dir} holds "
-            f"chunks of another grid (e.g. {d}/chunk_{a}-{b}): resuming would recompute or "
+            f"chunks of another grid (e.g. {d}/chunk_{a}-{b}) than runner.chunk_size="
+            f"{chunk_size}: resuming would recompute or "
             f"double-count replications. Re-run with {hint} to resume, or give a new out_dir"
         )
 
@@ -461,8 +462,8 @@ def plan_chunks(
             if seed is not None and meta.get("seed") is not None and int(meta["seed"]) != int(seed):
                 raise ConfigError(
                     f"invalid value {seed} for config key 'seed': {path} was computed with "
-                    f"seed={meta['seed']}. Re-run with seed={meta['seed']} to resume, or give a "
-                    "new out_dir"
+                    f"seed={meta['seed']}, not this run's seed={seed}. Re-run with "
+                    f"seed={meta['seed']} to resume, or give a new out_dir"
                 )
             have = meta.get("specs", {})
             todo = tuple(sorted(m for m, h in wanted.items() if have.get(m) != h))
