@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +19,11 @@ from hydra import compose as hydra_compose
 from hydra import initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import OmegaConf
 
 from palliasim.sim.calibrate import apply_solves
+from palliasim.sim.errors import ConfigError
 from palliasim.sim.scenario import SECTIONS, Scenario
 
 CONFIG_MODULE = "palliasim.conf"
@@ -80,17 +83,42 @@ def scenario_from(plain: Mapping[str, Any]) -> Scenario:
     """The validated scenario described by the DGM sections of a config, after the config's
     ``solve:`` entries (marginal targets turned into conditional parameters, sim/calibrate.py)."""
     sc = Scenario.from_dict({k: plain[k] for k in SECTIONS if k in plain})
-    return apply_solves(sc, plain.get("solve"))
+    solves = plain.get("solve")
+    try:
+        return apply_solves(sc, solves)
+    except ConfigError:
+        raise
+    except ValueError as exc:  # e.g. a target the bracket does not enclose: the user's input
+        i = next(
+            (
+                i
+                for i, e in enumerate(solves or [])
+                if isinstance(e, Mapping) and str(e.get("key")) in str(exc)
+            ),
+            0,
+        )
+        raise ConfigError(
+            f"invalid value {solves[i].get('bracket')!r} for config key 'solve[{i}].bracket': "
+            f"{exc}; allowed: a bracket [low, high] of solve[{i}].key within which the measure "
+            "crosses its target (widen or move it)"
+        ) from None
 
 
 def output_dir(settings) -> Path:
-    """Absolute output directory: ``out_dir`` if given, else Hydra's run directory (outside a
-    Hydra app: ``./outputs``)."""
+    """Absolute output directory (not created here: the task creates it when it writes, after
+    validation): ``out_dir`` if given; in a Hydra multirun the job's sweep directory; else
+    ``./outputs/<task>/<UTC time>`` (Hydra itself writes nothing, conf/config.yaml)."""
     if settings.out_dir:
         return Path(settings.out_dir).expanduser().resolve()
-    if HydraConfig.initialized():
+    if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         return Path(HydraConfig.get().runtime.output_dir).resolve()
-    return Path.cwd().resolve() / "outputs"
+    return default_output_dir(settings.task_name)
+
+
+def default_output_dir(task: str) -> Path:
+    """``./outputs/<task>/<UTC time with microseconds>`` (a fresh directory per call)."""
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d_%H-%M-%S-%f")
+    return Path.cwd().resolve() / "outputs" / task / stamp
 
 
 def command_line_choice(group: str) -> str | None:

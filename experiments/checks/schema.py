@@ -9,7 +9,12 @@ pass/fail verdicts, so a build fails when a change makes an estimator biased or 
     assert result.passed, result.markdown
 
 A *suite* is YAML (``conf/checks/<name>.yaml``, or any file): scenarios x estimators x
-expectations. Every key is validated before anything runs (:func:`load_suite`); the
+expectations.
+
+Trust: a suite file is code. Its ``imports:`` are imported with ``importlib.import_module``
+while the suite is validated, before any check runs, and importing a module runs that
+module's code with your permissions. Run only suites you would run as a Python script: your
+own, or reviewed like code (the same for the modules they name). Every key is validated before anything runs (:func:`load_suite`); the
 replications go through :func:`engine.runner.run_experiment` (parallel, resumable, bit for
 bit identical whatever the number of workers), are scored by
 :func:`scoring.performance.summarise` and judged (:func:`checks.judging.evaluate`).
@@ -297,6 +302,8 @@ def _flatten(d: Mapping, prefix: str = "") -> dict:
 
 
 def _import_modules(mods: Any) -> tuple[str, ...]:
+    """Import the suite's ``imports:`` (this RUNS their code: a suite file is trusted like code,
+    see the module docstring)."""
     if mods is None:
         return ()
     if isinstance(mods, str):

@@ -5,6 +5,8 @@ same pool: they are the longest tasks)."""
 
 from __future__ import annotations
 
+import dataclasses
+import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,8 +124,10 @@ class RunPlan:
         runner: RunnerSettings,
         kinds: Mapping[str, type],
     ) -> list[Task]:
-        """The truth tasks first, then one :class:`ChunkTask` per chunk to compute."""
+        """The truth tasks first, then one :class:`ChunkTask` per chunk to compute. With loky
+        the tasks carry this process's pid: the workers end when it dies (worker.watch_parent)."""
         by_key = {p.key: p for p in points}
+        parent = os.getpid() if runner.backend == "loky" else None
         chunks = [
             ChunkTask(
                 chunk_id=c.chunk_id,
@@ -135,10 +139,12 @@ class RunPlan:
                 seed=runner.seed,
                 extra_kinds=dict(kinds),
                 serial_fits=runner.backend == "threading",
+                parent_pid=parent,
             )
             for c in self.todo
         ]
-        return [*self.truths, *chunks]
+        truths = [dataclasses.replace(t, parent_pid=parent) for t in self.truths]
+        return [*truths, *chunks]
 
 
 def plan_run(

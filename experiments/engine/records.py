@@ -24,6 +24,7 @@ class ChunkTask:
     seed: int
     extra_kinds: dict = field(default_factory=dict)
     serial_fits: bool = False
+    parent_pid: int | None = None  # the run's process: a worker it spawned ends when it dies
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class TruthTask:
 
     truth_key: str
     scenario: Scenario
+    parent_pid: int | None = None  # as ChunkTask.parent_pid
 
 
 @dataclass(frozen=True)

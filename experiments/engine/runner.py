@@ -60,6 +60,7 @@ from palliasim.experiments.engine.plan import (
     normalise_specs,
     plan_run,
 )
+from palliasim.experiments.engine.preflight import check_dask, check_limits
 from palliasim.experiments.engine.records import ChunkReply, TruthReply
 from palliasim.experiments.engine.worker import run_task
 from palliasim.experiments.settings import RunnerSettings
@@ -110,8 +111,10 @@ def run_experiment(
     ``out_dir/results.parquet``; ``df.attrs`` holds ``n_errors``, ``n_computed`` (chunks
     computed by this call) and ``out_dir``.
 
-    Raises ValueError for invalid estimator kinds or options (before any compute) or a run
-    directory holding another seed / chunk grid; :class:`RunIncomplete` when some chunks failed
+    Raises ValueError for invalid estimator kinds or options, ConfigError (a ValueError) for a
+    run beyond the size limits, an unreachable dask scheduler (engine.preflight), a run
+    directory that cannot be written, is locked by another run or holds another seed / chunk
+    grid (all before any compute); :class:`RunIncomplete` when some chunks failed
     or were aborted (completed ones are saved; re-run to resume).
     """
     t_start = time.perf_counter()
@@ -119,6 +122,9 @@ def run_experiment(
     points = check_points(points)
     specs = normalise_specs(estimator_specs)
     kinds = extra_kinds(build_estimators(specs))  # raises before any compute
+    sizes = [int(p.scenario.params["cohort"]["n"]) for p in points]
+    check_limits(sizes, runner.reps, runner.chunk_size, len(specs), runner.workers)
+    check_dask(runner.dask_address if runner.backend == "dask" else None)
     names = sorted(specs)
     hashes = {m: storage.spec_hash(specs[m]) for m in names}
     out_dir = Path(out_dir).resolve()

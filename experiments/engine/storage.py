@@ -57,6 +57,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from palliasim.estimators.base import ESTIMATE_COLUMNS
+from palliasim.sim.errors import ConfigError
 from palliasim.sim.files import TMP_SUFFIX, atomic_write, is_our_tmp
 
 __all__ = [
@@ -64,6 +65,7 @@ __all__ = [
     "ChunkPlan",
     "MANIFEST_NAME",
     "RESULTS_NAME",
+    "check_out_dir",
     "check_resume",
     "chunk_grid",
     "chunk_id",
@@ -206,14 +208,52 @@ def clean_tmp(out_dir: Path | str) -> int:
     return n
 
 
+def _existing_parent(path: Path) -> Path:
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
+def check_out_dir(out_dir: Path | str, *, key: str = "out_dir") -> None:
+    """Refuse (ConfigError naming ``key``, saying what to do) a run directory that cannot be
+    written: a file, a read-only directory, or a missing one whose nearest existing parent is
+    not writable. Creates nothing."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ConfigError(
+            f"invalid value '{out_dir}' for config key '{key}': it is a file, not a directory; "
+            f"give a directory path, e.g. {key}={out_dir.with_name(out_dir.name + '_run')}"
+        )
+    if out_dir.is_dir():
+        if not os.access(out_dir, os.W_OK | os.X_OK):
+            raise ConfigError(
+                f"invalid value '{out_dir}' for config key '{key}': the directory is not "
+                f"writable; give a writable {key} (a finished run there can still be re-scored "
+                f"with task=score input={out_dir / RESULTS_NAME} out_dir=<another directory>)"
+            )
+        return
+    parent = _existing_parent(out_dir.parent)
+    if not parent.is_dir():
+        raise ConfigError(
+            f"invalid value '{out_dir}' for config key '{key}': {parent} is a file, so the "
+            f"directory cannot be created; give a path under a directory"
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise ConfigError(
+            f"invalid value '{out_dir}' for config key '{key}': cannot create it, {parent} is "
+            f"not writable; give an {key} under a directory you can write to"
+        )
+
+
 @contextlib.contextmanager
 def run_lock(out_dir: Path | str):
     """Exclusive advisory lock on ``out_dir`` (one writer per run directory).
 
-    Raises RuntimeError when another live process holds it. The OS releases the lock when the
-    holder dies (even by SIGKILL), so a killed run never blocks a resume.
+    Raises ConfigError (key ``out_dir``) when another live process holds it. The OS releases
+    the lock when the holder dies (even by SIGKILL), so a killed run never blocks a resume.
     """
     out_dir = Path(out_dir)
+    check_out_dir(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     try:
         import fcntl
@@ -225,9 +265,10 @@ def run_lock(out_dir: Path | str):
         try:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            raise RuntimeError(
-                f"another palliasim run is writing to {out_dir}; wait for it to finish or use "
-                f"another output directory"
+            raise ConfigError(
+                f"invalid value '{out_dir}' for config key 'out_dir': another palliasim run is "
+                "writing to it (it holds out_dir/.lock); wait for that run to finish, then "
+                "re-run the same command to resume, or give another out_dir"
             ) from None
         yield
     finally:
@@ -349,7 +390,8 @@ class ChunkPlan:
 def check_resume(out_dir: Path | str, seed: int, chunk_size: int) -> None:
     """Refuse to resume a run directory with another seed or an incompatible chunk grid.
 
-    Raises ValueError with the setting on disk and what to do.
+    Raises ConfigError with the setting on disk and the override that resumes it (``seed=``
+    is the top-level key: ``runner.seed`` does not exist).
     """
     out_dir = Path(out_dir)
     files = _scan(out_dir)
@@ -358,19 +400,21 @@ def check_resume(out_dir: Path | str, seed: int, chunk_size: int) -> None:
     manifest = read_manifest(out_dir) or {}
     old_seed = manifest.get("seed")
     if old_seed is not None and int(old_seed) != int(seed):
-        raise ValueError(
-            f"{out_dir} holds results for seed={old_seed}; this run has seed={seed}. Re-run with "
-            f"runner.seed={old_seed} to resume, or use a new output directory"
+        raise ConfigError(
+            f"invalid value {seed} for config key 'seed': {out_dir} holds results for "
+            f"seed={old_seed}, not this run's seed={seed}. Re-run with seed={old_seed} to resume "
+            "that run, or give a new out_dir for this seed"
         )
     off = [(d, a, b) for d, a, b, _ in files if a % chunk_size != 0 or (b - a + 1) > chunk_size]
     if off:
         d, a, b = off[0]
         old = manifest.get("chunk_size")
-        hint = f"runner.chunk_size={old}" if old else "the chunk_size used before"
-        raise ValueError(
-            f"{out_dir} holds chunks of another grid (e.g. {d}/chunk_{a}-{b}) than "
-            f"runner.chunk_size={chunk_size}: resuming would recompute or double-count "
-            f"replications. Re-run with {hint} to resume, or use a new output directory"
+        hint = f"runner.chunk_size={old}" if old else "the runner.chunk_size used before"
+        raise ConfigError(
+            f"invalid value {chunk_size} for config key 'runner.chunk_size': {out_dir} holds "
+            f"chunks of another grid (e.g. {d}/chunk_{a}-{b}) than runner.chunk_size="
+            f"{chunk_size}: resuming would recompute or "
+            f"double-count replications. Re-run with {hint} to resume, or give a new out_dir"
         )
 
 
@@ -416,9 +460,10 @@ def plan_chunks(
                 )
                 continue
             if seed is not None and meta.get("seed") is not None and int(meta["seed"]) != int(seed):
-                raise ValueError(
-                    f"{path} was computed with seed={meta['seed']}, this run has seed={seed}; "
-                    f"use a new output directory"
+                raise ConfigError(
+                    f"invalid value {seed} for config key 'seed': {path} was computed with "
+                    f"seed={meta['seed']}, not this run's seed={seed}. Re-run with "
+                    f"seed={meta['seed']} to resume, or give a new out_dir"
                 )
             have = meta.get("specs", {})
             todo = tuple(sorted(m for m, h in wanted.items() if have.get(m) != h))

@@ -42,6 +42,8 @@ ERROR_PREFIX = "error: "
 MAX_ERROR_SAMPLES = 3  # tracebacks kept per chunk
 _generate = generate  # indirection: tests replace it to simulate a crashing task
 _FIT_LOCK = threading.RLock()
+PARENT_POLL = 0.5  # seconds between checks that the run's process is alive
+_WATCHED: dict[str, int | None] = {"pid": None}
 
 
 def _register_extra(extra_kinds: Mapping[str, type]) -> None:
@@ -171,8 +173,26 @@ def run_truth(task: TruthTask) -> TruthReply:
         )
 
 
+def watch_parent(pid: int | None) -> None:
+    """In a worker process spawned by the run's process ``pid``: a daemon thread that ends this
+    worker (``os._exit``) within :data:`PARENT_POLL` seconds of the parent's death (its parent
+    pid changes), so a SIGKILLed run leaves no worker computing. Started once per process; a
+    no-op in the run's own process (threading backend) or one not spawned by ``pid`` (dask)."""
+    if pid is None or pid == os.getpid() or _WATCHED["pid"] == pid or os.getppid() != pid:
+        return
+    _WATCHED["pid"] = pid
+
+    def loop() -> None:
+        while os.getppid() == pid:
+            time.sleep(PARENT_POLL)
+        os._exit(1)
+
+    threading.Thread(target=loop, name="palliasim-parent-watch", daemon=True).start()
+
+
 def run_task(task: Task) -> Reply:
     """The worker entry point (a top-level function: picklable by reference)."""
+    watch_parent(task.parent_pid)
     if isinstance(task, TruthTask):
         return run_truth(task)
     return run_chunk(task)

@@ -15,6 +15,7 @@ import pandas as pd
 
 from palliasim.estimators.base import ESTIMATE_COLUMNS, OK, build_estimator
 from palliasim.experiments import config as C
+from palliasim.experiments.engine.storage import check_out_dir
 from palliasim.experiments.inputs.cohort_schema import read_cohort
 from palliasim.experiments.settings import Settings
 from palliasim.sim.cohort import Cohort
@@ -43,9 +44,10 @@ def run(settings: Settings) -> int:
     data = Path(settings.data).expanduser().resolve()
     if not data.is_dir():
         raise ConfigError(f"data={data} is not a directory")
+    out = C.output_dir(settings)
+    check_out_dir(out)  # a file, read-only or not creatable: refused before any fit
     cohort = read_cohort(data, settings.estimators)  # every problem listed, before any fit
     table = analyse(cohort, settings.estimators, settings.runner.seed)
-    out = C.output_dir(settings)
     out.mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "estimates.csv", table.to_csv(index=False))
     with pd.option_context("display.width", 200, "display.max_rows", 500):

@@ -18,7 +18,9 @@ import pandas as pd
 from palliasim.estimators.base import FAILED
 from palliasim.experiments import config as C
 from palliasim.experiments.engine.design import expand_design, factor_columns
+from palliasim.experiments.engine.preflight import check_limits, check_scenarios
 from palliasim.experiments.engine.runner import RunIncomplete, run_experiment
+from palliasim.experiments.engine.storage import check_out_dir
 from palliasim.experiments.scoring.document import write_report
 from palliasim.experiments.scoring.performance import compare_methods, reps_needed
 from palliasim.experiments.scoring.report import format_terminal, performance_table
@@ -142,6 +144,10 @@ def simulate(settings: Settings) -> SimulationResult:
     specs = settings.estimators
     points = expand_design(base, None, settings.design.factors, settings.design.subset)
     out = C.output_dir(settings)
+    check_out_dir(out)
+    sizes = [int(p.scenario.params["cohort"]["n"]) for p in points]
+    check_limits(sizes, runner.reps, runner.chunk_size, len(specs), runner.workers)
+    check_scenarios(points)  # unreachable missing fraction, nobody alive at week 12: in the parent
     if not runner.quiet:
         print(
             f"palliasim: {len(points)} design point(s) x {runner.reps} replications x "
