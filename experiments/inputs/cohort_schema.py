@@ -126,79 +126,49 @@ def needed_columns(specs: Mapping[str, Mapping]) -> dict[str, str]:
     return out
 
 
+def _violation(table: str, col: str, rule: str, ids: pd.Series, mask, label: bool = True):
+    """A Violation of the rows in ``mask``, listing their first distinct ids (or None)."""
+    mask = np.asarray(mask, bool)
+    if not mask.any():
+        return None
+    first = ids[mask].drop_duplicates().head(5).astype(int).tolist()
+    return Violation(
+        table, col, rule, int(mask.sum()), tuple(f"id={i}" if label else i for i in first)
+    )
+
+
 def _cross_checks(p: pd.DataFrame, v: pd.DataFrame) -> list[Violation]:
-    out: list[Violation] = []
     pid = pd.to_numeric(p["id"], errors="coerce")
     vid = pd.to_numeric(v["id"], errors="coerce")
     unknown = ~vid.isin(pid).to_numpy() & vid.notna().to_numpy()
-    if unknown.any():
-        out.append(
-            Violation(
-                "visits",
-                "id",
-                "ids not in patients",
-                int(unknown.sum()),
-                tuple(vid[unknown].drop_duplicates().head(5).astype(int).tolist()),
-            )
-        )
     group_of = pd.Series(pd.to_numeric(p["group"], errors="coerce").to_numpy(), index=pid)
     group_of = group_of[~group_of.index.duplicated()]
     vg = pd.to_numeric(v["group"], errors="coerce").to_numpy()
     expected = group_of.reindex(vid).to_numpy()
     clash = ~unknown & ~np.isnan(expected) & ~np.isnan(vg) & (vg != expected)
-    if clash.any():
-        ids = vid[clash].drop_duplicates().head(5).astype(int).tolist()
-        out.append(
-            Violation(
-                "visits",
-                "group",
-                "differs from patients.group for the same id",
-                int(clash.sum()),
-                tuple(f"id={i}" for i in ids),
-            )
-        )
-    dup = v.duplicated(["id", "week"], keep=False).to_numpy()
-    if dup.any():
-        ids = vid[dup].drop_duplicates().head(5).astype(int).tolist()
-        out.append(
-            Violation(
-                "visits",
-                "week",
-                "more than one row for the same (id, week)",
-                int(dup.sum()),
-                tuple(f"id={i}" for i in ids),
-            )
-        )
+    found = [
+        _violation("visits", "id", "ids not in patients", vid, unknown, label=False),
+        _violation("visits", "group", "differs from patients.group for the same id", vid, clash),
+        _violation(
+            "visits",
+            "week",
+            "more than one row for the same (id, week)",
+            vid,
+            v.duplicated(["id", "week"], keep=False),
+        ),
+    ]
     if "status" in v.columns:
         nrs = pd.to_numeric(v["nrs"], errors="coerce")
         odd = nrs.notna().to_numpy() & (v["status"].astype(str) != "observed").to_numpy()
-        if odd.any():
-            ids = vid[odd].drop_duplicates().head(5).astype(int).tolist()
-            out.append(
-                Violation(
-                    "visits",
-                    "nrs",
-                    "an NRS value at a visit whose status is not 'observed'",
-                    int(odd.sum()),
-                    tuple(f"id={i}" for i in ids),
-                )
-            )
+        rule = "an NRS value at a visit whose status is not 'observed'"
+        found.append(_violation("visits", "nrs", rule, vid, odd))
     if {"pfs_months", "os_months"} <= set(p.columns):
         pfs = pd.to_numeric(p["pfs_months"], errors="coerce").to_numpy()
         os_ = pd.to_numeric(p["os_months"], errors="coerce").to_numpy()
         late = (pfs > os_ + 1e-9) & np.isfinite(pfs) & np.isfinite(os_)
-        if late.any():
-            ids = pid[late].head(5).astype(int).tolist()
-            out.append(
-                Violation(
-                    "patients",
-                    "pfs_months",
-                    "later than os_months (death ends progression-free survival)",
-                    int(late.sum()),
-                    tuple(f"id={i}" for i in ids),
-                )
-            )
-    return out
+        rule = "later than os_months (death ends progression-free survival)"
+        found.append(_violation("patients", "pfs_months", rule, pid, late))
+    return [x for x in found if x is not None]
 
 
 def validate_cohort(
