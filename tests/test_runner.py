@@ -25,6 +25,7 @@ from palliasim import sim
 from palliasim.estimators.base import ESTIMATE_COLUMNS, Estimator, register, wald_row
 from palliasim.experiments.api import runner_settings
 from palliasim.experiments.engine import storage, worker
+from palliasim.experiments.engine.collect import RESULT_TRUTH_COLUMNS
 from palliasim.experiments.engine.design import expand_design
 from palliasim.experiments.engine.runner import RunIncomplete, run_experiment
 from palliasim.experiments.settings import RunnerSettings
@@ -177,7 +178,10 @@ def reference(private_truth_cache, tmp_path_factory):
 def test_results_layout_truth_and_manifest(reference):
     df, out = reference
     points = make_points()
-    cols = ["cohort.n", "scenario", "scenario_key", "rep", *ESTIMATE_COLUMNS, "true", "true_mcse"]
+    cols = [
+        "cohort.n", "scenario", "scenario_key", "rep", *ESTIMATE_COLUMNS,
+        *RESULT_TRUTH_COLUMNS,
+    ]  # fmt: skip
     assert list(df.columns) == cols
     assert len(df) == len(points) * REPS * 3  # mean: 1 row, jitter: 2 rows
     key = df[["scenario_key", "rep", "method", "estimand"]]
@@ -189,6 +193,7 @@ def test_results_layout_truth_and_manifest(reference):
     t = df[df["estimand"] == "nrs_diff_w12"]
     assert t["true"].notna().all() and t["true_mcse"].notna().all()
     assert df.loc[df["estimand"] == "toy_no_truth", "true"].isna().all()
+    assert set(df.loc[df["estimand"] == "nrs_diff_w12", "true_status"]) == {"ok"}
     # written to disk, identical
     same(pd.read_parquet(out / "results.parquet"), df)
     assert (out / "truth.csv").exists()
@@ -211,7 +216,7 @@ def test_results_layout_truth_and_manifest(reference):
     assert m["runs"][0]["started_at"] < m["runs"][0]["finished_at"]
     assert len(chunk_files(out)) == 6
     loaded = storage.load_results(out)
-    same(loaded, df.drop(columns=["true", "true_mcse"]))
+    same(loaded, df.drop(columns=RESULT_TRUTH_COLUMNS))
 
 
 def test_rows_independent_of_estimator_rng_sharing(reference):
