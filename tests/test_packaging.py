@@ -81,7 +81,7 @@ def test_every_package_folder_is_listed_in_pyproject():
     listed = set(cfg["packages"])
     assert cfg["package-dir"] == {
         "palliasim": "palliasim",
-        **{f"palliasim.{k}": v for k, v in SUBPACKAGES.items()},
+        **{f"palliasim.{k}": f"./{v}" for k, v in SUBPACKAGES.items()},
     }
     found = {"palliasim"}
     for top, folder in SUBPACKAGES.items():
