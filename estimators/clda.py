@@ -24,18 +24,16 @@ the imbalance. Inference, df options and engines as ``mmrm``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
-from palliasim.estimators.base import Estimate, Estimator, register
-from palliasim.estimators.continuous import check_covariates
+from palliasim.estimators.base import Estimate, register
 from palliasim.estimators.mmrm import (
-    NRS_ESTIMANDS,
+    UnstructuredModel,
     VisitModel,
     arm_gaps,
     check_un_data,
-    check_un_options,
     merge_rows,
     un_rows,
     usable_patients,
@@ -70,24 +68,13 @@ def clda_design(wide, Z, znames, usable) -> tuple[VisitModel, dict[int, str]]:
 
 @register("clda")
 @dataclass
-class CLDA(Estimator):
+class CLDA(UnstructuredModel):
     """cLDA of NRS at weeks 0-12, common baseline mean, unstructured 5 x 5 covariance (module doc).
 
     -> ``nrs_diff_w1``, ``nrs_diff_w4``, ``nrs_diff_w8``, ``nrs_diff_w12`` (primary: week 12).
     Patients missing covariates are excluded (noted); a post-baseline visit with no NRS in an
     arm is left out of the model and its row fails with the reason.
     """
-
-    covariates: list[str] = field(default_factory=list)
-    reml: bool = True
-    df: str = "satterthwaite"
-    estimands = NRS_ESTIMANDS
-    engines = ("reference", "fast")
-
-    def __post_init__(self):
-        super().__post_init__()
-        self.covariates = check_covariates(self.name, self.covariates)
-        self.reml, self.df = check_un_options(self.name, self.reml, self.df)
 
     def _fit(self, cohort, rng) -> list[Estimate]:
         wide, Z, znames, usable, note = usable_patients(

@@ -507,17 +507,11 @@ def _kr_ddf(nl: int, a1: float, a2: float) -> float:
 # the estimator
 
 
-@register("mmrm")
 @dataclass
-class MMRM(Estimator):
-    """MMRM of post-baseline NRS, unstructured covariance, REML (module docstring).
-
-    -> ``nrs_diff_w1``, ``nrs_diff_w4``, ``nrs_diff_w8``, ``nrs_diff_w12`` (primary: week 12):
-    d_w = group difference of week-w mean NRS adjusted for baseline NRS (and ``covariates``),
-    hypothetical strategy for dropout and death under MAR. Patients missing baseline NRS or
-    covariates are excluded (noted); a visit with no NRS in an arm is left out of the model
-    and its row fails with the reason.
-    """
+class UnstructuredModel(Estimator):
+    """The options shared by the unstructured-covariance models (mmrm, clda): baseline
+    ``covariates``, ``reml`` (REML or ML) and ``df`` (satterthwaite | kenward-roger | residual |
+    asymptotic), validated once."""
 
     covariates: list[str] = field(default_factory=list)
     reml: bool = True
@@ -529,6 +523,19 @@ class MMRM(Estimator):
         super().__post_init__()
         self.covariates = check_covariates(self.name, self.covariates)
         self.reml, self.df = check_un_options(self.name, self.reml, self.df)
+
+
+@register("mmrm")
+@dataclass
+class MMRM(UnstructuredModel):
+    """MMRM of post-baseline NRS, unstructured covariance, REML (module docstring).
+
+    -> ``nrs_diff_w1``, ``nrs_diff_w4``, ``nrs_diff_w8``, ``nrs_diff_w12`` (primary: week 12):
+    d_w = group difference of week-w mean NRS adjusted for baseline NRS (and ``covariates``),
+    hypothetical strategy for dropout and death under MAR. Patients missing baseline NRS or
+    covariates are excluded (noted); a visit with no NRS in an arm is left out of the model
+    and its row fails with the reason.
+    """
 
     def _fit(self, cohort, rng) -> list[Estimate]:
         wide, Z, znames, usable, note = usable_patients(
