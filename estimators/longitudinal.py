@@ -279,10 +279,11 @@ def _arms_at(group: np.ndarray, present: np.ndarray) -> list[int]:
 def _split_estimable(wide: NRSWide, usable: np.ndarray, weeks: tuple[int, ...]):
     """(estimable weeks, {week: reason}) : a visit is estimable if both arms have an NRS there."""
     ok, why = [], {}
-    for w in weeks:
-        j = WEEKS.index(w)
-        present = usable & np.isfinite(wide.nrs[:, j])
-        empty = _arms_at(wide.group, present)
+    present = usable[:, None] & np.isfinite(wide.nrs[:, [WEEKS.index(w) for w in weeks]])
+    # (arm, visit): any observation; all visits at once (same answer as _arms_at per visit)
+    seen = np.stack([(present & (wide.group == a)[:, None]).any(axis=0) for a in (0, 1)])
+    for i, w in enumerate(weeks):
+        empty = [a for a in (0, 1) if not seen[a, i]]
         if len(empty) == 2:
             why[w] = f"no observed NRS at week {w} in either arm"
         elif empty:

@@ -23,10 +23,11 @@ reduces to the pooled cross-products and the cluster column sums S_i = X_i' 1, s
 and c_i depends on m_i only: the sums are sum over the distinct sizes m of c(m) A_m, with A_m
 the cross-products of [S_i, s_i] over the clusters of size m (computed once).
 
-Iteration as statsmodels' (for the identity link its Fisher-scoring step is the exact GLS
-solve): rho = 0, b = (X'R^-1X)^-1 X'R^-1 y, rho from the residuals, ..., until rho changes by
-less than ``tol`` (the fixed point statsmodels approaches; its default stop, score norm < 1e-6,
-lands ~1e-13 from it on study-sized data). The cluster sums of the residuals are s_i - S_i' b,
+The fixed point of statsmodels' iteration (for the identity link its Fisher-scoring step is the
+exact GLS solve): F(rho) = the moment estimate of rho at b(rho) = (X'R^-1X)^-1 X'R^-1 y, from
+rho = 0, until |F(rho) - rho| < ``tol`` (statsmodels iterates rho = F(rho); its default stop,
+score norm < 1e-6, lands ~1e-13 from the fixed point on study-sized data); the iterates after the
+first two take the secant step on F(rho) - rho (plain steps where it leaves the valid range). The cluster sums of the residuals are s_i - S_i' b,
 so an iteration costs O(N p + K p) after the O(N p^2) set-up; no loop over clusters. Robust covariance B^-1 M B^-1 with B = X'R^-1X and
 M = sum_i u_i u_i', u_i = X_i' R_i^-1 r_i = (X_i' r_i - c_i S_i (1' r_i)) / (1 - rho) (the scale
 cancels, as in statsmodels); naive covariance phi B^-1.
@@ -47,7 +48,7 @@ import numpy as np
 from ._common import STATUS_FAILED, STATUS_OK, STATUS_WARNING, chol, chol_inv, chol_solve
 
 MAXITER = 100
-TOL = 1e-12  # on the change of rho (absolute; rho is a correlation)
+TOL = 1e-12  # on |F(rho) - rho| (absolute; rho is a correlation)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +128,7 @@ def gee_exchangeable(y, X, groups, maxiter: int = MAXITER, tol: float = TOL) -> 
     """Gaussian identity-link GEE with exchangeable working correlation (see the module doc).
 
     ``groups``: cluster labels (any order; rows are grouped by label). ``maxiter``: number of
-    GLS solves at most; ``tol``: stop when rho changes by less than this.
+    GLS solves at most; ``tol``: stop when |F(rho) - rho| is below this.
     """
     y = np.asarray(y, dtype=float).reshape(-1)
     X = np.asarray(X, dtype=float)
@@ -189,20 +190,30 @@ def gee_exchangeable(y, X, groups, maxiter: int = MAXITER, tol: float = TOL) -> 
         return r, sr, scale, (float(sr @ sr) - ssr) / 2.0 / scale / ddof_rho
 
     rho, converged, it = 0.0, False, 0
+    prev = None  # (rho, F(rho) - rho) of the previous iterate, for the secant step
     for it in range(1, maxiter + 1):
         used = rho
         beta, L = gls(used)
         if beta is None:
             return _failed(p, n, k, f"singular X' R^-1 X at rho = {used:.6g}", used, it)
-        r, sr, scale, rho = moments(beta)
+        r, sr, scale, new = moments(beta)  # new = F(used), statsmodels' next rho
         if not scale > tiny:
             return _failed(p, n, k, "perfect fit: residual variance is zero", used, it)
-        problem = rho_problem(rho, m_max)
+        problem = rho_problem(new, m_max)
         if problem:
-            return _failed(p, n, k, problem, rho, it)
-        if abs(rho - used) <= tol:
+            return _failed(p, n, k, problem, new, it)
+        step = new - used
+        if abs(step) <= tol:
             converged = True
             break
+        # F(rho) = rho by the secant on F(rho) - rho (the plain step rho = F(rho) contracts by
+        # ~1e-3 an iteration here; the secant needs 4 GLS solves instead of 5-7), else plain
+        rho = new
+        if prev is not None and step != prev[1]:
+            sec = used - step * (used - prev[0]) / (step - prev[1])
+            if not rho_problem(sec, m_max):
+                rho = sec
+        prev = (used, step)
     # the final state as statsmodels': beta = GLS(used), covariance at (beta, used)
     c = used / (1.0 + used * (m - 1.0))
     Xr = np.bincount(cell, weights=(X * r[:, None]).ravel(), minlength=k * p).reshape(k, p)
@@ -214,8 +225,7 @@ def gee_exchangeable(y, X, groups, maxiter: int = MAXITER, tol: float = TOL) -> 
     if not converged:
         status = STATUS_WARNING
         msg = (
-            f"did not converge in {maxiter} iterations "
-            f"(last change of the correlation {abs(rho - used):.3g} > {tol:g})"
+            f"did not converge in {maxiter} iterations (|F(rho) - rho| = {abs(step):.3g} > {tol:g})"
         )
     return GEEResult(
         params=beta,
