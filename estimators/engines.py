@@ -21,6 +21,9 @@ operation              reference                              fast
 :func:`rmst`           lifelines + Greenwood variance         ``fast.rmst``
 :func:`logrank`        lifelines logrank_test + Peto sums     ``fast.logrank_test``
 =====================  =====================================  ================================
+
+:func:`mixed_model_wide` is :func:`mixed_model` on padded (patient x visit) data (fast:
+``fast.lmm_random_intercept_wide``, no sorting or segment sums).
 """
 
 from __future__ import annotations
@@ -202,7 +205,10 @@ def singular_re_message(cov_re_min: float, scale: float) -> str:
 
 
 def _boundary_messages(G: np.ndarray, scale: float) -> list:
-    ev = np.linalg.eigvalsh(G) if np.all(np.isfinite(G)) else np.array([np.nan])
+    if G.shape == (1, 1):  # random intercept: the eigenvalue is the variance
+        ev = G[0] if np.isfinite(G[0, 0]) else np.array([np.nan])
+    else:
+        ev = np.linalg.eigvalsh(G) if np.all(np.isfinite(G)) else np.array([np.nan])
     if not np.all(np.isfinite(ev)) or ev.min() <= 1e-6 * max(scale, 1e-12):
         return [singular_re_message(float(ev.min()), scale)]
     return []
@@ -305,6 +311,26 @@ def mixed_model(
     params = np.asarray(params, float)[:k]
     cov = fe_covariance(X, groups, Zm, G, scale)
     return _checked(MixedFit(params, cov, msgs + _boundary_messages(G, scale)))
+
+
+def mixed_model_wide(Y: np.ndarray, X: np.ndarray, *, engine: str, reml: bool = True) -> MixedFit:
+    """:func:`mixed_model` (random intercept) on padded data: patient i's visits in row i.
+
+    ``Y`` (n, v) with NaN where a visit is not observed, ``X`` (n, v, p) the design per visit
+    (rows of unobserved visits ignored). The fit of the long form (observed rows, patient-major,
+    visit order; groups = patients): fast = :func:`estimators.fast.lmm.lmm_random_intercept_wide`
+    (group sums over the visit axis, no sorting), reference = :func:`mixed_model` on the long
+    rows.
+    """
+    _check_engine(engine)
+    if engine == "reference":
+        obs = np.isfinite(Y)
+        return mixed_model(Y[obs], X[obs], np.nonzero(obs)[0], engine=engine, reml=reml)
+    r = fast_lmm.lmm_random_intercept_wide(Y, X, reml=reml)
+    if r.status == "failed":
+        raise StatisticalTrouble(f"MixedLM failed: {r.message}")
+    msgs = _boundary_messages(np.array([[r.cov_re]]), float(r.scale))
+    return _checked(MixedFit(r.fe_params, r.cov_fe, msgs))
 
 
 def _mixedlm_messages(caught, converged: bool) -> list:

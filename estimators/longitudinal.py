@@ -22,6 +22,7 @@ back to ``reference`` (see :class:`LinearMixedModel`).
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -51,6 +52,7 @@ from palliasim.sim.schedule import MONTHS_PER_WEEK, POST_WEEKS, STATUS_LABELS, W
 NRS_ESTIMANDS = tuple(f"nrs_diff_w{w}" for w in POST_WEEKS)
 W12 = ("nrs_diff_w12",)
 DEAD = STATUS_LABELS.index("dead")  # visit status code of a death
+_WEEKS_ARR = np.asarray(WEEKS)
 
 
 # --------------------------------------------------------------------------------------------
@@ -73,27 +75,58 @@ def _status_codes(s: np.ndarray) -> np.ndarray:
     return np.array([lab.get(str(x), -1) for x in s], dtype=float)
 
 
-def nrs_wide(cohort) -> NRSWide:
-    """Wide NRS (n, 5) from ``cohort.visits``; week-0 gaps filled from ``patients.nrs0``."""
+def _nrs_wide(cohort) -> NRSWide:
     pa, va = cohort.arrays, cohort.visit_arrays
     ids = np.asarray(pa["id"])
     n = ids.shape[0]
-    group = np.asarray(pa["group"], dtype=float)
-    nrs0 = np.asarray(pa["nrs0"], dtype=float)
+    v = len(WEEKS)
+    group = np.array(pa["group"], dtype=float)
+    nrs0 = np.array(pa["nrs0"], dtype=float)
     vid, week = np.asarray(va["id"]), np.asarray(va["week"])
-    order = np.argsort(ids, kind="stable")
-    pos = np.clip(np.searchsorted(ids[order], vid), 0, max(n - 1, 0))
-    row = order[pos] if n else pos
-    col = np.searchsorted(np.asarray(WEEKS), week)
-    col_c = np.clip(col, 0, len(WEEKS) - 1)
-    ok = (ids[row] == vid) & (np.asarray(WEEKS)[col_c] == week) if n else np.zeros(0, bool)
-    W = np.full((n, len(WEEKS)), np.nan)
-    S = np.full((n, len(WEEKS)), -1.0)
-    W[row[ok], col_c[ok]] = np.asarray(va["nrs"], dtype=float)[ok]
-    if "status" in va:
-        S[row[ok], col_c[ok]] = _status_codes(np.asarray(va["status"]))[ok]
+    nrs = np.asarray(va["nrs"], dtype=float)
+    status = _status_codes(np.asarray(va["status"])) if "status" in va else None
+    if (
+        vid.shape[0] == n * v
+        and np.array_equal(week, np.tile(_WEEKS_ARR, n))
+        and np.array_equal(vid, np.repeat(ids, v))
+    ):  # the generator's layout: patient-major, every scheduled visit, week order
+        W = nrs.reshape(n, v).copy()
+        S = status.reshape(n, v).copy() if status is not None else np.full((n, v), -1.0)
+    else:
+        order = np.argsort(ids, kind="stable")
+        pos = np.clip(np.searchsorted(ids[order], vid), 0, max(n - 1, 0))
+        row = order[pos] if n else pos
+        col = np.clip(np.searchsorted(_WEEKS_ARR, week), 0, v - 1)
+        ok = (ids[row] == vid) & (_WEEKS_ARR[col] == week) if n else np.zeros(0, bool)
+        W = np.full((n, v), np.nan)
+        S = np.full((n, v), -1.0)
+        W[row[ok], col[ok]] = nrs[ok]
+        if status is not None:
+            S[row[ok], col[ok]] = status[ok]
     W[:, 0] = np.where(np.isfinite(W[:, 0]), W[:, 0], nrs0)
+    for a in (group, nrs0, W, S):
+        a.flags.writeable = False  # shared by every estimator of the cohort (cached)
     return NRSWide(group, nrs0, W, S)
+
+
+#: nrs_wide per cohort object, dropped with the cohort (weak keys): the estimators of one
+#: replication share one wide table; nothing outlives its cohort or crosses processes
+_WIDE_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def nrs_wide(cohort) -> NRSWide:
+    """Wide NRS (n, 5) from ``cohort.visits``; week-0 gaps filled from ``patients.nrs0``.
+
+    Built once per cohort object (a cohort is not modified after it is made) and shared,
+    read-only, by the estimators that use it.
+    """
+    try:
+        hit = _WIDE_CACHE.get(cohort)
+    except TypeError:  # not weak-referenceable: no cache
+        return _nrs_wide(cohort)
+    if hit is None:
+        hit = _WIDE_CACHE[cohort] = _nrs_wide(cohort)
+    return hit
 
 
 def dead_by_week12(cohort, wide: NRSWide) -> np.ndarray:
@@ -151,6 +184,20 @@ def visit_design(
     return X, names, C
 
 
+def _visit_template(group: np.ndarray, weeks: tuple[int, ...], Z: np.ndarray, znames):
+    """:func:`visit_design` in padded form: X (n, len(weeks), p) with X[i, j] the row of
+    patient i at visit weeks[j] (taken from the 2 x len(weeks) template of the arm x visit
+    rows), names and contrasts C as :func:`visit_design`."""
+    v = len(weeks)
+    T, names, C = visit_design(np.repeat([0.0, 1.0], v), np.tile(weeks, 2), weeks)
+    X = T.reshape(2, v, -1)[group.astype(np.intp)]
+    if Z.shape[1]:
+        X = np.concatenate([X, np.broadcast_to(Z[:, None, :], (Z.shape[0], v, Z.shape[1]))], 2)
+        names = names + list(znames)
+        C = np.concatenate([C, np.zeros((v, Z.shape[1]))], axis=1)
+    return X, names, C
+
+
 def contrast_rows(
     method: str,
     weeks: tuple[int, ...],
@@ -168,9 +215,9 @@ def contrast_rows(
     rows = []
     status = WARNING if fit.messages else OK
     msg = "; ".join(fit.messages)
-    for w, c in zip(weeks, C):
-        est = float(c @ fit.params)
-        se = float(np.sqrt(max(c @ fit.cov @ c, 0.0)))
+    ests = (C @ fit.params).tolist()
+    ses = np.sqrt(np.maximum(((C @ fit.cov) * C).sum(axis=1), 0.0)).tolist()
+    for w, est, se in zip(weeks, ests, ses):
         rows.append(
             wald_row(
                 method,
@@ -277,15 +324,15 @@ def _arms_at(group: np.ndarray, present: np.ndarray) -> list[int]:
 
 def _split_estimable(wide: NRSWide, usable: np.ndarray, weeks: tuple[int, ...]):
     """(estimable weeks, {week: reason}) : a visit is estimable if both arms have an NRS there."""
+    present = np.isfinite(wide.nrs[:, [WEEKS.index(w) for w in weeks]]) & usable[:, None]
+    arms = np.stack([wide.group == 0, wide.group == 1]).astype(float)
+    cnt = arms @ present  # (2, weeks): observed NRS per arm and visit
     ok, why = [], {}
-    for w in weeks:
-        j = WEEKS.index(w)
-        present = usable & np.isfinite(wide.nrs[:, j])
-        empty = _arms_at(wide.group, present)
-        if len(empty) == 2:
+    for w, (c0, c1) in zip(weeks, cnt.T.tolist()):
+        if c0 == 0 and c1 == 0:
             why[w] = f"no observed NRS at week {w} in either arm"
-        elif empty:
-            why[w] = f"no observed NRS at week {w} in the {ARM_LABELS[empty[0]]} arm"
+        elif c0 == 0 or c1 == 0:
+            why[w] = f"no observed NRS at week {w} in the {ARM_LABELS[0 if c0 == 0 else 1]} arm"
         else:
             ok.append(w)
     return tuple(ok), why
@@ -412,18 +459,26 @@ class LinearMixedModel(Estimator):
             post = tuple(w for w in weeks if w != 0)
         if not post:
             return _merge_rows(self.name, NRS_ESTIMANDS, [], why, note)
-        pid, week, y = _long(wide, usable, weeks)
+        # padded (patient x visit) design: row i holds patient i's visits, X from a template
+        Y = wide.nrs[usable][:, [WEEKS.index(w) for w in weeks]]
+        obs = np.isfinite(Y)
+        y = Y[obs]
         if np.ptp(y) == 0:
             raise StatisticalTrouble(
                 f"NRS is constant (all {y.size} observed values equal {y[0]:g})"
             )
-        X, names, C = visit_design(wide.group[pid], week, weeks, Z[pid], znames)
+        X3, names, C = _visit_template(wide.group[usable], weeks, Z[usable], znames)
         if not self.adjust_baseline:
             C = C[1:]  # the reference visit is week 0: its group term is the baseline difference
+        X = X3[obs]
         (check_full_rank_fast if fast else check_full_rank)(X, names, "LMM fixed-effects design")
-        Zre = np.column_stack([np.ones(y.size), week / 12.0]) if self.random_slope else None
-        fit = engines.mixed_model(y, X, pid, engine=self.engine, reml=self.reml, Z=Zre)
-        n_used = int(np.count_nonzero(pid[1:] != pid[:-1]) + 1)  # pid is sorted
+        if self.random_slope:
+            pid, col = np.nonzero(obs)
+            Zre = np.column_stack([np.ones(y.size), np.asarray(weeks)[col] / 12.0])
+            fit = engines.mixed_model(y, X, pid, engine=self.engine, reml=self.reml, Z=Zre)
+        else:
+            fit = engines.mixed_model_wide(Y, X3, engine=self.engine, reml=self.reml)
+        n_used = int(obs.any(axis=1).sum())
         rows = contrast_rows(
             self.name,
             post,
