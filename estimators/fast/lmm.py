@@ -53,8 +53,6 @@ from ._common import (
     STATUS_WARNING,
     Z975,
     chol,
-    chol_inv,
-    chol_solve,
     p_norm2,
 )
 
@@ -456,9 +454,7 @@ def _optimise(prep, reml, tol, maxiter) -> LMMResult:
         else:
             new = 0.5 * (lo + hi)
         if lo >= _THETA_HI - 1e-9:
-            return fail(
-                "residual variance on boundary (0): cov_re / scale diverges (gamma > 1e10)"
-            )
+            return fail("residual variance on boundary (0): cov_re / scale diverges (gamma > 1e10)")
         if hi - lo <= 1e-14 * sc or hi <= _THETA_LO:
             return _finish(prof, reml, N, p, m, g, r, STATUS_OK, "", True, it)
         theta = new
