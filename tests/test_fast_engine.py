@@ -37,7 +37,7 @@ from statsmodels.regression.mixed_linear_model import MixedLM
 from palliasim.estimators import engines
 from palliasim.estimators.fast.cox import cox_fit, score_residuals
 from palliasim.estimators.fast.km import km_fit, km_median, r_quantile, rmst
-from palliasim.estimators.fast.lmm import lmm_random_intercept
+from palliasim.estimators.fast.lmm import lmm_random_intercept, lmm_random_intercept_wide
 from palliasim.estimators.fast.logistic import logistic_fit
 from palliasim.estimators.fast.logrank import logrank_test
 from palliasim.estimators.fast.ols import ols_fit
@@ -685,6 +685,52 @@ def test_lmm_boundary_zero_variance():
         else:
             assert r.status == "ok"
     assert hits >= 2
+
+
+def _padded(y, X, g, fill=np.nan):
+    """Long (y, X, groups 0..m-1 sorted) -> padded (m, max size) / (m, max size, p)."""
+    sizes = np.bincount(g)
+    slot = np.concatenate([np.arange(k) for k in sizes])
+    Y = np.full((sizes.size, sizes.max()), np.nan)
+    X3 = np.full((sizes.size, sizes.max(), X.shape[1]), fill)
+    Y[g, slot] = y
+    X3[g, slot] = X
+    return Y, X3
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lmm_wide_is_the_long_fit(seed):
+    rng = np.random.default_rng(300 + seed)
+    y, X, g = make_lmm(rng, int(rng.integers(20, 250)), 4 + seed % 3, (0.0, 0.7, 2.0)[seed % 3])
+    if seed % 2:
+        X[:, 0] = 2.5  # an intercept column that is not 1
+    reml = seed % 2 == 0
+    r = lmm_random_intercept(y, X, g, reml=reml)
+    # empty slots hold NaN design rows (ignored) and one group has no observation at all
+    Y, X3 = _padded(y, X, g)
+    Y = np.vstack([Y, np.full(Y.shape[1], np.nan)])
+    X3 = np.concatenate([X3, np.zeros((1,) + X3.shape[1:])])
+    w = lmm_random_intercept_wide(Y, X3, reml=reml)
+    assert w.status == r.status and w.message == r.message and w.n_groups == r.n_groups
+    np.testing.assert_allclose(w.fe_params, r.fe_params, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(w.cov_fe, r.cov_fe, rtol=1e-9, atol=1e-14)
+    assert w.cov_re == pytest.approx(r.cov_re, rel=1e-9, abs=1e-14)
+    assert w.llf == pytest.approx(r.llf, rel=1e-12)
+
+
+def test_lmm_wide_degenerate():
+    rng = np.random.default_rng(4)
+    y, X, g = make_lmm(rng, 30, 4, 1.0)
+    Y, X3 = _padded(y, X, g)
+    Y1 = np.where(np.arange(Y.shape[1]) == 0, Y, np.nan)  # one observation per group
+    assert "not identifiable" in lmm_random_intercept_wide(Y1, X3).message
+    assert lmm_random_intercept_wide(np.full_like(Y, np.nan), X3).status == "failed"
+    bad = X3.copy()
+    bad[0, 0, 1] = np.inf  # an observed row
+    assert "non-finite" in lmm_random_intercept_wide(Y, bad).message
+    assert (
+        "singular" in lmm_random_intercept_wide(Y, np.concatenate([X3, X3[:, :, 2:3]], 2)).message
+    )
 
 
 def test_lmm_degenerate():

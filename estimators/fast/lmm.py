@@ -20,12 +20,16 @@ where W is the within-group cross-product matrix of Xa and A_k the
 cross-product of the group sums over groups of size n_k (k runs over the
 *distinct group sizes*, typically <= 5).  Both are computed once, so each
 evaluation of the profiled (restricted) log-likelihood costs one
-(p+1)x(p+1) Cholesky: its last pivot squared is the residual quadratic form
-q(gamma) and its first p pivots give log|X'H^{-1}X|.  Analytic first and
-second derivatives in gamma are cheap too.  The 1-D profile is minimised
-over theta = log(gamma) by a vectorised coarse grid followed by a
-bracketed (safeguarded) Newton iteration to ~1e-12; the boundary gamma = 0
-is detected from the sign of the derivative at 0 and reported as
+(p+1)x(p+1) Cholesky L and the triangular inverse T = L^-1: the last pivot
+squared is the residual quadratic form q(gamma), the first p pivots give
+log|X'H^{-1}X|, and f', f'' are traces and entries of T M' T' and T M'' T'
+(:class:`_Profile`).  With an intercept column, the group sums are centred
+first (a unit-Jacobian reparameterisation that keeps the between-group
+cross-products well conditioned).  The 1-D profile is minimised over
+theta = log(gamma) by Newton's method from the moment (ANOVA-type) estimate
+of gamma (typically 4 steps to |step| < 1e-10), safeguarded by bisection in
+the bracket the signs of f' give; the boundary gamma = 0 is detected from the
+sign of the derivative at 0 and reported as
 status="warning" ("random-intercept variance on boundary (0)").
 
 Covariance of the fixed effects: the standard model-based sigma^2 (X' H^-1 X)^-1 at the
@@ -36,7 +40,8 @@ included: ~1e-4 relative larger SEs on study-sized data, REML or ML.) ``bse_re``
 curvature in gamma of the log-likelihood profiled over scale and fixed effects (statsmodels'
 sqrt(scale * [-H^-1]_gg)).
 
-Unbalanced groups (any sizes, unsorted labels) are supported.
+Unbalanced groups (any sizes, unsorted labels) are supported; :func:`lmm_random_intercept_wide`
+takes padded (group x slot) data and needs no sorting or segment sums.
 """
 
 from __future__ import annotations
