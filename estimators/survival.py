@@ -191,13 +191,15 @@ def analysis_arrays(cohort, endpoint: str, covariates, engine: str):
 
 def check_arms(t: np.ndarray, e: np.ndarray, g: np.ndarray, endpoint: str) -> None:
     """Raise StatisticalTrouble for an empty arm, no events at all, or no events in an arm."""
+    arm = (g == 0, g == 1)
     for a in (0, 1):
-        if not np.any(g == a):
+        if not arm[a].any():
             raise StatisticalTrouble(f"no patients in group {a} ({endpoint})")
-    if not np.any(e > 0):
+    ev = e > 0
+    if not ev.any():
         raise StatisticalTrouble(f"all {endpoint} times censored (no events)")
     for a in (0, 1):
-        if not np.any(e[g == a] > 0):
+        if not (ev & arm[a]).any():
             raise StatisticalTrouble(f"no {endpoint} events in group {a}")
 
 
