@@ -35,13 +35,13 @@ def markers_week12(p: dict, cov: dict, y12: np.ndarray, a: int, z: np.ndarray) -
         return np.array(values, dtype=float)[:, None]
 
     mu = col([np.log(spec_i[m]["median"]) for m in INFLAMMATORY])
-    x0 = np.stack([cov[f"log_{m}0"] for m in INFLAMMATORY])
+    x0 = np.array([cov[f"log_{m}0"] for m in INFLAMMATORY])
     v = mu + mk["persistence"] * (x0 - mu) + col([mk["effect"][m] for m in INFLAMMATORY]) * a
     frac_sd = col([mk["noise_sd_fraction"] * spec_i[m]["sdlog"] for m in INFLAMMATORY])
     v = v + mk["pain_coupling"] * dpain + frac_sd * z[:ki]
     out = {f"log_{m}12": v[i] for i, m in enumerate(INFLAMMATORY)}
     mean = col([spec_n[m]["mean"] for m in NUTRITIONAL])
-    x0 = np.stack([cov[f"{m}0"] for m in NUTRITIONAL])
+    x0 = np.array([cov[f"{m}0"] for m in NUTRITIONAL])
     v = mean + mk["persistence"] * (x0 - mean) + col([mk["effect"][m] for m in NUTRITIONAL]) * a
     v = v - col([mk["pain_coupling"] * spec_n[m]["sd"] for m in NUTRITIONAL]) * dpain
     v = v + col([mk["noise_sd_fraction"] * spec_n[m]["sd"] for m in NUTRITIONAL]) * z[ki:]

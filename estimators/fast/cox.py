@@ -30,7 +30,10 @@ Rows are sorted once. For a given beta the risk-set sums are reverse cumulative 
 corrections are done per death (vectorised over all deaths at once). The Hessian is assembled as
 ``X' diag(e * a) X - N'N`` where ``a`` collects, for every row, the sum of 1/denominator over the
 deaths whose risk set contains that row (minus the Efron tie correction for the deaths
-themselves) -- so no n x p x p arrays are ever formed.
+themselves) -- so no n x p x p arrays are ever formed. A single 0/1 covariate (the two-arm
+comparison of the unadjusted and IPTW models) is reduced once to two numbers per death,
+den_i = A_i + exp(beta) B_i (:class:`_BinaryCoxData`): a Newton step then costs a few
+operations on arrays of one entry per death; the same Newton rules, optimum and SEs.
 
 Score test
 ----------
