@@ -97,14 +97,16 @@ def cox_data_problem(t: np.ndarray, e: np.ndarray, X: np.ndarray, names) -> str:
     nev = int(np.count_nonzero(e))
     if nev == 0:
         return "no events"
-    for j in range(X.shape[1]):
-        x = X[:, j]
-        if np.ptp(x) == 0:
-            return f"singular information matrix (covariate {names[j]} is constant)"
-        if np.all((x == 0) | (x == 1)):
-            ev1 = float(e @ x)
-            if ev1 == 0 or ev1 == nev:
-                lvl = 1 if ev1 == 0 else 0
+    constant = X.max(axis=0) == X.min(axis=0)
+    binary = ((X == 0) | (X == 1)).all(axis=0)
+    ev1 = (e != 0) @ X  # events at x == 1 of each binary covariate
+    monotone = binary & ((ev1 == 0) | (ev1 == nev))
+    if constant.any() or monotone.any():
+        for j in range(X.shape[1]):  # the first problem in column order
+            if constant[j]:
+                return f"singular information matrix (covariate {names[j]} is constant)"
+            if monotone[j]:
+                lvl = 1 if ev1[j] == 0 else 0
                 return f"no events in {names[j]} == {lvl} (monotone likelihood)"
     return ""
 

@@ -412,6 +412,26 @@ def test_cox_score_test_equals_logrank_without_ties():
         assert r.score_pvalue == pytest.approx(lr.p_value, abs=1e-12)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_cox_one_binary_covariate_equals_the_general_kernel(seed):
+    # a 0/1 covariate takes the reduced per-death form; the same arm coded 0/2 takes the
+    # general kernel: beta(0/1) = 2 beta(0/2), SE likewise (the robust one, from the reduced
+    # form's score residuals, when weighted), same log-likelihoods and score test
+    rng = np.random.default_rng(5800 + seed)
+    n = (40, 205, 300)[seed % 3]
+    T, E, X = make_survival(rng, n, 1, tie_round=(0.0, 1.0, 0.5)[seed % 3])
+    w = rng.uniform(0.2, 3.0, n) if seed % 2 else None
+    for ties in ("efron", "breslow"):
+        r = cox_fit(T, E, X, weights=w, ties=ties, robust=w is not None)
+        r2 = cox_fit(T, E, 2 * X, weights=w, ties=ties, robust=w is not None)
+        assert r.status == r2.status == "ok", (r.message, r2.message)
+        np.testing.assert_allclose(r.params, 2 * r2.params, rtol=1e-10)
+        np.testing.assert_allclose(r.bse, 2 * r2.bse, rtol=1e-9)
+        np.testing.assert_allclose(r.cov_naive, 4 * r2.cov_naive, rtol=1e-9)
+        for f in ("llf", "ll_null", "score_stat", "lr_stat"):
+            assert getattr(r, f) == pytest.approx(getattr(r2, f), rel=1e-10, abs=1e-12), f
+
+
 def test_cox_degenerate():
     rng = np.random.default_rng(5)
     T, E, X = make_survival(rng, 40, 2)
