@@ -15,9 +15,10 @@ The numerical operations (mixed model, GEE, OLS, posterior draws) live in
 the multiple-imputation machinery (:func:`mice_chain`, :func:`rubin`) and the estimators.
 
 Engines (``engine:`` option): ``fast`` (the default) for ``lmm`` (random intercept; the exact
-profiled (RE)ML kernel of :mod:`estimators.fast.lmm`) and the three ANCOVAs (numpy OLS);
-``reference`` = statsmodels. ``gee`` has only ``reference``; ``lmm`` with ``random_slope`` falls
-back to ``reference`` (see :class:`LinearMixedModel`).
+profiled (RE)ML kernel of :mod:`estimators.fast.lmm`), ``gee`` (the closed-form exchangeable
+kernel of :mod:`estimators.fast.gee`) and the three ANCOVAs (numpy OLS); ``reference`` =
+statsmodels. ``lmm`` with ``random_slope`` falls back to ``reference`` (see
+:class:`LinearMixedModel`).
 """
 
 from __future__ import annotations
@@ -494,15 +495,17 @@ class LinearMixedModel(Estimator):
 @register("gee")
 @dataclass
 class GeeNRS(Estimator):
-    """Marginal model of post-baseline NRS by GEE (statsmodels; Gaussian, identity link).
+    """Marginal model of post-baseline NRS by GEE (Gaussian, identity link).
 
     Mean model (observed rows, weeks 1, 4, 8, 12; week 1 = reference):
         E[NRS_ij] = b0 + b1 group_i + g_w [week_j = w] + d_w group_i [week_j = w] + c nrs0_i
                     (+ covariates_i' c2),
-    exchangeable working correlation within patient, robust (sandwich) covariance. Reports the
-    group difference at each visit (b1 + d_w) with normal Wald CI at ``alpha`` and p-value
-    (with ``bonferroni``: min(1, 4 p) and the simultaneous CI at 1 - alpha / 4, as ``lmm``)
-    -> ``nrs_diff_w{1,4,8,12}``.
+    exchangeable working correlation within patient (Var = phi R_i, R_i = (1 - rho) I +
+    rho 11'; moment estimators phi = sum r^2 / (N - p), rho = sum of within-patient residual
+    products / phi / (n_pairs - p), statsmodels' conventions), solved to the fixed point,
+    robust (sandwich) covariance. Reports the group difference at each visit (b1 + d_w) with
+    normal Wald CI at ``alpha`` and p-value (with ``bonferroni``: min(1, 4 p) and the
+    simultaneous CI at 1 - alpha / 4, as ``lmm``) -> ``nrs_diff_w{1,4,8,12}``.
 
     Target: the hypothetical marginal mean difference; the coefficients are conditional on
     baseline NRS (and covariates), which equals the marginal difference in this linear model
@@ -512,19 +515,30 @@ class GeeNRS(Estimator):
     missingness depends on covariates in the model only (MCAR given them); it is biased under MAR
     dropout driven by earlier NRS (which the likelihood-based ``lmm`` handles) and when death
     depends on pain. Patients missing covariates are excluded (noted).
+
+    Failures: an arm without observations at a visit fails that visit's row; too few
+    within-patient pairs (e.g. one visit per patient), a constant outcome, a singular design or
+    a correlation estimate outside the positive-definite range fail every row; not converging
+    in ``engines.GEE_MAXITER`` iterations is a warning.
+
+    Engines (:func:`estimators.engines.gee`): ``fast`` (default) the closed-form kernel
+    :func:`estimators.fast.gee_exchangeable`; ``reference`` statsmodels GEE with a tight
+    stopping rule. Same rows to ~1e-12.
     """
 
     covariates: list[str] = field(default_factory=list)
     bonferroni: bool = False
     estimands = NRS_ESTIMANDS
+    engines = ("reference", "fast")
 
     def __post_init__(self):
         super().__post_init__()
         self.covariates = check_covariates(self.name, self.covariates)
 
     def _fit(self, cohort, rng) -> list[Estimate]:
+        fast = self.engine == "fast"
         wide = nrs_wide(cohort)
-        Z, znames, usable = _covariate_rows(cohort, self.covariates, wide)
+        Z, znames, usable = _covariate_rows(cohort, self.covariates, wide, fast)
         usable &= np.isfinite(wide.nrs0)
         note = _note_dropped(usable, wide)
         weeks, why = _split_estimable(wide, usable, POST_WEEKS)
@@ -537,9 +551,9 @@ class GeeNRS(Estimator):
             )
         Zb = np.column_stack([wide.nrs0, Z])[pid]
         X, names, C = visit_design(wide.group[pid], week, weeks, Zb, ["nrs0"] + znames)
-        check_full_rank(X, names, "GEE design")
+        (check_full_rank_fast if fast else check_full_rank)(X, names, "GEE design")
         fit = engines.gee(y, X, pid, engine=self.engine)
-        n_used = int(np.unique(pid).size)
+        n_used = int(np.count_nonzero(pid[1:] != pid[:-1]) + 1)  # pid is sorted
         rows = contrast_rows(
             self.name,
             weeks,

@@ -15,14 +15,17 @@ logrank           logrank_test(time, event, group)           lifelines logrank_t
 km                km_fit, km_median, rmst                    lifelines KaplanMeierFitter,
                                                              median_survival_times, RMST
 lmm               lmm_random_intercept(y, X, groups, reml)   statsmodels MixedLM
+gee               gee_exchangeable(y, X, groups)             statsmodels GEE (Gaussian,
+                                                             exchangeable, robust covariance)
 ================  =========================================  ===============================
 
-Every kernel returns the exact optimum (Newton-Raphson / profiled likelihood run to
-convergence), which is what R's coxph, lme4 and glm report; the ``reference`` engine runs the
+Every kernel returns the exact optimum (Newton-Raphson / profiled likelihood / GEE fixed point
+run to convergence), which is what R's coxph, lme4 and glm report; the ``reference`` engine runs the
 libraries with tolerances tight enough to reach the same point (see :mod:`estimators.engines`).
 """
 
 from .cox import CoxResult, cox_fit, robust_cov, score_residuals
+from .gee import GEEResult, gee_exchangeable
 from .km import KMMedianResult, KMResult, RMSTResult, km_fit, km_median, rmst
 from .lmm import LMMResult, lmm_random_intercept
 from .logistic import LogisticResult, logistic_fit
@@ -31,6 +34,7 @@ from .ols import OLSResult, ols_fit
 
 __all__ = [
     "CoxResult",
+    "GEEResult",
     "KMMedianResult",
     "KMResult",
     "LMMResult",
@@ -41,6 +45,7 @@ __all__ = [
     "cox_fit",
     "robust_cov",
     "score_residuals",
+    "gee_exchangeable",
     "km_fit",
     "km_median",
     "lmm_random_intercept",
