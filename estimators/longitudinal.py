@@ -12,7 +12,7 @@ difference on the observed 0-10 scale under the hypothetical strategy for death 
 The numerical operations (mixed model, GEE, OLS, posterior draws) live in
 :mod:`estimators.engines`; this module keeps the data preparation (:func:`nrs_wide`,
 :func:`visit_design`: the explicit fixed-effects design and per-visit contrasts, :func:`locf`),
-the multiple-imputation machinery (:func:`mice_chain`, :func:`rubin`) and the estimators.
+the multiple-imputation machinery (:func:`mice_impute`, :func:`rubin`) and the estimators.
 
 Engines (``engine:`` option): ``fast`` (the default) for ``lmm`` (random intercept; the exact
 profiled (RE)ML kernel of :mod:`estimators.fast.lmm`), ``gee`` (the closed-form exchangeable
@@ -235,41 +235,85 @@ def contrast_rows(
     return rows
 
 
-def mice_chain(
+def is_monotone(miss: np.ndarray) -> bool:
+    """True if every row's missing cells (columns in visit order) are a suffix: once missing,
+    missing at every later column (pure dropout; an intermittent miss breaks it)."""
+    return not np.any(miss[:, :-1] & ~miss[:, 1:])
+
+
+def mice_impute(
     Y: np.ndarray,
     P: np.ndarray,
     rng: np.random.Generator,
+    m: int,
     cycles: int,
     labels: tuple[str, ...],
     engine: str = "fast",
 ) -> np.ndarray:
-    """One chain of chained equations for the NaN cells of ``Y`` (n, q); ``P`` complete predictors.
+    """m completed copies (m, n, q) of ``Y`` (n, q; NaN = missing, columns in visit order) given
+    the complete predictors ``P`` (n, k); the m chains are independent and run side by side.
 
-    Start: each missing cell drawn from the observed values of its column. Each cycle visits the
-    incomplete columns in order; column j is regressed (observed rows) on [P, other columns of
-    the current completed Y], a posterior draw (:func:`estimators.engines.bayes_draw`) is taken and missing
-    cells are replaced by X beta* + sigma* N(0, 1). Imputations stay continuous (not rounded
-    or clipped to 0-10): rounding biases means and is not needed for a linear analysis model.
-    ``engine``: the engine of the draws (the same numbers in both).
+    Each imputation model regresses a visit (its observed rows) on predictors; a posterior draw
+    (beta*, sigma*) (:func:`estimators.engines.bayes_draws`, reference prior) gives the missing
+    cells X beta* + sigma* N(0, 1). Imputations stay continuous (not rounded or clipped to 0-10):
+    rounding biases means and is not needed for a linear analysis model.
+
+    - Monotone pattern (:func:`is_monotone`, dropout only): sequential regressions, one pass and
+      no cycles: visit j on [P, visits before j] (observed at every row observed at j, so one
+      fit serves the m chains), imputed in visit order from the chain's completed earlier visits.
+      This is the exact factorisation of the same normal model the chained equations iterate
+      towards, so ``cycles`` is not used.
+    - Otherwise (intermittent misses), chained equations: start each missing cell from a random
+      observed value of its column, then ``cycles`` rounds visiting the incomplete columns in
+      order, column j on [P, the other columns of the chain's current completed Y].
+    Random numbers per regression (all m chains at once): chi2 (m), then N(0, 1) (m, p + number
+    of missing cells); the chained start draws one rng.choice (m, missing cells) per column.
     """
-    Yc = Y.copy()
+    n, q = Y.shape
+    k = P.shape[1]
     miss = np.isnan(Y)
-    todo = [j for j in range(Y.shape[1]) if miss[:, j].any()]
+    todo = [j for j in range(q) if miss[:, j].any()]
+    X = np.empty((m, n, k + q))  # [P, completed visits] per chain; the visits block is updated
+    X[:, :, :k] = P
+    X[:, :, k:] = Y
+    V = X[:, :, k:]
+    if not todo:
+        return V.copy()
+
+    def draw(j, Xo, yo, Xr, r, common=None):
+        try:
+            beta, sigma, z = engines.bayes_draws(
+                yo, Xo, m, rng, int(r.sum()), engine=engine, common=common
+            )
+        except StatisticalTrouble as exc:
+            raise StatisticalTrouble(
+                f"imputation model for {labels[j]} is not estimable: {exc}"
+            ) from exc
+        V[:, r, j] = np.matmul(Xr, beta[:, :, None])[:, :, 0] + sigma[:, None] * z
+
+    if is_monotone(miss):
+        for j in todo:
+            r = miss[:, j]
+            draw(j, X[0, ~r, : k + j], Y[~r, j], X[:, r, : k + j], r)
+        return V.copy()
     for j in todo:
         obs = Y[~miss[:, j], j]
-        Yc[miss[:, j], j] = rng.choice(obs, size=int(miss[:, j].sum()), replace=True)
+        V[:, miss[:, j], j] = rng.choice(obs, size=(m, int(miss[:, j].sum())), replace=True)
+    # per column: its predictors, and the observed rows complete in them (the same in every
+    # chain and every cycle: their cross-products are computed once) or not
+    plan = []
+    for j in todo:
+        r = miss[:, j]
+        cols = np.array([c for c in range(k + q) if c != k + j])
+        vary = ~r & np.delete(miss, j, axis=1).any(axis=1)
+        fixed = ~r & ~vary
+        common = engines.common_rows(X[0, fixed][:, cols], Y[fixed, j])
+        iv, ir = np.flatnonzero(vary)[:, None], np.flatnonzero(r)[:, None]
+        plan.append((j, r, cols, iv, ir, Y[vary, j], common))
     for _ in range(cycles):
-        for j in todo:
-            m = miss[:, j]
-            X = np.column_stack([P, np.delete(Yc, j, axis=1)])
-            try:
-                beta, sigma = engines.bayes_draw(Yc[~m, j], X[~m], rng, engine=engine)
-            except StatisticalTrouble as exc:
-                raise StatisticalTrouble(
-                    f"imputation model for {labels[j]} is not estimable: {exc}"
-                ) from exc
-            Yc[m, j] = X[m] @ beta + sigma * rng.standard_normal(int(m.sum()))
-    return Yc
+        for j, r, cols, iv, ir, yv, common in plan:
+            draw(j, X[:, iv, cols], yv, X[:, ir, cols], r, common)
+    return V.copy()
 
 
 def rubin(q: np.ndarray, u: np.ndarray, df_com: float):
@@ -659,11 +703,14 @@ class AncovaLOCF(Estimator):
 class AncovaMI(Estimator):
     """Multiple imputation by chained equations of post-baseline NRS, then ANCOVA, Rubin's rules.
 
-    Imputation (wide format, visits 1, 4, 8, 12): each incomplete visit is regressed on
-    [1, group, nrs0, covariates, the other visits (current completed values)]; a proper posterior
-    draw of (beta, sigma) (reference prior: sigma^2 from a scaled inverse chi-square, beta from
-    N(beta_hat, sigma^2 (X'X)^-1)) plus predictive noise fills the missing cells; ``cycles``
-    rounds per chain, ``m`` independent chains started from random observed values. Randomness
+    Imputation (wide format, visits 1, 4, 8, 12; :func:`mice_impute`, the ``m`` chains side by
+    side): a proper posterior draw of (beta, sigma) per imputation model (reference prior:
+    sigma^2 from a scaled inverse chi-square, beta from N(beta_hat, sigma^2 (X'X)^-1)) plus
+    predictive noise fills the missing cells. A monotone pattern (dropout only) is imputed by
+    sequential regressions, visit j on [1, group, nrs0, covariates, visits before j], in one pass
+    (no cycles needed); otherwise (intermittent misses) by chained equations: each incomplete
+    visit on [1, group, nrs0, covariates, the other visits (current completed values)],
+    ``cycles`` rounds per chain, the chains started from random observed values. Randomness
     comes only from the ``rng`` passed to ``fit`` (deterministic given its state; an rng is
     required). Imputed NRS are kept continuous (not rounded or clipped): the analysis is linear
     and rounding/clipping biases means.
@@ -678,9 +725,11 @@ class AncovaMI(Estimator):
     related to pain). ``impute_dead=True`` imputes them too: the hypothetical "had they lived"
     estimand under MAR. Patients missing covariates are excluded (noted).
 
-    Engines: ``fast`` (default) draws through LAPACK directly and fits each ANCOVA with the numpy
-    OLS; ``reference`` uses numpy's QR and statsmodels OLS (:func:`estimators.engines.bayes_draw`,
-    :func:`estimators.engines.ancova`: the same QR and random numbers). Same rows to ~1e-12.
+    Engines: ``fast`` (default) draws for all chains in one batched Cholesky per imputation model
+    and fits the m ANCOVAs in one least-squares call on their shared design; ``reference`` uses
+    numpy's QR chain by chain and statsmodels OLS per imputation
+    (:func:`estimators.engines.bayes_draws`, :func:`estimators.engines.ancova_batch`: the same
+    random numbers). Same rows to ~1e-10.
     """
 
     m: int = 20
@@ -738,21 +787,18 @@ class AncovaMI(Estimator):
         if np.ptp(y12) == 0:
             raise StatisticalTrouble(f"observed week-12 NRS is constant ({y12[0]:g})")
         P = np.column_stack([np.ones(g.size), g, b, Zu])
-        q, u = np.empty(self.m), np.empty(self.m)
-        df_com = np.nan
-        for k in range(self.m):
-            Yc = mice_chain(Y, P, rng, self.cycles, labels, self.engine) if np.isnan(Y).any() else Y
-            r = engines.ancova(
-                Yc[:, -1],
-                g,
-                b,
-                Zu,
-                znames,
-                engine=self.engine,
-                outcome="week-12 NRS",
-                base_name="nrs0",
-            )
-            q[k], u[k], df_com = r.estimate, r.se**2, r.df
+        Yc = mice_impute(Y, P, rng, self.m, self.cycles, labels, self.engine)
+        q, se, df_com = engines.ancova_batch(
+            Yc[:, :, -1],
+            g,
+            b,
+            Zu,
+            znames,
+            engine=self.engine,
+            outcome="week-12 NRS",
+            base_name="nrs0",
+        )[:3]
+        u = se**2
         est, se, df, lam = rubin(q, u, df_com)
         return [
             wald_row(
