@@ -64,6 +64,9 @@ FAST_CONFIGS = {
     "logistic_study_pipeline": {},
     "gcomp": {},
     "ipw_or": {},
+    "risk_difference": {},
+    "ae_tests": {},
+    "balance": {},
 }
 #: extra option sets exercised on some cohorts (ML instead of REML, stacked SE, trimming, ...)
 VARIANTS = {
@@ -73,6 +76,8 @@ VARIANTS = {
     "gcomp_boot": ("gcomp", {"se": "bootstrap", "n_boot": 20}),
     "cox_primary": ("cox", {"covariates": ["age", "primary", "ecog"]}),
     "lmm_primary": ("lmm", {"covariates": ["age", "primary"], "reml": False}),
+    "balance_welch_fisher": ("balance", {"continuous_test": "welch", "test": "fisher"}),
+    "ae_tests_fisher_wald": ("ae_tests", {"test": "fisher", "ci": "wald"}),
 }
 
 
