@@ -80,6 +80,7 @@ from palliasim.estimators.design import (
     binary_rows,
     check_choice,
 )
+from palliasim.estimators.fast.logistic import univariable_logistic_batch
 from palliasim.sim.estimands import response_estimand
 from palliasim.sim.truth import ADJUSTMENT_SET
 
@@ -406,9 +407,43 @@ class LogisticStudyPipeline(_ResponseCoding, _EngineMixin, Estimator):
                 f"estimators.{self.name}.screen_p must be in (0, 1]; got {self.screen_p}"
             )
 
+    def _screen_batch(self, cohort, candidates: list) -> dict:
+        """Screening p-values of the numeric (or derived) candidates, all univariable models in
+        one batched Newton-Raphson (:func:`estimators.fast.logistic.univariable_logistic_batch`,
+        the same iterations as one fit each); {candidate: p} for the models it fitted cleanly,
+        the others are left to the one-by-one path of :meth:`_screen`."""
+        y = response_values(cohort, self.missing_as)
+        g = cohort.numeric_column("group")
+        if y is None or g is None:
+            return {}
+        cols, names = [], []
+        for c in candidates:
+            v = cohort.numeric_column(DERIVED[c][0] if c in DERIVED else c)
+            if v is None:
+                continue
+            if c in DERIVED:
+                v = np.where(np.isnan(v), np.nan, DERIVED[c][1](v).astype(float))
+            cols.append(v)
+            names.append(c)
+        if not cols:
+            return {}
+        X = np.column_stack(cols)
+        ok = (np.isfinite(y) & np.isfinite(g))[:, None] & np.isfinite(X)
+        b, V, clean = univariable_logistic_batch(
+            y, X, ok, maxiter=engines.LOGIT_MAXITER, tol=1e-10, p_extreme=engines.P_EXTREME
+        )
+        p = 2 * ndtr(-np.abs(b[:, 1]) / np.sqrt(V[:, 1, 1]))  # = 2 norm.sf(|z|)
+        return {c: float(p[j]) for j, c in enumerate(names) if clean[j]}
+
     def _screen(self, cohort) -> tuple[list, list]:
         selected, failed = [], []
-        for c in dict.fromkeys(self.candidates):
+        candidates = list(dict.fromkeys(self.candidates))
+        batch = self._screen_batch(cohort, candidates) if self.engine == "fast" else {}
+        for c in candidates:
+            if c in batch:
+                if batch[c] < self.screen_p:
+                    selected.append(c)
+                continue
             try:
                 d = self._data(cohort, [c])
                 X, labels = _design(d, with_group=False)

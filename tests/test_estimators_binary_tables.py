@@ -24,6 +24,7 @@ from statsmodels.stats.proportion import confint_proportions_2indep
 
 from palliasim.estimators import REGISTRY, build_estimator
 from palliasim.estimators.binary import STUDY_CANDIDATES
+from palliasim.estimators.fast.logistic import logistic_fit, univariable_logistic_batch
 from palliasim.estimators.fast.tables import fisher_2x2
 from palliasim.sim import ADJUSTMENT_SET, Cohort, generate, load_scenario, rng_for, truth
 
@@ -383,6 +384,40 @@ def test_table_engines_give_the_same_rows():
                     seen.add("monte carlo")
                     assert a.p_value == b.p_value, what
     assert seen == {"ok", "failed", "monte carlo"}
+
+
+def test_batched_screening_fits_equal_one_by_one_fits():
+    """univariable_logistic_batch: each clean model = logistic_fit on its rows (1e-12 in SE
+    units, SEs 1e-12 relative); a model logistic_fit / engines.logit cannot fit plainly
+    (constant, separated, tiny, no variation) is never reported clean."""
+    rng = np.random.default_rng(8)
+    n = 120
+    y = (rng.random(n) < 0.4).astype(float)
+    x = np.column_stack(
+        [
+            rng.normal(60, 10, n),  # age-like: far from 0
+            rng.integers(0, 2, n).astype(float),
+            rng.integers(0, 5, n).astype(float),
+            np.full(n, 3.0),  # constant
+            y + 0.0,  # separation
+            np.where(y == 1, rng.random(n) + 1, rng.random(n)),  # quasi-complete
+            rng.normal(0, 1, n),
+            rng.normal(0, 1, n),
+        ]
+    )
+    ok = np.ones_like(x, dtype=bool)
+    ok[rng.random(n) < 0.2, 1] = False  # missing values
+    ok[2:, 7] = False  # 2 rows for 2 parameters
+    ok[:, 6] &= y == 1  # no variation in y
+    b, V, clean = univariable_logistic_batch(y, x, ok, maxiter=100)
+    assert list(clean) == [True, True, True, False, False, False, False, False]
+    for j in np.flatnonzero(clean):
+        m = ok[:, j]
+        r = logistic_fit(y[m], np.column_stack([np.ones(m.sum()), x[m, j]]), maxiter=100)
+        assert r.status == "ok"
+        np.testing.assert_allclose(b[j], r.params, rtol=0, atol=1e-12 * r.bse.max())
+        np.testing.assert_allclose(np.sqrt(np.diag(V[j])), r.bse, rtol=1e-12)
+        np.testing.assert_allclose(V[j], r.cov_params, rtol=1e-11)
 
 
 # --------------------------------------------------------------------------- 2. recovery
