@@ -65,6 +65,9 @@ FAST_CONFIGS = {
     "logistic_study_pipeline": {},
     "gcomp": {},
     "ipw_or": {},
+    "risk_difference": {},
+    "ae_tests": {},
+    "balance": {},
 }
 #: extra option sets exercised on some cohorts (ML instead of REML, stacked SE, trimming, ...)
 VARIANTS = {
@@ -75,6 +78,8 @@ VARIANTS = {
     "cox_primary": ("cox", {"covariates": ["age", "primary", "ecog"]}),
     "lmm_primary": ("lmm", {"covariates": ["age", "primary"], "reml": False}),
     "gee_primary": ("gee", {"covariates": ["age", "primary"], "bonferroni": True}),
+    "balance_welch_fisher": ("balance", {"continuous_test": "welch", "test": "fisher"}),
+    "ae_tests_fisher_wald": ("ae_tests", {"test": "fisher", "ci": "wald"}),
 }
 
 
