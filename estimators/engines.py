@@ -49,6 +49,7 @@ from palliasim.estimators.fast import km as fast_km
 from palliasim.estimators.fast import lmm as fast_lmm
 from palliasim.estimators.fast.bayes import (
     CommonRows,
+    common_rows,  # noqa: F401  (re-exported: estimators use engines.common_rows)
     ols_shared_design,
     posterior_parts,
 )
