@@ -65,6 +65,9 @@ FAST_CONFIGS = {
     "logistic_study_pipeline": {},
     "gcomp": {},
     "ipw_or": {},
+    "risk_difference": {},
+    "ae_tests": {},
+    "balance": {},
 }
 #: extra option sets exercised on some cohorts (ML instead of REML, stacked SE, trimming, ...)
 VARIANTS = {
@@ -75,6 +78,8 @@ VARIANTS = {
     "cox_primary": ("cox", {"covariates": ["age", "primary", "ecog"]}),
     "lmm_primary": ("lmm", {"covariates": ["age", "primary"], "reml": False}),
     "gee_primary": ("gee", {"covariates": ["age", "primary"], "bonferroni": True}),
+    "balance_welch_fisher": ("balance", {"continuous_test": "welch", "test": "fisher"}),
+    "ae_tests_fisher_wald": ("ae_tests", {"test": "fisher", "ci": "wald"}),
 }
 
 
@@ -410,10 +415,25 @@ def test_engine_operations_agree(seed):
         1e-10,
         "ancova",
     )
-    bf = engines.bayes_draw(yc, D, np.random.default_rng(seed), engine="fast")
-    br = engines.bayes_draw(yc, D, np.random.default_rng(seed), engine="reference")
-    np.testing.assert_allclose(bf[0], br[0], rtol=1e-10)
-    assert bf[1] == pytest.approx(br[1], rel=1e-12)
+    # posterior draws: one design for 5 draws; 5 chain designs (rows 0-9 shared, the rest
+    # perturbed per chain, passed as common rows); the same random numbers in both engines
+    Dk = D[None] + np.concatenate([np.zeros((5, n, 1)), rng.normal(size=(5, n, 2)) * 0.3], 2)
+    common = engines.common_rows(D[:10], yc[:10])
+    for args, kw in (((yc, D), {}), ((yc[10:], Dk[:, 10:]), {"common": common})):
+        bf = engines.bayes_draws(*args, 5, np.random.default_rng(seed), 7, engine="fast", **kw)
+        br = engines.bayes_draws(*args, 5, np.random.default_rng(seed), 7, engine="reference", **kw)
+        np.testing.assert_allclose(bf[0], br[0], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(bf[1], br[1], rtol=1e-10)
+        np.testing.assert_array_equal(bf[2], br[2])
+        assert bf[0].shape == (5, 3) and bf[2].shape == (5, 7)
+    Y5 = yc[None] + rng.normal(size=(5, n))
+    af = engines.ancova_batch(Y5, g, x, np.empty((n, 0)), [], engine="fast")
+    ar = engines.ancova_batch(Y5, g, x, np.empty((n, 0)), [], engine="reference")
+    for a, b in zip(af, ar):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+    one = engines.ancova(Y5[2], g, x, np.empty((n, 0)), [], engine="reference")
+    assert af[0][2] == pytest.approx(one.estimate, rel=1e-10)
+    assert af[1][2] == pytest.approx(one.se, rel=1e-10) and af[2:] == (one.df, one.n)
     # random-intercept mixed model: patients with 1-5 visits
     m = n // 2
     sizes = rng.integers(1, 6, m)

@@ -40,7 +40,7 @@ from palliasim.estimators import engines
 from palliasim.estimators.fast.cox import cox_fit, score_residuals
 from palliasim.estimators.fast.gee import gee_exchangeable
 from palliasim.estimators.fast.km import km_fit, km_median, r_quantile, rmst
-from palliasim.estimators.fast.lmm import lmm_random_intercept
+from palliasim.estimators.fast.lmm import lmm_random_intercept, lmm_random_intercept_wide
 from palliasim.estimators.fast.logistic import logistic_fit
 from palliasim.estimators.fast.logrank import logrank_test
 from palliasim.estimators.fast.ols import ols_fit
@@ -415,6 +415,26 @@ def test_cox_score_test_equals_logrank_without_ties():
         assert r.score_pvalue == pytest.approx(lr.p_value, abs=1e-12)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_cox_one_binary_covariate_equals_the_general_kernel(seed):
+    # a 0/1 covariate takes the reduced per-death form; the same arm coded 0/2 takes the
+    # general kernel: beta(0/1) = 2 beta(0/2), SE likewise (the robust one, from the reduced
+    # form's score residuals, when weighted), same log-likelihoods and score test
+    rng = np.random.default_rng(5800 + seed)
+    n = (40, 205, 300)[seed % 3]
+    T, E, X = make_survival(rng, n, 1, tie_round=(0.0, 1.0, 0.5)[seed % 3])
+    w = rng.uniform(0.2, 3.0, n) if seed % 2 else None
+    for ties in ("efron", "breslow"):
+        r = cox_fit(T, E, X, weights=w, ties=ties, robust=w is not None)
+        r2 = cox_fit(T, E, 2 * X, weights=w, ties=ties, robust=w is not None)
+        assert r.status == r2.status == "ok", (r.message, r2.message)
+        np.testing.assert_allclose(r.params, 2 * r2.params, rtol=1e-10)
+        np.testing.assert_allclose(r.bse, 2 * r2.bse, rtol=1e-9)
+        np.testing.assert_allclose(r.cov_naive, 4 * r2.cov_naive, rtol=1e-9)
+        for f in ("llf", "ll_null", "score_stat", "lr_stat"):
+            assert getattr(r, f) == pytest.approx(getattr(r2, f), rel=1e-10, abs=1e-12), f
+
+
 def test_cox_degenerate():
     rng = np.random.default_rng(5)
     T, E, X = make_survival(rng, 40, 2)
@@ -688,6 +708,52 @@ def test_lmm_boundary_zero_variance():
         else:
             assert r.status == "ok"
     assert hits >= 2
+
+
+def _padded(y, X, g, fill=np.nan):
+    """Long (y, X, groups 0..m-1 sorted) -> padded (m, max size) / (m, max size, p)."""
+    sizes = np.bincount(g)
+    slot = np.concatenate([np.arange(k) for k in sizes])
+    Y = np.full((sizes.size, sizes.max()), np.nan)
+    X3 = np.full((sizes.size, sizes.max(), X.shape[1]), fill)
+    Y[g, slot] = y
+    X3[g, slot] = X
+    return Y, X3
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lmm_wide_is_the_long_fit(seed):
+    rng = np.random.default_rng(300 + seed)
+    y, X, g = make_lmm(rng, int(rng.integers(20, 250)), 4 + seed % 3, (0.0, 0.7, 2.0)[seed % 3])
+    if seed % 2:
+        X[:, 0] = 2.5  # an intercept column that is not 1
+    reml = seed % 2 == 0
+    r = lmm_random_intercept(y, X, g, reml=reml)
+    # empty slots hold NaN design rows (ignored) and one group has no observation at all
+    Y, X3 = _padded(y, X, g)
+    Y = np.vstack([Y, np.full(Y.shape[1], np.nan)])
+    X3 = np.concatenate([X3, np.zeros((1,) + X3.shape[1:])])
+    w = lmm_random_intercept_wide(Y, X3, reml=reml)
+    assert w.status == r.status and w.message == r.message and w.n_groups == r.n_groups
+    np.testing.assert_allclose(w.fe_params, r.fe_params, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(w.cov_fe, r.cov_fe, rtol=1e-9, atol=1e-14)
+    assert w.cov_re == pytest.approx(r.cov_re, rel=1e-9, abs=1e-14)
+    assert w.llf == pytest.approx(r.llf, rel=1e-12)
+
+
+def test_lmm_wide_degenerate():
+    rng = np.random.default_rng(4)
+    y, X, g = make_lmm(rng, 30, 4, 1.0)
+    Y, X3 = _padded(y, X, g)
+    Y1 = np.where(np.arange(Y.shape[1]) == 0, Y, np.nan)  # one observation per group
+    assert "not identifiable" in lmm_random_intercept_wide(Y1, X3).message
+    assert lmm_random_intercept_wide(np.full_like(Y, np.nan), X3).status == "failed"
+    bad = X3.copy()
+    bad[0, 0, 1] = np.inf  # an observed row
+    assert "non-finite" in lmm_random_intercept_wide(Y, bad).message
+    assert (
+        "singular" in lmm_random_intercept_wide(Y, np.concatenate([X3, X3[:, :, 2:3]], 2)).message
+    )
 
 
 def test_lmm_degenerate():
