@@ -41,14 +41,14 @@ from palliasim.estimators.design import (
     check_full_rank_fast,
 )
 from palliasim.estimators.fast import cox as fast_cox
+from palliasim.estimators.fast import km as fast_km
+from palliasim.estimators.fast import lmm as fast_lmm
 from palliasim.estimators.fast.bayes import (
     CommonRows,
-    common_rows,
+    common_rows,  # noqa: F401  (re-exported: estimators use engines.common_rows)
     ols_shared_design,
     posterior_parts,
 )
-from palliasim.estimators.fast import km as fast_km
-from palliasim.estimators.fast import lmm as fast_lmm
 from palliasim.estimators.fast.logistic import is_separated, logistic_fit
 from palliasim.estimators.fast.logrank import logrank_test as fast_logrank
 from palliasim.estimators.fast.ols import ols_fit

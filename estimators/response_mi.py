@@ -43,7 +43,6 @@ from palliasim.estimators import engines
 from palliasim.estimators.base import Estimate, Estimator, StatisticalTrouble, register
 from palliasim.estimators.longitudinal import DEAD, nrs_wide
 from palliasim.sim.pain import PARTIAL, consensus_category
-from palliasim.sim.schedule import POST_WEEKS
 from palliasim.sim.truth import ADJUSTMENT_SET
 
 
@@ -64,11 +63,13 @@ def _bayes_pmm(y, D: Donors, Xr, rng, donors: int, m: int) -> np.ndarray:
     (module doc). Columns constant among the donors (e.g. strong_opioid among non-users) are
     left out. Random numbers: those of :func:`estimators.engines.bayes_draws` (chi2 (m),
     N(0, 1) (m, k)), then the donor choice, integers (m, n_r)."""
-    lo_, hi_ = D.Xf.min(axis=0, initial=np.inf), D.Xf.max(axis=0, initial=-np.inf)
-    if D.Xv is not None:
-        lo_, hi_ = np.minimum(lo_, D.Xv.min(axis=1)), np.maximum(hi_, D.Xv.max(axis=1))
-    const = np.atleast_2d(lo_ == hi_)
-    const[:, 0] = False
+    if D.Xf.shape[0]:
+        const = np.zeros((1 if D.Xv is None else D.Xv.shape[0], D.Xf.shape[1]), bool)
+        for j in np.flatnonzero(np.ptp(D.Xf, axis=0) == 0):  # and among the other donors?
+            const[:, j] = True if D.Xv is None else (D.Xv[:, :, j] == D.Xf[0, j]).all(axis=1)
+    else:
+        const = np.ptp(D.Xv, axis=1) == 0
+    const[:, 0] = False  # the intercept
     if (const != const[:1]).any():  # a column constant among the donors in some imputations
         return np.concatenate(
             [
@@ -108,27 +109,41 @@ def _nearest_runs(pd_: np.ndarray, pr: np.ndarray, d: int):
     nearest to recipient r's are order[start_r : start_r + d] (distance ties keep the lower
     sorted position, as a stable sort by distance would).
 
-    One stable sort of [recipients, donors] gives both the donor order and each recipient's
-    position among the sorted donors (the number predicted strictly below it: equal donors sort
-    after it). The d nearest of sorted values are a run of d consecutive ones inside the 2d
+    With one set of donor predictions, one stable sort and np.searchsorted (side "left");
+    otherwise one stable sort per imputation of [recipients, donors] gives both the donor order
+    and each recipient's position among the sorted donors (the number predicted strictly below
+    it: equal donors sort after it). The d nearest of sorted values are a run of d consecutive ones inside the 2d
     around that position, starting a steps right of its left end lo, where a counts the i with
     the left element s_i farther than s_(i+d) (a monotone predicate)."""
     m, nr = pr.shape
     n = pd_.shape[1]
-    keys = np.concatenate([pr, np.broadcast_to(pd_, (m, n))], axis=1)
-    o = np.argsort(keys, axis=1, kind="stable")
-    is_rec = o < nr
-    order = o[~is_rec].reshape(m, n) - nr
-    sd = np.take_along_axis(np.broadcast_to(pd_, (m, n)), order, axis=1)
-    rank = np.empty_like(o)
-    np.put_along_axis(rank, o, np.arange(n + nr), axis=1)
-    below = np.cumsum(is_rec, axis=1)  # recipients up to and including each sorted slot
-    pos = rank[:, :nr] - np.take_along_axis(below, rank[:, :nr], axis=1) + 1
+    if pd_.shape[0] == 1:  # one set of donor predictions: one sort, one searchsorted
+        order = np.argsort(pd_[0], kind="stable")
+        sd = pd_[0][order]
+        pos = np.searchsorted(sd, pr)
+        order = np.broadcast_to(order, (m, n))
+
+        def sorted_at(i):
+            return sd[i]
+
+    else:
+        o = np.argsort(np.concatenate([pr, pd_], axis=1), axis=1, kind="stable")
+        is_rec = o < nr
+        order = o[~is_rec].reshape(m, n) - nr
+        sdm = np.take_along_axis(pd_, order, axis=1)
+        rank = np.empty_like(o)
+        np.put_along_axis(rank, o, np.arange(n + nr), axis=1)
+        below = np.cumsum(is_rec, axis=1)  # recipients up to and including each sorted slot
+        pos = rank[:, :nr] - np.take_along_axis(below, rank[:, :nr], axis=1) + 1
+        rows = np.arange(m)[:, None, None]
+
+        def sorted_at(i):
+            return sdm[rows, i]
+
     c = min(2 * d, n)
     lo = np.clip(pos - d, 0, n - c)
-    rows = np.arange(m)[:, None, None]
     i = lo[:, :, None] + np.arange(c - d)
-    a = (2 * pr[:, :, None] - sd[rows, i] - sd[rows, i + d] > 0).sum(axis=2)
+    a = (2 * pr[:, :, None] - sorted_at(i) - sorted_at(i + d) > 0).sum(axis=2)
     return order, lo + a
 
 
