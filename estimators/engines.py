@@ -715,6 +715,16 @@ def _qr_factors(y: np.ndarray, X: np.ndarray):
     return beta_hat, R, float(resid @ resid)
 
 
+class PosteriorDraws(NamedTuple):
+    """m posterior draws of a linear model: coefficients, residual SDs, the caller's standard
+    normals (m, extra), and the least-squares fit they are drawn around."""
+
+    beta: np.ndarray  # (m, p)
+    sigma: np.ndarray  # (m,)
+    noise: np.ndarray  # (m, extra)
+    beta_hat: np.ndarray  # (m, p), or (1, p) for a shared design
+
+
 def bayes_draws(
     y: np.ndarray,
     X: np.ndarray,
@@ -734,8 +744,7 @@ def bayes_draws(
     (:func:`estimators.fast.bayes.common_rows`) holds further rows that are the same in every
     chain, with their cross-products computed once. Random numbers, the same whatever the
     engine: chi2_{n-p} (m), then N(0, 1) (m, p + ``extra``), whose last ``extra`` columns are
-    returned for the caller's predictive noise. Returns (beta* (m, p), sigma* (m,),
-    noise (m, extra)). Reference: numpy's QR, chain by chain; fast: one batched Cholesky of the
+    returned for the caller's predictive noise. Returns :class:`PosteriorDraws`. Reference: numpy's QR, chain by chain; fast: one batched Cholesky of the
     equilibrated cross-products (:func:`estimators.fast.bayes.posterior_parts`), the QR path
     when a factorisation is ill conditioned (so both decide rank deficiency alike). Equal draws
     to ~1e-12.
@@ -770,7 +779,7 @@ def bayes_draws(
         else:
             step = np.array([solve_triangular(f[1], zi) for f, zi in zip(fits, zb)])
     sigma = np.sqrt(rss / chi2)
-    return beta_hat + sigma[:, None] * step, sigma, z[:, p:]
+    return PosteriorDraws(beta_hat + sigma[:, None] * step, sigma, z[:, p:], beta_hat)
 
 
 # --------------------------------------------------------------------------------------------

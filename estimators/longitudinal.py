@@ -267,7 +267,8 @@ def mice_impute(
       observed value of its column, then ``cycles`` rounds visiting the incomplete columns in
       order, column j on [P, the other columns of the chain's current completed Y].
     Random numbers per regression (all m chains at once): chi2 (m), then N(0, 1) (m, p + number
-    of missing cells); the chained start draws one rng.choice (m, missing cells) per column.
+    of missing cells); the chained start draws one rng.integers (m, missing cells) per column
+    (indices of observed values).
     """
     n, q = Y.shape
     k = P.shape[1]
@@ -282,7 +283,7 @@ def mice_impute(
 
     def draw(j, Xo, yo, Xr, r, common=None):
         try:
-            beta, sigma, z = engines.bayes_draws(
+            beta, sigma, z, _ = engines.bayes_draws(
                 yo, Xo, m, rng, int(r.sum()), engine=engine, common=common
             )
         except StatisticalTrouble as exc:
@@ -298,14 +299,15 @@ def mice_impute(
         return V.copy()
     for j in todo:
         obs = Y[~miss[:, j], j]
-        V[:, miss[:, j], j] = rng.choice(obs, size=(m, int(miss[:, j].sum())), replace=True)
+        V[:, miss[:, j], j] = obs[rng.integers(0, obs.size, size=(m, int(miss[:, j].sum())))]
     # per column: its predictors, and the observed rows complete in them (the same in every
     # chain and every cycle: their cross-products are computed once) or not
     plan = []
+    n_miss = miss.sum(axis=1)
     for j in todo:
         r = miss[:, j]
         cols = np.array([c for c in range(k + q) if c != k + j])
-        vary = ~r & np.delete(miss, j, axis=1).any(axis=1)
+        vary = ~r & (n_miss > 0)
         fixed = ~r & ~vary
         common = engines.common_rows(X[0, fixed][:, cols], Y[fixed, j])
         iv, ir = np.flatnonzero(vary)[:, None], np.flatnonzero(r)[:, None]

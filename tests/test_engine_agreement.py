@@ -425,6 +425,7 @@ def test_engine_operations_agree(seed):
         np.testing.assert_allclose(bf[0], br[0], rtol=1e-9, atol=1e-12)
         np.testing.assert_allclose(bf[1], br[1], rtol=1e-10)
         np.testing.assert_array_equal(bf[2], br[2])
+        np.testing.assert_allclose(bf[3], br[3], rtol=1e-9, atol=1e-12)
         assert bf[0].shape == (5, 3) and bf[2].shape == (5, 7)
     Y5 = yc[None] + rng.normal(size=(5, n))
     af = engines.ancova_batch(Y5, g, x, np.empty((n, 0)), [], engine="fast")

@@ -89,11 +89,9 @@ def posterior_parts(
         return None
     d, dy = da[:, :p], da[:, p]
     dg = np.diagonal(L, axis1=1, axis2=2)[:, :p]
-    dr = dg * d
-    if not (
-        (dg.min(axis=1) > COND_RATIO * dg.max(axis=1)).all()
-        and (dr.min(axis=1) > rank_tol * dr.max(axis=1)).all()
-    ):
+    both = np.stack([dg, dg * d])  # equilibrated and unscaled |diag R|
+    ratio = both.min(axis=2) / both.max(axis=2)
+    if not (ratio[0].min() > COND_RATIO and ratio[1].min() > rank_tol):
         return None
     s = L[:, p, p]
     beta = -(L[:, p + 1 :, p] * s[:, None]) * (dy[:, None] / d)
