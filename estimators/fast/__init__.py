@@ -7,8 +7,10 @@ statistical trouble never raises.
 ================  =========================================  ===============================
 module            kernel(s)                                  reference
 ================  =========================================  ===============================
-ols               ols_fit(y, X)                              statsmodels OLS
-logistic          logistic_fit(y, X)                         statsmodels Logit / GLM Binomial
+ols               ols_fit(y, X); ols_batch (many fits)       statsmodels OLS
+logistic          logistic_fit(y, X);                        statsmodels Logit / GLM Binomial
+                  univariable_logistic_batch
+tables            two_by_two, fisher_2x2, table_test         scipy.stats chi2 / fisher_exact
 cox               cox_fit(time, event, X, weights, ties,     lifelines CoxPHFitter (Efron,
                   robust)                                    robust), statsmodels PHReg
 logrank           logrank_test(time, event, group)           lifelines logrank_test
