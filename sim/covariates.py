@@ -122,7 +122,9 @@ def draw_covariates(p: dict, k: dict, rng: np.random.Generator, n: int) -> dict:
         out[f"log_{m}0"] = v[i]
     c = cov["nutrition_inflammation_corr"]
     spec = [cov["nutritional"][m] for m in NUTRITIONAL]
-    mean, sd, low = (np.array([s[k] for s in spec], dtype=float)[:, None] for k in ("mean", "sd", "min"))
+    mean, sd, low = (
+        np.array([s[k] for s in spec], dtype=float)[:, None] for k in ("mean", "sd", "min")
+    )
     v = np.maximum(mean + sd * _latent(infl, zm[ki:], c), low)
     for j, m in enumerate(NUTRITIONAL):
         out[f"{m}0"] = v[j]
