@@ -20,6 +20,11 @@ Subclasses implement ``_fit(cohort, rng) -> list[Estimate]`` and raise :class:`S
 
 from __future__ import annotations
 
+import dataclasses
+import importlib
+import importlib.util
+import os
+import sys
 import time
 import warnings
 from contextlib import contextmanager
@@ -295,17 +300,146 @@ def failed_rows(method: str, estimands, message: str, n_used: int = 0) -> list[E
     return [Estimate(method, e, status=FAILED, message=message, n_used=n_used) for e in estimands]
 
 
-def build_estimator(kind: str, **options) -> Estimator:
-    """Instantiate a registered estimator; unknown kinds or options raise ValueError naming them."""
+class KindError(ValueError):
+    """An estimator ``kind`` that names no usable class: ``reason`` says why (the callers name
+    the config key, e.g. ``estimators.myest.kind``)."""
+
+    def __init__(self, kind: Any, reason: str):
+        super().__init__(f"invalid value {kind!r} for key 'kind': {reason}")
+        self.kind, self.reason = kind, reason
+
+
+def is_import_path(kind: Any) -> bool:
+    """Whether ``kind`` names a class by import path (``"package.module:Class"``)."""
+    return isinstance(kind, str) and ":" in kind
+
+
+def _importable(top: str) -> bool:
+    try:
+        return importlib.util.find_spec(top) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def import_class(path: str) -> type[Estimator]:
+    """The class an import path ``"package.module:Class"`` names (KindError saying why not:
+    module not importable, attribute missing, not a subclass of palliasim.Estimator).
+
+    The module is found as Python finds it (``sys.path``, ``PYTHONPATH``); when it is not, the
+    current directory is searched too, as ``python -m`` would (the console script's own
+    ``sys.path`` lacks it); no bytecode is written next to it. The class need not be
+    ``@register``-ed; one without a ``kind`` of its own gets the import path as its kind."""
+    mod_name, _, qual = path.partition(":")
+    mod_name, qual = mod_name.strip(), qual.strip()
+    parts = mod_name.split(".")
+    if not mod_name or not qual or not all(p.isidentifier() for p in parts):
+        raise KindError(path, "an import path must read 'package.module:Class'")
+    if not _importable(parts[0]):
+        cwd = os.getcwd()
+        if cwd not in sys.path and "" not in sys.path:
+            sys.path.append(cwd)
+            importlib.invalidate_caches()
+    saved, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # no __pycache__ in cwd
+    try:
+        module = importlib.import_module(mod_name)
+    except Exception as exc:
+        raise KindError(
+            path,
+            f"cannot import module '{mod_name}' ({type(exc).__name__}: {exc}); it is searched "
+            "on sys.path (PYTHONPATH) and in the current directory",
+        ) from None
+    finally:
+        sys.dont_write_bytecode = saved
+    obj: Any = module
+    for attr in qual.split("."):
+        if not hasattr(obj, attr):
+            found = sorted(
+                n
+                for n, v in vars(module).items()
+                if isinstance(v, type) and issubclass(v, Estimator) and v is not Estimator
+            )
+            raise KindError(
+                path,
+                f"module '{mod_name}' has no attribute '{qual}'; its Estimator subclasses: "
+                f"{', '.join(found) or '(none)'}",
+            )
+        obj = getattr(obj, attr)
+    if not (isinstance(obj, type) and issubclass(obj, Estimator)) or obj is Estimator:
+        raise KindError(path, f"'{qual}' is not a subclass of palliasim.Estimator (got {obj!r})")
+    own = [
+        a
+        for a, t in obj.__dict__.get("__annotations__", {}).items()
+        if "ClassVar" not in str(t) and not a.startswith("_")
+    ]
+    if own and "__dataclass_fields__" not in obj.__dict__:
+        raise KindError(
+            path,
+            f"'{qual}' declares options ({', '.join(own)}) but is not a dataclass; decorate it "
+            "with @dataclass",
+        )
+    if "kind" not in obj.__dict__:
+        obj.kind = path
+    return obj
+
+
+def resolve_kind(kind: Any) -> type[Estimator]:
+    """The estimator class of ``kind``: a registered kind, or an import path
+    (:func:`import_class`); KindError naming the allowed values otherwise."""
     import palliasim.estimators  # noqa: F401  (registers all families)
 
-    if kind not in REGISTRY:
-        raise ValueError(
-            f"unknown estimator kind '{kind}'; allowed values: {', '.join(sorted(REGISTRY))}"
-        )
-    cls = REGISTRY[kind]
-    import dataclasses
+    if isinstance(kind, str) and kind in REGISTRY:
+        return REGISTRY[kind]
+    if is_import_path(kind):
+        return import_class(kind)
+    raise KindError(
+        kind,
+        f"unknown estimator kind '{kind}'; allowed values: {', '.join(sorted(REGISTRY))}, or a class "
+        "by import path 'package.module:Class' (a subclass of palliasim.Estimator)",
+    )
 
+
+def _check_targets(est: Estimator, kind: str) -> None:
+    """A plug-in's estimands must be registered (sim/estimands.py): the truth is looked up by
+    name, so a misspelt estimand would be scored against nothing."""
+    from palliasim.sim.estimands import ESTIMANDS, lookup
+
+    targets = list(est.targets())
+    if not targets:
+        raise KindError(
+            kind, "the class reports no estimands (set its class attribute `estimands`)"
+        )
+    for e in targets:
+        try:
+            lookup(str(e))
+        except KeyError:
+            raise KindError(
+                kind,
+                f"its estimand {e!r} is not in the estimand registry (sim/estimands.py); "
+                f"allowed values: {', '.join(sorted(ESTIMANDS))}",
+            ) from None
+
+
+def module_root(cls: type) -> str | None:
+    """The ``sys.path`` entry a class's module was imported from (None for palliasim's own
+    classes, or a module without a file): shipped to worker processes so that they import a
+    plug-in found in the current directory the same way."""
+    mod = sys.modules.get(cls.__module__)
+    f = getattr(mod, "__file__", None)
+    if not f or cls.__module__.startswith("palliasim.") or cls.__module__ == "__main__":
+        return None
+    root = os.path.dirname(os.path.abspath(f))
+    depth = cls.__module__.count(".") + (os.path.basename(f) == "__init__.py")
+    for _ in range(depth):
+        root = os.path.dirname(root)
+    return root
+
+
+def build_estimator(kind: str, **options) -> Estimator:
+    """Instantiate an estimator: a registered ``kind``, or a subclass of Estimator named by
+    import path ``"package.module:Class"``. An unknown kind or option raises ValueError naming
+    the allowed values (a :class:`KindError` for the kind itself); so does a plug-in class
+    whose estimands are not registered."""
+    cls = resolve_kind(kind)
     allowed = {f.name for f in dataclasses.fields(cls) if f.name != "options"}
     bad = sorted(set(options) - allowed)
     if bad:
@@ -313,4 +447,7 @@ def build_estimator(kind: str, **options) -> Estimator:
             f"unknown option '{bad[0]}' for estimator kind '{kind}'; "
             f"allowed: {', '.join(sorted(allowed))}"
         )
-    return cls(**options)
+    est = cls(**options)
+    if is_import_path(kind):
+        _check_targets(est, kind)
+    return est

@@ -24,7 +24,9 @@ import contextlib
 import io
 import logging
 import sys
+import tempfile
 from importlib import import_module
+from pathlib import Path
 
 import hydra
 
@@ -121,8 +123,23 @@ def _hydra_message(text: str) -> str:
     return " ".join(x.strip() for x in keep if x.strip()) or "Hydra could not compose the config"
 
 
+def _scenario_file_args(workdir: Path) -> None:
+    """``scenario=PATH`` on the command line -> a config-group option Hydra can compose
+    (config.scenario_files); a missing or invalid file exits 2 before Hydra starts."""
+    try:
+        sys.argv[1:] = C.scenario_files(sys.argv[1:], workdir)
+    except ConfigError as exc:
+        sys.exit(_refuse(str(exc)))
+
+
 def main() -> None:
     """The console script: Hydra composes, :func:`execute` validates and runs."""
+    with tempfile.TemporaryDirectory(prefix="palliasim-scenario-") as tmp:
+        _scenario_file_args(Path(tmp))
+        _main()
+
+
+def _main() -> None:
     _Session.started = False
     _Session.stderr, sys.stderr = sys.stderr, io.StringIO()
     try:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import copy
 import functools
+import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import yaml
 from hydra import compose as hydra_compose
 from hydra import initialize_config_module
 from hydra.core.global_hydra import GlobalHydra
@@ -24,7 +26,7 @@ from omegaconf import OmegaConf
 
 from palliasim.sim.calibrate import apply_solves
 from palliasim.sim.errors import ConfigError
-from palliasim.sim.scenario import SECTIONS, Scenario
+from palliasim.sim.scenario import SECTIONS, Scenario, is_scenario_path, read_scenario_file
 
 CONFIG_MODULE = "palliasim.conf"
 
@@ -59,8 +61,77 @@ def override_list(overrides: Sequence[str] | Mapping[str, Any]) -> list[str]:
 
 def compose(overrides: Sequence[str] | Mapping[str, Any] = ()) -> dict:
     """The packaged config (``pkg://palliasim.conf``) composed with the same overrides the CLI
-    takes, as plain data (a fresh copy: the caller may change it)."""
-    return copy.deepcopy(_compose(tuple(override_list(overrides))))
+    takes, as plain data (a fresh copy: the caller may change it); ``scenario=PATH`` as at the
+    CLI (:func:`scenario_files`)."""
+    given = override_list(overrides)
+    if not any(_scenario_file_value(o) for o in given):
+        return copy.deepcopy(_compose(tuple(given)))
+    with tempfile.TemporaryDirectory(prefix="palliasim-scenario-") as tmp:
+        return copy.deepcopy(_compose(tuple(scenario_files(given, Path(tmp)))))
+
+
+def _unquote(v: str) -> str:
+    v = v.strip()
+    return v[1:-1] if len(v) >= 2 and v[0] == v[-1] and v[0] in "'\"" else v
+
+
+def _scenario_file_value(override: str) -> list[str]:
+    """The file paths of a ``scenario=PATH`` override (``scenario=a.yaml,b.yaml`` in a
+    multirun sweep), or [] (a preset, or another key)."""
+    key, sep, val = override.partition("=")
+    if not sep or key.strip().lstrip("+") != "scenario":
+        return []
+    parts = [_unquote(v) for v in val.split(",")]
+    return parts if parts and all(is_scenario_path(v) for v in parts) else []
+
+
+def scenario_files(overrides: Sequence[str], workdir: Path) -> list[str]:
+    """``scenario=PATH`` (a YAML file outside the package) as a config-group option Hydra can
+    compose: the file is read and validated (:func:`sim.scenario.read_scenario_file`, a
+    ConfigError naming the path or key), written to ``workdir/scenario/<name>.yaml`` as a
+    preset would be (``defaults: [<its base>, _self_]``, its keys, ``scenario_name`` and the
+    ``scenario_file`` it came from), the override becomes ``scenario=<name>`` and
+    ``hydra.searchpath`` gains ``workdir``. Command-line keys (``cohort.n=400``) still win over
+    the file, as over a preset; other overrides are returned unchanged."""
+    out: list[str] = []
+    written: dict[str, Path] = {}
+    for o in overrides:
+        paths = _scenario_file_value(o)
+        if not paths:
+            out.append(o)
+            continue
+        names = []
+        for given in paths:
+            f = read_scenario_file(given)
+            if f.name in written and written[f.name] != f.path:
+                raise ConfigError(
+                    f"invalid value '{given}' for config key 'scenario': its name '{f.name}' is "
+                    f"also that of {written[f.name]}; set scenario_name in one of them"
+                )
+            written[f.name] = f.path
+            doc = {
+                "defaults": [*f.bases, "_self_"],
+                "scenario_name": f.name,
+                "scenario_file": str(f.path),
+                **f.sections,
+            }
+            target = workdir / "scenario" / f"{f.name}.yaml"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text("# @package _global_\n" + yaml.safe_dump(doc, sort_keys=False))
+            names.append(f.name)
+        key = o.partition("=")[0]
+        out.append(f"{key}={','.join(names)}")
+    if not written:
+        return out
+    entry = f"file://{workdir.resolve()}"
+    for i, o in enumerate(out):
+        key, _, val = o.partition("=")
+        if key.strip().lstrip("+") == "hydra.searchpath":
+            inner = val.strip()
+            inner = inner[1:-1] if inner.startswith("[") and inner.endswith("]") else inner
+            out[i] = f"{key}=[{','.join(x for x in (inner, entry) if x.strip())}]"
+            return out
+    return [*out, f"hydra.searchpath=[{entry}]"]
 
 
 @functools.lru_cache(maxsize=64)

@@ -21,7 +21,7 @@ from typing import Any, ClassVar
 
 import joblib
 
-from palliasim.estimators.base import build_estimator
+from palliasim.estimators.base import KindError, build_estimator
 from palliasim.experiments.engine.design import BACKENDS
 from palliasim.experiments.planning.endpoints import ENDPOINTS
 from palliasim.experiments.scoring.columns import column_options
@@ -38,7 +38,7 @@ from palliasim.sim.rules import (
     require,
     rule,
 )
-from palliasim.sim.scenario import SECTIONS
+from palliasim.sim.scenario import SECTIONS, read_scenario_file
 
 TASKS = ("simulate", "calibrate", "export", "analyse", "score", "power", "check", "report")
 #: top-level keys besides the scenario sections (sim.scenario.SECTIONS)
@@ -58,6 +58,7 @@ TOP_KEYS = (
     "suite",
     "solve",
     "description",
+    "scenario_file",
 )
 FAILURE_POLICIES = ("exclude", "count")
 #: tasks that run the selected estimators (``estimators`` validated for them only)
@@ -453,10 +454,33 @@ def estimator_specs(specs: Any, alpha: float) -> dict[str, dict]:
         spec["alpha"] = alpha  # one global alpha per run
         try:
             build_estimator(kind, name=name, **spec)
+        except KindError as exc:
+            raise ConfigError(
+                f"invalid value {kind!r} for config key 'estimators.{name}.kind': {exc.reason}"
+            ) from None
         except (TypeError, ValueError) as exc:
             raise ConfigError(f"estimators.{name}: {exc}") from exc
         out[name] = {"kind": kind, **spec}
     return out
+
+
+def _check_scenario_file(plain: Mapping[str, Any]) -> None:
+    """``scenario_file`` records the file of ``scenario=PATH`` (config.scenario_files); set by
+    hand it must name the file the scenario sections came from."""
+    given = plain.get("scenario_file")
+    if given is None:
+        return
+    name = plain.get("scenario_name")
+    try:
+        ok = read_scenario_file(given).name == name
+    except ConfigError:
+        ok = False
+    if not ok:
+        raise ConfigError(
+            f"invalid value {given!r} for config key 'scenario_file': it records the file given "
+            f"as scenario=PATH (scenario '{name}' is not that file's); allowed: null, or give "
+            "scenario=PATH instead"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -495,8 +519,9 @@ class Settings:
             )
         name = require(task["name"], "task.name", one_of(*TASKS))
         alpha = require(plain.get("alpha"), "alpha", open_prob)
-        for key in ("out_dir", "data", "input", "suite"):
+        for key in ("out_dir", "data", "input", "suite", "scenario_file"):
             require(plain.get(key), key, _optional_text)
+        _check_scenario_file(plain)
         return cls(
             task=TASK_SETTINGS[name].from_config(task),
             runner=RunnerSettings.from_config(plain),

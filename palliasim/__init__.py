@@ -31,6 +31,7 @@ if not _os.path.isdir(_os.path.join(_os.path.dirname(__file__), "sim")) and _os.
     __path__.append(_root)  # noqa: F821 (the package's own search path)
 
 from palliasim.estimators import Estimate, Estimator, build_estimator  # noqa: E402
+from palliasim.estimators.base import StatisticalTrouble, wald_row  # noqa: E402
 from palliasim.experiments.api import SimulationResult, simulate  # noqa: E402
 from palliasim.experiments.scoring.performance import summarise  # noqa: E402
 from palliasim.sim import generate, load_scenario, rng_for, truth  # noqa: E402
@@ -39,6 +40,7 @@ __all__ = [
     "Estimate",
     "Estimator",
     "SimulationResult",
+    "StatisticalTrouble",
     "build_estimator",
     "generate",
     "load_scenario",
@@ -46,4 +48,5 @@ __all__ = [
     "simulate",
     "summarise",
     "truth",
+    "wald_row",
 ]

@@ -12,8 +12,11 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import os
+import re
 from dataclasses import dataclass, field
 from importlib import resources
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -148,11 +151,137 @@ def deep_merge(base: dict, over: dict) -> dict:
     return out
 
 
+#: keys of a scenario file besides SECTIONS: the preset(s) it overrides (``base: randomized``,
+#: or a preset's own ``defaults: [randomized, _self_]`` list; neither: ``study``)
+FILE_KEYS = ("base", "defaults")
+_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
+
+
+def is_scenario_path(name: Any) -> bool:
+    """Whether a ``scenario=`` value names a file (contains a '/' or ends in .yaml / .yml)
+    rather than a preset."""
+    return isinstance(name, (str, os.PathLike)) and (
+        "/" in str(name) or "\\" in str(name) or str(name).endswith((".yaml", ".yml"))
+    )
+
+
+class _FileLoader(yaml.SafeLoader):
+    """YAML as Hydra reads a config (OmegaConf's loader): ``1e-5`` is a float, not a string,
+    so a scenario file means the same to :func:`read_scenario_file` and to the CLI."""
+
+
+_FileLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?[0-9]+(?:_[0-9]+)*\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?[0-9]+(?:_[0-9]+)*(?:[eE][-+]?[0-9]+)
+        |\.[0-9]+(?:_[0-9]+)*(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+@dataclass(frozen=True)
+class ScenarioFile:
+    """A user's scenario YAML outside the package, validated like a preset (:func:`read_scenario_file`).
+
+    ``name`` is its ``scenario_name`` (default: the file stem; never a preset's name), ``bases``
+    the presets it overrides, ``sections`` its own keys, ``params`` the merged, validated
+    parameters (bases, then the file, then ``scenario_name``)."""
+
+    path: Path
+    name: str
+    bases: tuple[str, ...]
+    sections: dict
+    params: dict = field(repr=False)
+
+    def base_params(self) -> dict:
+        """The parameters of the presets the file overrides (merged in order)."""
+        params: dict = {}
+        for b in self.bases:
+            params = deep_merge(params, preset_params(b))
+        return params
+
+
+def read_scenario_file(path: str | os.PathLike, relative_to: str | os.PathLike | None = None):
+    """Read and validate a scenario file (ConfigError naming the path and the key): top-level
+    keys among the scenario sections plus ``base`` / ``defaults``; the merged scenario is
+    checked exactly like a preset (:func:`validation.validate_params`). A relative ``path`` is
+    taken relative to ``relative_to`` (default: the current directory)."""
+    given = str(path)
+    p = Path(path).expanduser()
+    if not p.is_absolute() and relative_to is not None:
+        p = Path(relative_to) / p
+    p = p.resolve()
+    where = f"scenario file {given}"
+    if not p.is_file():
+        raise ConfigError(
+            f"invalid value '{given}' for config key 'scenario': no such file ({p}); allowed: "
+            f"a preset ({', '.join(PRESETS)}) or a path to a YAML file"
+        )
+    try:
+        raw = yaml.load(p.read_text(), Loader=_FileLoader)  # noqa: S506 (a safe loader)
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise ConfigError(f"{where} cannot be read as YAML: {' '.join(str(exc).split())}") from None
+    raw = {} if raw is None else raw
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"{where} must be a mapping of scenario sections (cohort, treatment, ...); got "
+            f"{type(raw).__name__}"
+        )
+    unknown = sorted(str(k) for k in set(raw) - {*SECTIONS, *FILE_KEYS})
+    if unknown:
+        raise ConfigError(
+            f"unknown config key '{unknown[0]}' in {where}; allowed keys: "
+            f"{', '.join(sorted((*SECTIONS, *FILE_KEYS)))}"
+        )
+    if "base" in raw and "defaults" in raw:
+        raise ConfigError(f"{where}: give either 'base' or 'defaults', not both")
+    bases = raw.get("base", "study") if "defaults" not in raw else raw["defaults"]
+    key = "defaults" if "defaults" in raw else "base"
+    bases = [bases] if isinstance(bases, str) else bases
+    if not isinstance(bases, list):
+        bases = [bases]
+    bases = [b for b in bases if b != "_self_"]
+    for i, b in enumerate(bases):
+        if b not in PRESETS:
+            hint = " (YAML reads an unquoted null as nothing: write 'null')" if b is None else ""
+            raise ConfigError(
+                f"invalid value {b!r} for config key '{key}{'' if key == 'base' else f'[{i}]'}' "
+                f"in {where}; allowed values: {', '.join(PRESETS)}{hint}"
+            )
+    name = raw.get("scenario_name", p.stem)
+    if not isinstance(name, str) or not _NAME_RE.match(name) or name in PRESETS:
+        what = "scenario_name" if "scenario_name" in raw else "its file name"
+        raise ConfigError(
+            f"invalid value {name!r} for config key 'scenario_name' ({what}) in {where}: the "
+            "name recorded in the outputs must be a letter then letters, digits, '_' or '-', "
+            f"and not a preset's name ({', '.join(PRESETS)}); rename the file or set "
+            "scenario_name in it"
+        )
+    sections = {k: v for k, v in raw.items() if k in SECTIONS and k != "scenario_name"}
+    f = ScenarioFile(p, name, tuple(bases), sections, {})
+    params = deep_merge(f.base_params(), sections)
+    params["scenario_name"] = name
+    try:
+        Scenario.from_dict(params)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    object.__setattr__(f, "params", params)
+    return f
+
+
 def preset_params(name: str) -> dict:
-    """Raw parameters of a preset in ``conf/scenario/``, following its Hydra ``defaults`` list."""
+    """Raw parameters of a preset in ``conf/scenario/``, following its Hydra ``defaults`` list,
+    or of a scenario file (a path, :func:`read_scenario_file`)."""
+    if is_scenario_path(name):
+        return copy.deepcopy(read_scenario_file(name).params)
     if name not in PRESETS:
         raise ConfigError(
-            f"scenario='{name}' is not a preset; allowed values: {', '.join(PRESETS)}"
+            f"scenario='{name}' is not a preset; allowed values: {', '.join(PRESETS)}, or a "
+            "path to a YAML file"
         )
     text = resources.files("palliasim.conf").joinpath("scenario", f"{name}.yaml").read_text()
     raw = yaml.safe_load(text) or {}
@@ -165,7 +294,8 @@ def preset_params(name: str) -> dict:
 
 
 def load_scenario(name: str = "study", overrides: dict[str, Any] | None = None) -> Scenario:
-    """Load a preset (study, randomized, null) with optional dotted overrides; validated."""
+    """Load a preset (study, randomized, null) or a scenario file (a path: its keys over
+    ``study`` or the preset it names as ``base``) with optional dotted overrides; validated."""
     params = preset_params(name)
     for dotted, value in (overrides or {}).items():
         set_dotted(params, dotted, value)

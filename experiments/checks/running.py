@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from palliasim.estimators.base import REGISTRY
+from palliasim.estimators.base import REGISTRY, is_import_path, resolve_kind
 from palliasim.experiments.api import default_settings
 from palliasim.experiments.checks.judging import evaluate
 from palliasim.experiments.checks.output import junit_xml, markdown_report
@@ -93,6 +93,8 @@ def code_fingerprint(suite: Suite) -> str:
     }
     for spec in suite.estimators.values():
         cls = REGISTRY.get(spec["kind"])
+        if cls is None and is_import_path(spec["kind"]):
+            cls = resolve_kind(spec["kind"])  # a plug-in named by import path (imported)
         if cls is not None:
             mods.add(cls.__module__)
     files: set[Path] = set()

@@ -29,10 +29,12 @@ Suite keys (defaults in brackets)::
     error_rate: 0.01          # family-wise error rate of the suite's statistical checks
     correction: holm          # holm | bonferroni
     failures: exclude         # exclude | count (scoring.performance)
-    scenarios:                # name -> a preset plus dotted overrides
+    scenarios:                # name -> a preset (or a scenario file) plus dotted overrides
       randomized: {preset: randomized, overrides: {cohort.n: 200, truth.n: 50000}}
+      mine: {preset: scenarios/mine.yaml}   # a file, relative to the suite file's directory
     estimators:               # name -> {kind, options} as in conf/estimators/*.yaml
       cox: {kind: cox, endpoints: [pfs, os]}
+      mine: {kind: "my_package.module:MyEstimator"}  # a subclass of palliasim.Estimator
     checks:                   # one entry per (scenario, method, estimand or list of them)
       - {scenario: randomized, method: cox, estimand: [pfs_loghr, os_loghr],
          expect: {unbiased: true, covers: true, relerror: 10, max_fail_rate: 0.01},
@@ -97,7 +99,7 @@ from palliasim.sim.rules import (
     reject_unknown,
     require,
 )
-from palliasim.sim.scenario import PRESETS, load_scenario
+from palliasim.sim.scenario import PRESETS, is_scenario_path, load_scenario, read_scenario_file
 
 SUITE_KEYS = (
     "description",
@@ -322,7 +324,9 @@ def _import_modules(mods: Any) -> tuple[str, ...]:
     return tuple(mods)
 
 
-def _scenarios(raw: Any) -> dict:
+def _scenarios(raw: Any, base_dir: Path | None = None) -> dict:
+    """name -> Scenario: a preset, or a scenario file (``preset: path/to/x.yaml``, relative to
+    ``base_dir``, the suite file's directory; the current directory for a mapping)."""
     if not isinstance(raw, Mapping) or not raw:
         raise ConfigError(
             "suite key 'scenarios' must be a non-empty mapping, e.g. "
@@ -347,11 +351,17 @@ def _scenarios(raw: Any) -> dict:
                 f"suite key '{where}.preset' is missing; allowed values: {', '.join(PRESETS)}"
             )
         preset = spec["preset"]
-        if preset not in PRESETS:
+        if is_scenario_path(preset):
+            try:  # a scenario file: validated like a preset, relative to the suite file
+                preset = str(read_scenario_file(preset, relative_to=base_dir).path)
+            except ConfigError as exc:
+                raise ConfigError(f"suite key '{where}.preset': {exc}") from None
+        elif preset not in PRESETS:
             hint = " (YAML reads an unquoted null as nothing: write preset: 'null')"
             raise ConfigError(
                 f"invalid value {preset!r} for suite key '{where}.preset'; allowed values: "
-                f"{', '.join(PRESETS)}{hint if preset is None else ''}"
+                f"{', '.join(PRESETS)}{hint if preset is None else ''}, or a scenario file "
+                "path/to/x.yaml (relative to the suite file)"
             )
         over = spec.get("overrides") or {}
         if not isinstance(over, Mapping):
@@ -522,7 +532,8 @@ def load_suite(source: str | Path | Mapping | Suite, name: str | None = None) ->
         error_rate = _prob(cfg["error_rate"], "error_rate")
         correction = require(cfg["correction"], "correction", one_of(*CORRECTIONS))
         failures = require(cfg["failures"], "failures", one_of(*FAILURE_POLICIES))
-        scenarios = _scenarios(cfg["scenarios"])
+        base_dir = Path(where).parent if Path(where).is_absolute() else None  # a suite file
+        scenarios = _scenarios(cfg["scenarios"], base_dir)
         specs, built = _estimators(cfg["estimators"], alpha)
         checks = _checks(cfg["checks"], scenarios, built)
     except ConfigError as exc:

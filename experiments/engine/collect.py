@@ -15,6 +15,7 @@ from palliasim.experiments.engine import storage
 from palliasim.experiments.engine.design import DesignPoint, factor_columns
 from palliasim.experiments.engine.dispatch import single_thread_blas
 from palliasim.experiments.engine.worker import ERROR_PREFIX
+from palliasim.sim.estimands import lookup
 from palliasim.sim.truth import Truth, truth, truth_key
 
 #: truth.csv; ``true_status`` / ``true_message`` say why a truth is NaN (sim.truth: failed)
@@ -96,10 +97,33 @@ def assemble(
     out = out.merge(t, on=["scenario_key", "estimand"], how="left", validate="many_to_one")
     for c in ("true", "true_mcse"):
         out[c] = out[c].astype(np.float64)
-    # an estimand without a truth (a descriptive row) has no status to report
+    # an estimand without a truth (a descriptive row) has no status to report; one that is not
+    # in the estimand registry (a plug-in's typo) is flagged: it can never have a true value
     out["true_status"] = out["true_status"].fillna("").astype(str)
     out["true_message"] = out["true_message"].fillna("").astype(str)
+    names = out["estimand"].unique()
+    unknown = [e for e in names if not _registered(str(e))]
+    if unknown:
+        hit = out["estimand"].isin(unknown) & out["true"].isna()
+        out.loc[hit, "true_status"] = UNREGISTERED
+        out.loc[hit, "true_message"] = out.loc[hit, "estimand"].map(
+            lambda e: (
+                f"estimand '{e}' is not in the estimand registry (sim/estimands.py): no true value"
+            )
+        )
     return out
+
+
+#: ``true_status`` of a row whose estimand the registry does not know
+UNREGISTERED = "unregistered"
+
+
+def _registered(name: str) -> bool:
+    try:
+        lookup(name)
+    except KeyError:
+        return False
+    return True
 
 
 def count_errors(results: pd.DataFrame) -> tuple[int, int]:

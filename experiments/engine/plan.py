@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from palliasim.estimators.base import build_estimator
+from palliasim.estimators.base import KindError, build_estimator, is_import_path, module_root
 from palliasim.experiments.engine import storage
 from palliasim.experiments.engine.design import DesignPoint
 from palliasim.experiments.engine.plain import plain_value
@@ -45,25 +45,40 @@ def normalise_specs(estimator_specs: Mapping[str, Mapping[str, Any]]) -> dict[st
     return out
 
 
-def build_estimators(specs: Mapping[str, Mapping[str, Any]]) -> dict:
-    """Build every estimator (in the parent, before any compute); errors name the estimator."""
+def build_estimators(specs: Mapping[str, Mapping[str, Any]], where: str = "estimators") -> dict:
+    """Build every estimator (in the parent, before any compute); errors name the estimator
+    (``<where>.<name>``, e.g. ``estimators.cox.endpoints`` or ``task.methods.cox.kind``)."""
     built = {}
     for name, spec in normalise_specs(specs).items():
         opts = {k: v for k, v in spec.items() if k != "kind"}
         try:
             built[name] = build_estimator(spec["kind"], name=name, **opts)
+        except KindError as exc:
+            raise ValueError(
+                f"invalid value {exc.kind!r} for key '{where}.{name}.kind': {exc.reason}"
+            ) from None
         except (ValueError, TypeError) as exc:
             msg = str(exc)
-            if f"estimators.{name}" not in msg:
-                msg = f"estimators.{name}: {msg}"
+            if f"{where}.{name}" not in msg:
+                msg = f"{where}.{name}: {msg}"
             raise ValueError(msg) from None
     return built
+
+
+def plugin_paths(built: Mapping[str, Any]) -> tuple[str, ...]:
+    """The ``sys.path`` entries the plug-in estimators' modules were imported from (workers add
+    the missing ones before building the estimators: a module in the current directory that
+    is not installed is found there too)."""
+    roots = (module_root(type(est)) for est in built.values())
+    return tuple(dict.fromkeys(r for r in roots if r))
 
 
 def extra_kinds(built: Mapping[str, Any]) -> dict[str, type]:
     """Kinds registered outside the ``estimators`` package (shipped to workers)."""
     out = {}
     for est in built.values():
+        if is_import_path(getattr(est, "kind", "")):
+            continue  # named by import path in its spec: the worker imports it by that path
         mod = type(est).__module__
         if not mod.startswith(("palliasim.estimators.", "estimators.")) and mod not in (
             "palliasim.estimators",
@@ -123,6 +138,7 @@ class RunPlan:
         specs: Mapping[str, dict],
         runner: RunnerSettings,
         kinds: Mapping[str, type],
+        paths: Sequence[str] = (),
     ) -> list[Task]:
         """The truth tasks first, then one :class:`ChunkTask` per chunk to compute. With loky
         the tasks carry this process's pid: the workers end when it dies (worker.watch_parent)."""
@@ -138,6 +154,7 @@ class RunPlan:
                 last=c.compute_last,
                 seed=runner.seed,
                 extra_kinds=dict(kinds),
+                sys_path=tuple(paths),
                 serial_fits=runner.backend == "threading",
                 parent_pid=parent,
             )

@@ -13,7 +13,8 @@ from palliasim.sim.scenario import Scenario
 class ChunkTask:
     """Replications ``first..last`` of one scenario for the estimators ``methods`` (sorted by
     name); ``serial_fits`` serialises the fits (threading backend); ``extra_kinds`` are estimator
-    classes registered outside the package, shipped to the worker."""
+    classes registered outside the package, shipped to the worker; ``sys_path`` the directories
+    of plug-in modules named by import path in ``specs`` (added to the worker's sys.path)."""
 
     chunk_id: str
     scenario: Scenario
@@ -23,6 +24,7 @@ class ChunkTask:
     last: int
     seed: int
     extra_kinds: dict = field(default_factory=dict)
+    sys_path: tuple[str, ...] = ()
     serial_fits: bool = False
     parent_pid: int | None = None  # the run's process: a worker it spawned ends when it dies
 

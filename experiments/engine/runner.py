@@ -59,6 +59,7 @@ from palliasim.experiments.engine.plan import (
     extra_kinds,
     normalise_specs,
     plan_run,
+    plugin_paths,
 )
 from palliasim.experiments.engine.preflight import check_dask, check_limits
 from palliasim.experiments.engine.records import ChunkReply, TruthReply
@@ -121,7 +122,8 @@ def run_experiment(
     started_at = storage.utc_now()
     points = check_points(points)
     specs = normalise_specs(estimator_specs)
-    kinds = extra_kinds(build_estimators(specs))  # raises before any compute
+    built = build_estimators(specs)  # raises before any compute
+    kinds, paths = extra_kinds(built), plugin_paths(built)
     sizes = [int(p.scenario.params["cohort"]["n"]) for p in points]
     check_limits(sizes, runner.reps, runner.chunk_size, len(specs), runner.workers)
     check_dask(runner.dask_address if runner.backend == "dask" else None)
@@ -161,7 +163,7 @@ def run_experiment(
                 runner.backend,
             )
         done, failed, computed_truth = _dispatch(
-            plan, points, specs, kinds, hashes, runner, manifest, progress and show
+            plan, points, specs, (kinds, paths), hashes, runner, manifest, progress and show
         )
         _raise_if_incomplete(plan, done, failed, manifest, out_dir, t_start)
         results = _collect(plan, points, names, computed_truth, done, manifest, out_dir, t_start)
@@ -180,7 +182,8 @@ def run_experiment(
 
 
 def _dispatch(plan: RunPlan, points, specs, kinds, hashes, runner, manifest: Manifest, bar_on):
-    """Run the plan's tasks; each finished chunk is written at once and recorded in the
+    """Run the plan's tasks (``kinds``: the plug-in classes to ship and the module paths the
+    workers need, plan.extra_kinds / plan.plugin_paths); each finished chunk is written at once and recorded in the
     manifest (rewritten every MANIFEST_EVERY seconds). Returns (chunk ids written, failed chunk
     id -> traceback, computed truths); ``manifest.current.pool_error`` is set if the pool broke."""
     by_key = {p.key: p for p in points}
@@ -191,7 +194,7 @@ def _dispatch(plan: RunPlan, points, specs, kinds, hashes, runner, manifest: Man
     computed_truth: dict[str, dict] = {}
     last_write = time.monotonic()
     bar = progress_bar(plan.n_compute, bar_on and plan.n_compute > 0)
-    tasks = plan.tasks(points, specs, runner, kinds)
+    tasks = plan.tasks(points, specs, runner, *kinds)
     try:
         replies = dispatch(
             run_task,

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import platform
+import sys
 import threading
 import time
 import traceback
@@ -46,9 +47,15 @@ PARENT_POLL = 0.5  # seconds between checks that the run's process is alive
 _WATCHED: dict[str, int | None] = {"pid": None}
 
 
-def _register_extra(extra_kinds: Mapping[str, type]) -> None:
+def _register_extra(extra_kinds: Mapping[str, type], paths=()) -> None:
+    """Kinds registered outside the package, and the directories of plug-in modules named by
+    import path (appended to sys.path when missing, so the worker imports them as the parent
+    did, whatever its own start-up path)."""
     for kind, cls in extra_kinds.items():
         REGISTRY.setdefault(kind, cls)
+    for p in paths:
+        if p not in sys.path:
+            sys.path.append(p)
 
 
 def _f(x) -> float:
@@ -107,7 +114,7 @@ def run_chunk(task: ChunkTask) -> ChunkReply:
     """Compute one chunk: reps ``first..last`` of one scenario for the listed estimators."""
     t0 = time.perf_counter()
     try:
-        _register_extra(task.extra_kinds)
+        _register_extra(task.extra_kinds, task.sys_path)
         scenario, seed = task.scenario, int(task.seed)
         key = scenario.key
         ests = []

@@ -30,9 +30,9 @@ def methods(cfg: PowerSettings, alpha: float):
             continue
         spec["alpha"] = alpha
         try:
-            est = build_estimators({name: spec})[name]
+            est = build_estimators({name: spec}, where="task.methods")[name]
         except ValueError as exc:
-            raise ConfigError(f"task.methods.{name}: {exc}") from None
+            raise ConfigError(str(exc)) from None
         ests = [e for e in est.targets() if endpoint_of(e) in cfg.endpoints]
         if not ests:
             continue

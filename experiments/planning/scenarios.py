@@ -6,7 +6,14 @@ from __future__ import annotations
 
 from palliasim.experiments.settings import PowerSettings
 from palliasim.sim.errors import ConfigError
-from palliasim.sim.scenario import PRESETS, SECTIONS, Scenario, load_scenario, preset_params
+from palliasim.sim.scenario import (
+    PRESETS,
+    SECTIONS,
+    Scenario,
+    load_scenario,
+    preset_params,
+    read_scenario_file,
+)
 
 
 def _flat(d: dict, prefix: str = "") -> dict:
@@ -28,16 +35,22 @@ def scenarios(plain: dict, cfg: PowerSettings, explicit: str | None = None):
     command line chose ``scenario=`` explicitly (``explicit``: the chosen preset, see
     config.command_line_choice; then the composed config as is). The null is
     ``task.scenario_null`` with the same overrides except the keys where that preset differs
-    from the alternative's preset (its zero effects). ``task.allocation`` applies to both;
-    ``cohort.n`` is set per grid point.
+    from the alternative's preset (its zero effects). A scenario file (``scenario=PATH``) counts
+    as its ``base`` preset plus overrides: its own keys reach the null too, except those
+    effects. ``task.allocation`` applies to both; ``cohort.n`` is set per grid point.
     """
 
     composed = {k: plain[k] for k in SECTIONS if k in plain}
     cname = str(composed.get("scenario_name", "custom"))
     notes = []
     overrides: dict = {}
+    base = None  # the preset the composed scenario started from (a scenario file: its base)
     if cname in PRESETS:
-        preset = _flat(preset_params(cname))
+        base = preset_params(cname)
+    elif plain.get("scenario_file"):
+        base = read_scenario_file(plain["scenario_file"]).base_params()
+    if base is not None:
+        preset = _flat(base)
         for k, v in _flat(composed).items():
             if k != "scenario_name" and (k not in preset or preset[k] != v):
                 overrides[k] = v
@@ -58,7 +71,8 @@ def scenarios(plain: dict, cfg: PowerSettings, explicit: str | None = None):
         nname = cfg.scenario_null
         npre = _flat(preset_params(nname))
         try:
-            bpre = _flat(preset_params(base_name))
+            own_base = base if base_name == cname and base is not None else None
+            bpre = _flat(own_base if own_base is not None else preset_params(base_name))
         except ConfigError:
             bpre = {}
         own = {k for k, v in npre.items() if k not in bpre or bpre[k] != v}
