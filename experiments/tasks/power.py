@@ -96,6 +96,12 @@ def run(settings: Settings) -> int:
         + f"; methods: {', '.join(specs)}; reps {cfg.reps_start} + {cfg.reps_step} "
         f"until the 95% CI half-width <= {cfg.ci_halfwidth:g} (max {cfg.reps_max}"
         + (f"; {', '.join(f'{m} {c}' for m, c in caps.items())}" if caps else "")
+        + (
+            f"; no more reps once the CI is outside {cfg.precision_band[0]:g}-"
+            f"{cfg.precision_band[1]:g}"
+            if cfg.precision_band is not None
+            else ""
+        )
         + f") -> {out}"
     )
     try:
@@ -110,6 +116,7 @@ def run(settings: Settings) -> int:
             reps_step=cfg.reps_step,
             reps_max=cfg.reps_max,
             method_reps_max={m: c for m, c in caps.items() if m in specs},
+            precision_band=cfg.precision_band,
             runner=runner,
             config=plain,
             log=say,
