@@ -122,7 +122,15 @@ def main(doc: str, overrides: list[str], warm: list[str]) -> None:
     finally:
         if "baseline" in versions:
             subprocess.run(
-                ["git", "-C", str(ROOT), "worktree", "remove", "--force", str(versions["baseline"])],
+                [
+                    "git",
+                    "-C",
+                    str(ROOT),
+                    "worktree",
+                    "remove",
+                    "--force",
+                    str(versions["baseline"]),
+                ],
                 capture_output=True,
             )
         shutil.rmtree(tmp, ignore_errors=True)
