@@ -251,6 +251,32 @@ def test_adaptive_loop_stops_outside_the_precision_band(tmp_path):
         )
 
 
+def test_point_specs_restricting_survival_endpoints_keep_the_rows(tmp_path):
+    """task=power fits a survival test only on the endpoint of each point's grid
+    (point_specs): the rows are those of the test fitted on both endpoints."""
+    pts = expand_design("randomized", {"truth.n": 4000}, {"cohort.n": [80]})
+    key = pts[0].key
+    specs = {"logrank": {"kind": "logrank", "endpoints": ["pfs", "os"]}}
+    common = dict(
+        alpha=0.05,
+        needed={(key, "logrank"): ("os_loghr",)},
+        ci_halfwidth=0.2,
+        reps_start=20,
+        reps_step=20,
+        reps_max=20,
+        runner=runner_settings(seed=4, n_jobs=1, chunk_size=10, quiet=True),
+    )
+    both = adaptive.adaptive_power(pts, specs, out_dir=tmp_path / "both", **common)
+    own = {(key, "logrank"): {"kind": "logrank", "endpoints": ["os"]}}
+    one = adaptive.adaptive_power(pts, specs, out_dir=tmp_path / "one", point_specs=own, **common)
+    raw = pd.read_parquet(tmp_path / "one" / "results.parquet")
+    assert set(raw["estimand"]) == {"os_loghr"}  # the PFS fits were not made
+    cols = ["rep", "estimate", "se", "p_value", "status"]
+    a = both.results.sort_values("rep")[cols].reset_index(drop=True)
+    b = one.results.sort_values("rep")[cols].reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+
+
 def test_required_n_bootstrap_rows_equal_one_at_a_time():
     """The batched bootstrap (every redraw in one call) gives each redraw's own result, in
     every branch (interpolated, extrapolated below / above, not reached)."""
