@@ -3,7 +3,7 @@
 Pain NRS over the visits (weeks 0, 1, 4, 8, 12): the study's linear mixed model (``lmm``), a
 marginal model by GEE (``gee``), and three week-12 ANCOVAs differing in how missing week-12 NRS
 is handled (``ancova_cc`` complete cases, ``locf_ancova`` last observation carried forward,
-``mi_ancova`` multiple imputation by chained equations).
+``mi_ancova`` multiple imputation).
 
 Targets (sim/truth.py): ``nrs_diff_w{1,4,8,12}`` = E[NRS_j(1) - NRS_j(0)], the marginal mean
 difference on the observed 0-10 scale under the hypothetical strategy for death and dropout
@@ -703,7 +703,8 @@ class AncovaLOCF(Estimator):
 @register("mi_ancova")
 @dataclass
 class AncovaMI(Estimator):
-    """Multiple imputation by chained equations of post-baseline NRS, then ANCOVA, Rubin's rules.
+    """Multiple imputation of post-baseline NRS (sequential regressions or chained equations),
+    then ANCOVA, Rubin's rules.
 
     Imputation (wide format, visits 1, 4, 8, 12; :func:`mice_impute`, the ``m`` chains side by
     side): a proper posterior draw of (beta, sigma) per imputation model (reference prior:

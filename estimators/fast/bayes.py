@@ -91,12 +91,12 @@ def posterior_parts(
     dg = np.diagonal(L, axis1=1, axis2=2)[:, :p]
     both = np.stack([dg, dg * d])  # equilibrated and unscaled |diag R|
     ratio = both.min(axis=2) / both.max(axis=2)
-    if not (ratio[0].min() > COND_RATIO and ratio[1].min() > rank_tol):
+    if not (ratio > np.array([[COND_RATIO], [rank_tol]])).all():
         return None
-    s = L[:, p, p]
-    beta = -(L[:, p + 1 :, p] * s[:, None]) * (dy[:, None] / d)
+    sd = L[:, p, p] * dy  # sqrt(rss)
+    beta = L[:, p + 1 :, p] * (-sd[:, None] / d)
     Rinv = L[:, p + 1 :, :p] / d[:, :, None]
-    return beta, Rinv, (s * dy) ** 2
+    return beta, Rinv, sd * sd
 
 
 def ols_shared_design(Y: np.ndarray, X: np.ndarray):
