@@ -39,6 +39,7 @@ from palliasim.estimators.design import (  # noqa: F401  (ARM_LABELS .. check_fu
     patient_covariates,
     patient_covariates_fast,
 )
+from palliasim.estimators.fast.ols import ols_batch
 
 # --------------------------------------------------------------------------------------------
 # numerical cores (numpy in, numpy out)
@@ -126,17 +127,16 @@ class AncovaW12(Estimator):
             Z, znames = patient_covariates_fast(cohort, self.covariates)
         else:
             Z, znames = patient_covariates(cohort, self.covariates)
+        prepared = [self._outcome(cohort, pa, o) for o in self.outcomes]
+        batch = self._batch(prepared, group, Z) if self.engine == "fast" else {}
         rows: list[Estimate] = []
-        for o in self.outcomes:
-            c0, c12, log, estimand = w12_outcome(o)
-            y, b = _patient_float(cohort, c12, pa), _patient_float(cohort, c0, pa)
-            note = ""
-            if log:
-                bad = (y <= 0) | (b <= 0)
-                if bad.any():
-                    note = f"{int(bad.sum())} non-positive {o} value(s) excluded from the log scale"
-                y = np.log(np.where(y > 0, y, np.nan))
-                b = np.log(np.where(b > 0, b, np.nan))
+        for y, b, c0, c12, estimand, note in prepared:
+            if estimand in batch:
+                est, se, df, n = batch[estimand]
+                rows.append(
+                    wald_row(self.name, estimand, est, se, self.alpha, n, df=df, message=note)
+                )
+                continue
             try:
                 r = engines.ancova(
                     y, group, b, Z, znames, engine=self.engine, outcome=c12, base_name=c0
@@ -150,3 +150,49 @@ class AncovaW12(Estimator):
                 )
             )
         return rows
+
+    @staticmethod
+    def _outcome(cohort, pa, o: str):
+        """(y, baseline, baseline column, week-12 column, estimand, note) of outcome ``o``, on
+        the log scale for the inflammatory markers (non-positive values excluded, noted)."""
+        c0, c12, log, estimand = w12_outcome(o)
+        y, b = _patient_float(cohort, c12, pa), _patient_float(cohort, c0, pa)
+        note = ""
+        if log:
+            bad = (y <= 0) | (b <= 0)
+            if bad.any():
+                note = f"{int(bad.sum())} non-positive {o} value(s) excluded from the log scale"
+            y = np.log(np.where(y > 0, y, np.nan))
+            b = np.log(np.where(b > 0, b, np.nan))
+        return y, b, c0, c12, estimand, note
+
+    @staticmethod
+    def _batch(prepared, group, Z) -> dict:
+        """The ANCOVAs of every outcome in one batched OLS (:func:`estimators.fast.ols_batch`,
+        ols_fit's arithmetic): {estimand: (estimate, se, df, n)} for the fits that need none of
+        ``engines.ancova``'s decisions (complete cases in both arms, a non-constant outcome, a
+        rank certainly full, residual df, no perfect fit); the others go one by one."""
+        n = group.shape[0]
+        Y = np.stack([y for y, *_ in prepared])
+        B = np.stack([b for _, b, *_ in prepared])
+        common = np.column_stack([np.ones(n), group] + ([Z] if Z.shape[1] else []))
+        X = np.concatenate(
+            [np.broadcast_to(common[None, :, :2], (len(prepared), n, 2)), B[:, :, None]]
+            + ([np.broadcast_to(Z[None], (len(prepared),) + Z.shape)] if Z.shape[1] else []),
+            axis=2,
+        )
+        ok = np.isfinite(Y) & np.isfinite(X).all(axis=2)
+        params, cov, df, scale, clean = ols_batch(Y, X, ok)
+        nobs = ok.sum(axis=1)
+        in1 = (ok & (group == 1)).any(axis=1)
+        in0 = (ok & (group == 0)).any(axis=1)
+        ymax = np.where(ok, Y, -np.inf).max(axis=1)
+        ymin = np.where(ok, Y, np.inf).min(axis=1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            dev = np.where(ok, Y - (np.where(ok, Y, 0.0).sum(axis=1) / nobs)[:, None], 0.0)
+            var = (dev * dev).sum(axis=1) / nobs
+        clean &= in1 & in0 & (ymax > ymin) & (scale > 2e-12 * np.maximum(var, 1e-300))
+        return {
+            prepared[t][4]: (float(params[t, 1]), float(np.sqrt(cov[t, 1, 1])), df[t], int(nobs[t]))
+            for t in np.flatnonzero(clean)
+        }

@@ -15,12 +15,16 @@ operation              reference                              fast
 :func:`logit`          statsmodels Logit (Newton, tol 1e-10)  ``fast.logistic_fit`` (1e-10)
 :func:`cox`            lifelines CoxPHFitter (tight NR)       ``fast.cox_fit`` (exact NR)
 :func:`mixed_model`    statsmodels MixedLM (score root)       ``fast.lmm_random_intercept``
-:func:`gee`            statsmodels GEE                        (reference only)
-:func:`bayes_draw`     numpy QR                               LAPACK geqrf / ormqr / trtrs
+:func:`gee`            statsmodels GEE (to its fixed point)   ``fast.gee_exchangeable``
+:func:`bayes_draws`    numpy QR, draw by draw                 batched Cholesky (``fast.bayes``)
+:func:`ancova_batch`   statsmodels OLS, data set by data set  one shared-design OLS
 :func:`km_median`      lifelines KaplanMeierFitter            ``fast.km_median``
 :func:`rmst`           lifelines + Greenwood variance         ``fast.rmst``
 :func:`logrank`        lifelines logrank_test + Peto sums     ``fast.logrank_test``
 =====================  =====================================  ================================
+
+:func:`mixed_model_wide` is :func:`mixed_model` on padded (patient x visit) data (fast:
+``fast.lmm_random_intercept_wide``, no sorting or segment sums).
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import warnings
 from typing import NamedTuple
 
 import numpy as np
-from scipy.linalg import get_lapack_funcs
+from scipy.linalg import solve_triangular
 from scipy.special import expit
 
 from palliasim.estimators.base import StatisticalTrouble, capture, warning_texts
@@ -40,13 +44,18 @@ from palliasim.estimators.design import (
     check_full_rank_fast,
 )
 from palliasim.estimators.fast import cox as fast_cox
+from palliasim.estimators.fast import gee as fast_gee
 from palliasim.estimators.fast import km as fast_km
 from palliasim.estimators.fast import lmm as fast_lmm
+from palliasim.estimators.fast.bayes import (
+    CommonRows,
+    common_rows,  # noqa: F401  (re-exported: estimators use engines.common_rows)
+    ols_shared_design,
+    posterior_parts,
+)
 from palliasim.estimators.fast.logistic import is_separated, logistic_fit
 from palliasim.estimators.fast.logrank import logrank_test as fast_logrank
 from palliasim.estimators.fast.ols import ols_fit
-
-_GEQRF, _ORMQR, _TRTRS = get_lapack_funcs(("geqrf", "ormqr", "trtrs"), (np.empty((1, 1)),))
 
 ENGINES = ("reference", "fast")
 
@@ -94,14 +103,16 @@ def cox_data_problem(t: np.ndarray, e: np.ndarray, X: np.ndarray, names) -> str:
     nev = int(np.count_nonzero(e))
     if nev == 0:
         return "no events"
-    for j in range(X.shape[1]):
-        x = X[:, j]
-        if np.ptp(x) == 0:
-            return f"singular information matrix (covariate {names[j]} is constant)"
-        if np.all((x == 0) | (x == 1)):
-            ev1 = float(e @ x)
-            if ev1 == 0 or ev1 == nev:
-                lvl = 1 if ev1 == 0 else 0
+    constant = X.max(axis=0) == X.min(axis=0)
+    binary = ((X == 0) | (X == 1)).all(axis=0)
+    ev1 = (e != 0) @ X  # events at x == 1 of each binary covariate
+    monotone = binary & ((ev1 == 0) | (ev1 == nev))
+    if constant.any() or monotone.any():
+        for j in range(X.shape[1]):  # the first problem in column order
+            if constant[j]:
+                return f"singular information matrix (covariate {names[j]} is constant)"
+            if monotone[j]:
+                lvl = 1 if ev1[j] == 0 else 0
                 return f"no events in {names[j]} == {lvl} (monotone likelihood)"
     return ""
 
@@ -202,7 +213,10 @@ def singular_re_message(cov_re_min: float, scale: float) -> str:
 
 
 def _boundary_messages(G: np.ndarray, scale: float) -> list:
-    ev = np.linalg.eigvalsh(G) if np.all(np.isfinite(G)) else np.array([np.nan])
+    if G.shape == (1, 1):  # random intercept: the eigenvalue is the variance
+        ev = G[0] if np.isfinite(G[0, 0]) else np.array([np.nan])
+    else:
+        ev = np.linalg.eigvalsh(G) if np.all(np.isfinite(G)) else np.array([np.nan])
     if not np.all(np.isfinite(ev)) or ev.min() <= 1e-6 * max(scale, 1e-12):
         return [singular_re_message(float(ev.min()), scale)]
     return []
@@ -305,6 +319,26 @@ def mixed_model(
     params = np.asarray(params, float)[:k]
     cov = fe_covariance(X, groups, Zm, G, scale)
     return _checked(MixedFit(params, cov, msgs + _boundary_messages(G, scale)))
+
+
+def mixed_model_wide(Y: np.ndarray, X: np.ndarray, *, engine: str, reml: bool = True) -> MixedFit:
+    """:func:`mixed_model` (random intercept) on padded data: patient i's visits in row i.
+
+    ``Y`` (n, v) with NaN where a visit is not observed, ``X`` (n, v, p) the design per visit
+    (rows of unobserved visits ignored). The fit of the long form (observed rows, patient-major,
+    visit order; groups = patients): fast = :func:`estimators.fast.lmm.lmm_random_intercept_wide`
+    (group sums over the visit axis, no sorting), reference = :func:`mixed_model` on the long
+    rows.
+    """
+    _check_engine(engine)
+    if engine == "reference":
+        obs = np.isfinite(Y)
+        return mixed_model(Y[obs], X[obs], np.nonzero(obs)[0], engine=engine, reml=reml)
+    r = fast_lmm.lmm_random_intercept_wide(Y, X, reml=reml)
+    if r.status == "failed":
+        raise StatisticalTrouble(f"MixedLM failed: {r.message}")
+    msgs = _boundary_messages(np.array([[r.cov_re]]), float(r.scale))
+    return _checked(MixedFit(r.fe_params, r.cov_fe, msgs))
 
 
 def _mixedlm_messages(caught, converged: bool) -> list:
@@ -448,6 +482,52 @@ def ancova(
     return AncovaResult(float(fit.params[1]), float(np.sqrt(fit.cov[1, 1])), fit.df_resid, n)
 
 
+def ancova_batch(
+    Y: np.ndarray,
+    group: np.ndarray,
+    base: np.ndarray | None,
+    Z: np.ndarray,
+    znames: list,
+    *,
+    engine: str,
+    outcome: str = "outcome",
+    base_name: str = "baseline",
+):
+    """:func:`ancova` of each row of ``Y`` (m, n) (m completed data sets, one design):
+    (estimates (m,), SEs (m,), residual df, n). Reference: :func:`ancova` data set by data set;
+    fast: one OLS of the m responses on the shared design (:func:`estimators.fast.bayes.
+    ols_shared_design`), falling back to :func:`ancova` one by one whenever a data set would
+    fail (incomplete, constant, perfect fit) or the design is ill conditioned, so the first
+    failing data set raises the same StatisticalTrouble in both engines."""
+    _check_engine(engine)
+
+    def one_by_one(eng):
+        rs = [
+            ancova(y, group, base, Z, znames, engine=eng, outcome=outcome, base_name=base_name)
+            for y in Y
+        ]
+        return np.array([r.estimate for r in rs]), np.array([r.se for r in rs]), rs[0].df, rs[0].n
+
+    if engine == "reference":
+        return one_by_one("reference")
+    X = np.column_stack([np.ones(Y.shape[1]), group] + ([] if base is None else [base]) + [Z])
+    if not (np.isfinite(Y).all() and np.isfinite(X).all()) or np.any(np.ptp(Y, axis=1) == 0):
+        return one_by_one("fast")
+    names = ["intercept", "group"] + ([] if base is None else [base_name]) + list(znames)
+    for arm in (0, 1):
+        if not np.any(group == arm):
+            return one_by_one("fast")
+    check_full_rank_fast(X, names, f"ANCOVA design for {outcome}")
+    n, p = X.shape
+    got = ols_shared_design(Y, X) if n - p >= 1 else None
+    if got is None:
+        return one_by_one("fast")
+    params, scale, norm_cov = got
+    if not np.all(np.isfinite(scale) & (scale > 1e-12 * np.maximum(np.var(Y, axis=1), 1e-300))):
+        return one_by_one("fast")
+    return params[:, 1], np.sqrt(scale * norm_cov[1, 1]), float(n - p), n
+
+
 # --------------------------------------------------------------------------------------------
 # logistic regression
 
@@ -547,18 +627,46 @@ def logit(y: np.ndarray, X: np.ndarray, labels: list, what: str = "outcome model
 
 
 # --------------------------------------------------------------------------------------------
-# GEE (reference only) and the posterior draw of a normal linear model
+# GEE and the posterior draw of a normal linear model
+
+#: statsmodels GEE run to its fixed point: it stops when the norm of the estimating equations
+#: (evaluated before the last update) is below ctol; its default 1e-6 already lands ~1e-13
+#: from the fixed point in rho on n = 205, 1e-8 costs one more iteration and stays above the
+#: rounding floor of that norm (~1e-11 at 5,000 patients)
+GEE_CTOL = 1e-8
+GEE_MAXITER = 100
 
 
-def gee(y: np.ndarray, X: np.ndarray, groups: np.ndarray, *, engine: str = "reference"):
-    """statsmodels GEE, Gaussian identity link, exchangeable working correlation, robust
-    covariance -> MixedFit (the reference engine only: no fast kernel)."""
-    if engine != "reference":  # pragma: no cover - guarded by the estimator's engines
-        raise ValueError("gee has only the reference engine")
+def gee(y: np.ndarray, X: np.ndarray, groups: np.ndarray, *, engine: str) -> MixedFit:
+    """GEE, Gaussian family, identity link, exchangeable working correlation, robust (sandwich)
+    covariance -> MixedFit.
+
+    Working covariance phi R_i, R_i = (1 - rho) I + rho 11', with statsmodels' moment estimators
+    (ddof = p): phi = sum r^2 / (N - p), rho = sum_i sum_{j<k} r_ij r_ik / phi / (n_pairs - p).
+    Both engines solve to the fixed point of statsmodels' iteration (GLS given rho, rho from
+    the residuals): reference statsmodels ``GEE.fit(maxiter=GEE_MAXITER, ctol=GEE_CTOL)``;
+    fast :func:`estimators.fast.gee_exchangeable` (closed-form per-cluster algebra, rho to
+    1e-12). Both raise StatisticalTrouble with the same message before any fit when there are
+    too few rows or within-cluster pairs for the moment estimators, and after it when rho is
+    outside the range where every R_i is positive definite; not converging in GEE_MAXITER
+    iterations is a message (warning rows).
+    """
+    _check_engine(engine)
+    if engine == "fast":  # the kernel runs the same checks (fast_gee.data_problem, rho_problem)
+        r = fast_gee.gee_exchangeable(y, X, groups, maxiter=GEE_MAXITER)
+        if r.status == "failed":
+            raise StatisticalTrouble(f"GEE: {r.message}")
+        return _gee_checked(r.params, r.cov_params, [] if r.converged else [f"GEE {r.message}"])
+    n, p = X.shape
+    _, starts = fast_gee.cluster_starts(groups)
+    sizes = np.diff(np.concatenate((starts, [n])))
+    problem = fast_gee.data_problem(n, p, sizes)
+    if problem:
+        raise StatisticalTrouble(f"GEE: {problem}")
     from statsmodels.genmod import cov_struct, families
     from statsmodels.genmod.generalized_estimating_equations import GEE
 
-    with capture() as msgs:
+    with capture(drop=("Iteration limit reached",)) as msgs:
         try:
             res = GEE(
                 y,
@@ -566,50 +674,112 @@ def gee(y: np.ndarray, X: np.ndarray, groups: np.ndarray, *, engine: str = "refe
                 groups=groups,
                 family=families.Gaussian(),
                 cov_struct=cov_struct.Exchangeable(),
-            ).fit()
+            ).fit(maxiter=GEE_MAXITER, ctol=GEE_CTOL)
         except ValueError as exc:
             raise StatisticalTrouble(f"GEE failed: {exc}") from exc
+    if res is None:  # statsmodels warned and gave up (singular covariance structure)
+        raise StatisticalTrouble(f"GEE failed: {'; '.join(msgs) or 'no result'}")
     msgs = list(msgs)
-    if getattr(res, "converged", True) is False and not msgs:
-        msgs.append("GEE did not converge")
+    if not bool(getattr(res, "converged", True)):  # (a numpy bool)
+        msgs.insert(
+            0,
+            f"GEE did not converge in {GEE_MAXITER} iterations "
+            f"(score norm {res.score_norm:.3g} > {GEE_CTOL:g})",
+        )
     params = np.asarray(res.params, float)
     cov = np.asarray(res.cov_params(), float)
+    rho = float(res.cov_struct.dep_params)
+    problem = fast_gee.rho_problem(rho, int(sizes.max()))
+    if problem:
+        raise StatisticalTrouble(f"GEE: {problem}")
+    return _gee_checked(params, cov, msgs)
+
+
+def _gee_checked(params: np.ndarray, cov: np.ndarray, msgs: list) -> MixedFit:
     if not np.all(np.isfinite(params)) or not np.all(np.isfinite(np.diag(cov))):
         raise StatisticalTrouble("GEE returned non-finite coefficients or covariance")
     return MixedFit(params, cov, msgs)
 
 
-def bayes_draw(y: np.ndarray, X: np.ndarray, rng: np.random.Generator, *, engine: str):
-    """One posterior draw (beta*, sigma*) of a normal linear model with the reference prior.
-
-    sigma*^2 = RSS / chi2_{n-p} (scaled inverse chi-square), beta* ~ N(beta_hat, sigma*^2 (X'X)^-1)
-    through the QR factor R (X'X = R'R): beta* = beta_hat + sigma* R^-1 z. Reference: numpy's
-    QR; fast: LAPACK geqrf / ormqr / trtrs directly (the same Householder R, signs included, and
-    the same random numbers in the same order: equal draws to ~1e-15).
-    """
-    _check_engine(engine)
-    n, p = X.shape
-    if n - p < 1:
-        raise StatisticalTrouble(f"too few observed values ({n}) for {p} predictors")
-    if engine == "fast":
-        qr, tau, _, _ = _GEQRF(X)
-        R = np.triu(qr[:p, :p])
-    else:
-        Q, R = np.linalg.qr(X)
-    d = np.abs(np.diagonal(R))
+def _qr_factors(y: np.ndarray, X: np.ndarray):
+    """(beta_hat, R, rss) by numpy's QR, R with a positive diagonal (the Cholesky factor of X'X);
+    StatisticalTrouble when |diag R| spans more than 1e10 (rank-deficient predictors)."""
+    Q, R = np.linalg.qr(X)
+    s = np.where(np.diagonal(R) < 0, -1.0, 1.0)
+    R, Q = R * s[:, None], Q * s
+    d = np.diagonal(R)
     if d.min() <= 1e-10 * d.max():
         raise StatisticalTrouble("rank-deficient predictors")
-    if engine == "fast":
-        qty, _, _ = _ORMQR("L", "T", qr, tau, y[:, None], max(64, p))
-        beta_hat = _TRTRS(R, qty[:p, 0])[0]
-    else:
-        beta_hat = np.linalg.solve(R, Q.T @ y)
+    beta_hat = solve_triangular(R, Q.T @ y)
     resid = y - X @ beta_hat
-    rss = float(resid @ resid)
-    sigma = np.sqrt(rss / rng.chisquare(n - p))
-    z = rng.standard_normal(p)
-    step = _TRTRS(R, z)[0] if engine == "fast" else np.linalg.solve(R, z)
-    return beta_hat + sigma * step, sigma
+    return beta_hat, R, float(resid @ resid)
+
+
+class PosteriorDraws(NamedTuple):
+    """m posterior draws of a linear model: coefficients, residual SDs, the caller's standard
+    normals (m, extra), and the least-squares fit they are drawn around."""
+
+    beta: np.ndarray  # (m, p)
+    sigma: np.ndarray  # (m,)
+    noise: np.ndarray  # (m, extra)
+    beta_hat: np.ndarray  # (m, p), or (1, p) for a shared design
+
+
+def bayes_draws(
+    y: np.ndarray,
+    X: np.ndarray,
+    m: int,
+    rng: np.random.Generator,
+    extra: int = 0,
+    *,
+    engine: str,
+    common: CommonRows | None = None,
+):
+    """m posterior draws (beta*, sigma*) of a normal linear model with the reference prior.
+
+    sigma*^2 = RSS / chi2_{n-p} (scaled inverse chi-square), beta* ~ N(beta_hat, sigma*^2 (X'X)^-1)
+    as beta* = beta_hat + sigma* R^-1 z, with R the upper-triangular factor of X'X = R'R with a
+    positive diagonal. ``X`` (n, p) is one design shared by the m draws, or (m, n, p) one per
+    draw (m imputation chains, the same observed response ``y`` (n,)); then ``common``
+    (:func:`estimators.fast.bayes.common_rows`) holds further rows that are the same in every
+    chain, with their cross-products computed once. Random numbers, the same whatever the
+    engine: chi2_{n-p} (m), then N(0, 1) (m, p + ``extra``), whose last ``extra`` columns are
+    returned for the caller's predictive noise. Returns :class:`PosteriorDraws`. Reference: numpy's QR, chain by chain; fast: one batched Cholesky of the
+    equilibrated cross-products (:func:`estimators.fast.bayes.posterior_parts`), the QR path
+    when a factorisation is ill conditioned (so both decide rank deficiency alike). Equal draws
+    to ~1e-12.
+    """
+    _check_engine(engine)
+    shared = X.ndim == 2
+    n, p = X.shape[-2:]
+    if common is not None:
+        n += common.y.shape[0]
+    if n - p < 1:
+        raise StatisticalTrouble(f"too few observed values ({n}) for {p} predictors")
+    chi2 = rng.chisquare(n - p, size=m)
+    z = rng.standard_normal((m, p + extra))
+    zb = z[:, :p]
+    got = None
+    if engine == "fast":
+        got = posterior_parts(y, X[None] if shared else X, common)
+    if got is not None:
+        beta_hat, Rinv, rss = got
+        step = zb @ Rinv[0].T if shared else np.matmul(Rinv, zb[:, :, None])[:, :, 0]
+    else:
+        Xk = [X] if shared else list(X)
+        if common is not None:
+            Xk, yk = [np.vstack([common.X, x]) for x in Xk], np.concatenate([common.y, y])
+        else:
+            yk = y
+        fits = [_qr_factors(yk, x) for x in Xk]
+        beta_hat = np.array([f[0] for f in fits])
+        rss = np.array([f[2] for f in fits])
+        if shared:
+            step = solve_triangular(fits[0][1], zb.T).T
+        else:
+            step = np.array([solve_triangular(f[1], zi) for f, zi in zip(fits, zb)])
+    sigma = np.sqrt(rss / chi2)
+    return PosteriorDraws(beta_hat + sigma[:, None] * step, sigma, z[:, p:], beta_hat)
 
 
 # --------------------------------------------------------------------------------------------

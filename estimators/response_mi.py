@@ -33,46 +33,118 @@ Patients with missing covariates are left out (counted in the message).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
 from scipy.special import ndtr, ndtri, stdtr, stdtrit
 
+from palliasim.estimators import engines
 from palliasim.estimators.base import Estimate, Estimator, StatisticalTrouble, register
+from palliasim.estimators.longitudinal import DEAD, nrs_wide
 from palliasim.sim.pain import PARTIAL, consensus_category
-from palliasim.sim.schedule import POST_WEEKS
 from palliasim.sim.truth import ADJUSTMENT_SET
 
 
-def _bayes_pmm(y, X, Xr, rng, donors: int) -> np.ndarray:
-    """Predictive-mean-matching draws for recipients ``Xr`` from donors (y, X) (module doc).
-    Columns constant among the donors (e.g. strong_opioid among non-users) are left out."""
-    cols = [0] + [j for j in range(1, X.shape[1]) if np.ptp(X[:, j]) > 0]
-    X, Xr = X[:, cols], Xr[:, cols]
-    n, k = X.shape
+class Donors(NamedTuple):
+    """The donors' design of an imputation model: rows with the same values in every
+    imputation (``Xf`` (n_f, k), positions ``fi`` among the donors) and rows with imputed
+    predictors (``Xv`` (m, n_v, k) or None, positions ``vi``)."""
+
+    Xf: np.ndarray
+    fi: np.ndarray
+    Xv: np.ndarray | None
+    vi: np.ndarray
+
+
+def _bayes_pmm(y, D: Donors, Xr, rng, donors: int, m: int) -> np.ndarray:
+    """Predictive-mean-matching draws (m, n_r) for the recipients ``Xr`` (m, n_r, k) of the m
+    imputations from the donors (values ``y`` (n,), design ``D``), all imputations at once
+    (module doc). Columns constant among the donors (e.g. strong_opioid among non-users) are
+    left out. Random numbers: those of :func:`estimators.engines.bayes_draws` (chi2 (m),
+    N(0, 1) (m, k)), then the donor choice, integers (m, n_r)."""
+    if D.Xf.shape[0]:
+        const = np.zeros((1 if D.Xv is None else D.Xv.shape[0], D.Xf.shape[1]), bool)
+        for j in np.flatnonzero(np.ptp(D.Xf, axis=0) == 0):  # and among the other donors?
+            const[:, j] = True if D.Xv is None else (D.Xv[:, :, j] == D.Xf[0, j]).all(axis=1)
+    else:
+        const = np.ptp(D.Xv, axis=1) == 0
+    const[:, 0] = False  # the intercept
+    if (const != const[:1]).any():  # a column constant among the donors in some imputations
+        return np.concatenate(
+            [
+                _bayes_pmm(y, D._replace(Xv=D.Xv[i : i + 1]), Xr[i : i + 1], rng, donors, 1)
+                for i in range(m)
+            ]
+        )
+    cols = np.flatnonzero(~const[0])
+    Xf, Xv, Xr = D.Xf[:, cols], None if D.Xv is None else D.Xv[..., cols], Xr[..., cols]
+    n, k = y.size, cols.size
     if n < k + 2:
         raise StatisticalTrouble(f"imputation model: {n} observed patients for {k} parameters")
-    XtX = X.T @ X
     try:
-        L = np.linalg.cholesky(np.linalg.inv(XtX))
-    except np.linalg.LinAlgError:
+        if Xv is None:
+            draw = engines.bayes_draws(y, Xf, m, rng, engine="fast")
+        else:
+            common = engines.common_rows(Xf, y[D.fi])
+            draw = engines.bayes_draws(y[D.vi], Xv, m, rng, engine="fast", common=common)
+    except StatisticalTrouble:
         raise StatisticalTrouble("imputation model: singular design") from None
-    beta = np.linalg.solve(XtX, X.T @ y)
-    rss = float(np.sum((y - X @ beta) ** 2))
-    sigma2 = rss / rng.chisquare(n - k)
-    beta_star = beta + np.sqrt(sigma2) * (L @ rng.standard_normal(k))
-    pd_ = X @ beta  # donors' predictions (type 1 matching)
-    pr = Xr @ beta_star
-    order = np.argsort(pd_, kind="stable")
-    sd = pd_[order]
-    d = min(donors, n)
-    pos = np.searchsorted(sd, pr)
-    lo = np.clip(pos - d, 0, n - 2 * d if n >= 2 * d else 0)
-    cand = lo[:, None] + np.arange(min(2 * d, n))[None, :]
-    dist = np.abs(sd[cand] - pr[:, None])
-    nearest = np.take_along_axis(cand, np.argsort(dist, axis=1, kind="stable")[:, :d], axis=1)
-    pick = nearest[np.arange(len(pr)), rng.integers(0, d, len(pr))]
-    return y[order[pick]]
+    if Xv is None:
+        pd_ = draw.beta_hat @ Xf.T  # donors' predictions (type 1 matching), (1, n)
+    else:
+        pd_ = np.empty((m, n))
+        pd_[:, D.fi] = draw.beta_hat @ Xf.T
+        pd_[:, D.vi] = np.matmul(Xv, draw.beta_hat[:, :, None])[:, :, 0]
+    pr = np.matmul(Xr, draw.beta[:, :, None])[:, :, 0]  # recipients' predictions (m, n_r)
+    order, start = _nearest_runs(pd_, pr, min(donors, n))
+    pick = start + rng.integers(0, min(donors, n), pr.shape)
+    return y[np.take_along_axis(order, pick, axis=1)]
+
+
+def _nearest_runs(pd_: np.ndarray, pr: np.ndarray, d: int):
+    """Donor order and nearest runs for predictive mean matching, per imputation: ``pd_``
+    (1 or m, n) donors' predictions, ``pr`` (m, n_r) recipients'. Returns (order (m, n): the
+    donors sorted by prediction (stable), start (m, n_r)): the d donors whose predictions are
+    nearest to recipient r's are order[start_r : start_r + d] (distance ties keep the lower
+    sorted position, as a stable sort by distance would).
+
+    With one set of donor predictions, one stable sort and np.searchsorted (side "left");
+    otherwise one stable sort per imputation of [recipients, donors] gives both the donor order
+    and each recipient's position among the sorted donors (the number predicted strictly below
+    it: equal donors sort after it). The d nearest of sorted values are a run of d consecutive ones inside the 2d
+    around that position, starting a steps right of its left end lo, where a counts the i with
+    the left element s_i farther than s_(i+d) (a monotone predicate)."""
+    m, nr = pr.shape
+    n = pd_.shape[1]
+    if pd_.shape[0] == 1:  # one set of donor predictions: one sort, one searchsorted
+        order = np.argsort(pd_[0], kind="stable")
+        sd = pd_[0][order]
+        pos = np.searchsorted(sd, pr)
+        order = np.broadcast_to(order, (m, n))
+
+        def sorted_at(i):
+            return sd[i]
+
+    else:
+        o = np.argsort(np.concatenate([pr, pd_], axis=1), axis=1, kind="stable")
+        is_rec = o < nr
+        order = o[~is_rec].reshape(m, n) - nr
+        sdm = np.take_along_axis(pd_, order, axis=1)
+        rank = np.empty_like(o)
+        np.put_along_axis(rank, o, np.arange(n + nr), axis=1)
+        below = np.cumsum(is_rec, axis=1)  # recipients up to and including each sorted slot
+        pos = rank[:, :nr] - np.take_along_axis(below, rank[:, :nr], axis=1) + 1
+        rows = np.arange(m)[:, None, None]
+
+        def sorted_at(i):
+            return sdm[rows, i]
+
+    c = min(2 * d, n)
+    lo = np.clip(pos - d, 0, n - c)
+    i = lo[:, :, None] + np.arange(c - d)
+    a = (2 * pr[:, :, None] - sorted_at(i) - sorted_at(i + d) > 0).sum(axis=2)
+    return order, lo + a
 
 
 def _rubin(q: np.ndarray, u: np.ndarray, n: int):
@@ -141,31 +213,32 @@ class MIResponse(Estimator):
 
     def _frame(self, cohort):
         covs = list(ADJUSTMENT_SET if self.covariates is None else self.covariates)
-        p = cohort.patients
+        pa = cohort.arrays
         need = ["group", "response", "response_category", "nrs0", "omed0", "omed12", *covs]
-        absent = [c for c in need if c not in p]
+        absent = [c for c in need if c not in pa]
         if absent:
             raise StatisticalTrouble(f"cohort has no column(s): {', '.join(absent)}")
-        v = cohort.visits
-        nrs = v.pivot(index="id", columns="week", values="nrs").reindex(p["id"].to_numpy())
-        status = (
-            v.assign(status=v["status"].astype(str))
-            .pivot(index="id", columns="week", values="status")
-            .reindex(p["id"].to_numpy())
-        )
-        weeks = list(POST_WEEKS)
-        W = nrs[weeks].to_numpy(dtype=float)
-        dead = status[weeks].to_numpy() == "dead"
-        X = p[covs].apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float)
-        keep = np.isfinite(X).all(axis=1) & p["group"].notna().to_numpy()
-        cat = p["response_category"].astype(str).to_numpy()
+
+        def numeric(c):
+            a = cohort.numeric_column(c)
+            if a is None:  # categorical or text: as pandas coerces it (NaN unless numeric)
+                a = pd.to_numeric(cohort.patients[c], errors="coerce").to_numpy(dtype=float)
+            return a
+
+        wide = nrs_wide(cohort)
+        W = wide.nrs[:, 1:]
+        dead = wide.status[:, 1:] == DEAD
+        X = np.column_stack([numeric(c) for c in covs]) if covs else np.empty((cohort.n, 0))
+        g = numeric("group")
+        keep = np.isfinite(X).all(axis=1) & np.isfinite(g)
+        missing = cohort.label_mask("response_category", "missing")
         return {
-            "g": p["group"].to_numpy(dtype=float)[keep],
-            "y": p["response"].to_numpy(dtype=float)[keep],
-            "cat": cat[keep],
-            "nrs0": p["nrs0"].to_numpy(dtype=float)[keep],
-            "omed0": p["omed0"].to_numpy(dtype=float)[keep],
-            "omed12": p["omed12"].to_numpy(dtype=float)[keep],
+            "g": g[keep],
+            "y": numeric("response")[keep],
+            "missing": missing[keep],
+            "nrs0": numeric("nrs0")[keep],
+            "omed0": numeric("omed0")[keep],
+            "omed12": numeric("omed12")[keep],
             "W": W[keep],
             "dead": dead[keep],
             "X": X[keep],
@@ -173,73 +246,101 @@ class MIResponse(Estimator):
             "has_nrs0": "nrs0" in covs,
         }
 
-    def _impute_once(self, d, rng) -> np.ndarray:
-        """One completed response vector (NaN where the data's response stays missing)."""
-        n = d["g"].size
+    def _impute(self, d, rng) -> np.ndarray:
+        """The m completed response vectors (m, n) (NaN where the data's response stays
+        missing), the m imputations side by side."""
+        m, n = self.m, d["g"].size
         base = np.column_stack(
             [np.ones(n), d["g"], d["X"]] + ([] if d["has_nrs0"] else [d["nrs0"]])
         )
-        W = d["W"].copy()
-        for j in range(W.shape[1]):
-            obs = np.isfinite(W[:, j])
-            rec = ~obs & ~d["dead"][:, j]
-            if rec.any():
-                Z = base if j == 0 else np.column_stack([base, W[:, j - 1]])
-                W[rec, j] = _bayes_pmm(W[obs, j], Z[obs], Z[rec], rng, self.donors)
-        target = d["cat"] == "missing"
-        y = d["y"].copy()
+        W0 = d["W"]
+        W = np.repeat(W0[None], m, axis=0)
+
+        def donors(rows, extra) -> Donors:
+            """[base, extra visits] of the donor ``rows``, split by whether an extra visit
+            value there is imputed (differs between imputations) or not."""
+            if not extra:
+                return Donors(base[rows], np.arange(rows.size), None, rows[:0])
+            vals = W0[np.ix_(rows, extra)]
+            fin = np.isfinite(vals).all(axis=1)
+            fi, vi = np.flatnonzero(fin), np.flatnonzero(~fin)
+            Xf = np.column_stack([base[rows[fi]], vals[fi]])
+            return Donors(Xf, fi, recipients(rows[vi], extra) if vi.size else None, vi)
+
+        def recipients(rows, extra):
+            """(m, len(rows), k): [base, extra visits of each imputation] of ``rows``."""
+            b = np.broadcast_to(base[rows], (m, rows.size, base.shape[1]))
+            return np.concatenate([b, W[:, rows][:, :, extra]], axis=2) if extra else b
+
+        for j in range(W0.shape[1]):
+            obs = np.isfinite(W0[:, j])
+            rec = np.flatnonzero(~obs & ~d["dead"][:, j])
+            if rec.size:
+                prev = [] if j == 0 else [j - 1]
+                W[:, rec, j] = _bayes_pmm(
+                    W0[obs, j],
+                    donors(np.flatnonzero(obs), prev),
+                    recipients(rec, prev),
+                    rng,
+                    self.donors,
+                    m,
+                )
+        target = d["missing"]
+        y = np.repeat(d["y"][None], m, axis=0)
         if not target.any():
             return y
-        assessed = np.isfinite(d["omed12"]) & np.isfinite(d["W"][:, 3])
-        Z = np.column_stack([base, W[:, 2], W[:, 3]])
-        omed12 = d["omed12"].copy()
+        assessed = np.isfinite(d["omed12"]) & np.isfinite(W0[:, 3])
+        omed12 = np.repeat(d["omed12"][None], m, axis=0)
         for users in (True, False):
             s = (d["omed0"] > 0) == users
-            rec, don = target & s, assessed & s
-            if not rec.any():
+            rec, don = np.flatnonzero(target & s), np.flatnonzero(assessed & s)
+            if not rec.size:
                 continue
+            Zd, Zr = donors(don, [2, 3]), recipients(rec, [2, 3])
             if users:
                 ratio = np.log(d["omed12"][don] / d["omed0"][don])
-                omed12[rec] = d["omed0"][rec] * np.exp(
-                    _bayes_pmm(ratio, Z[don], Z[rec], rng, self.donors)
+                omed12[:, rec] = d["omed0"][rec] * np.exp(
+                    _bayes_pmm(ratio, Zd, Zr, rng, self.donors, m)
                 )
             else:
-                omed12[rec] = _bayes_pmm(d["omed12"][don], Z[don], Z[rec], rng, self.donors)
+                omed12[:, rec] = _bayes_pmm(d["omed12"][don], Zd, Zr, rng, self.donors, m)
         cat = consensus_category(
             d["nrs0"][target],
-            W[target, 3],
+            W[:, target, 3],
             d["omed0"][target],
-            np.round(omed12[target], 1),
+            np.round(omed12[:, target], 1),
             self.increase_threshold,
             self.partial_omed_decrease,
             self.progression_omed_increase,
         )
-        y[target] = (cat <= PARTIAL).astype(float)
+        y[:, target] = (cat <= PARTIAL).astype(float)
         return y
 
     def _fit(self, cohort, rng) -> list[Estimate]:
         if rng is None:
             raise ValueError("mi_response needs an rng (multiple imputation draws)")
         d = self._frame(cohort)
-        n_imp = int(np.sum(d["cat"] == "missing"))
-        q = np.empty((self.m, 2))
-        u = np.empty((self.m, 2))
-        n_used = 0
-        for i in range(self.m):
-            y = self._impute_once(d, rng)
-            ok = np.isfinite(y)
-            yy, gg = y[ok], d["g"][ok]
-            cells = [(yy[gg == a] == r).sum() for a in (1, 0) for r in (1, 0)]
-            a_, b_, c_, d_ = (float(x) for x in cells)
-            if min(cells) == 0:
-                raise StatisticalTrouble(
-                    f"imputation {i + 1}: a zero cell in the 2 x 2 table (log OR infinite)"
-                )
-            n1, n0 = a_ + b_, c_ + d_
-            p1, p0 = a_ / n1, c_ / n0
-            q[i] = (np.log(a_ * d_ / (b_ * c_)), p1 - p0)
-            u[i] = (1 / a_ + 1 / b_ + 1 / c_ + 1 / d_, p1 * (1 - p1) / n1 + p0 * (1 - p0) / n0)
-            n_used = int(ok.sum())
+        n_imp = int(np.sum(d["missing"]))
+        y = self._impute(d, rng)
+        ok = np.isfinite(y)
+        g1, g0 = ok & (d["g"] == 1), ok & (d["g"] == 0)
+        cells = np.stack(
+            [(g1 & (y == 1)).sum(1), (g1 & (y == 0)).sum(1), (g0 & (y == 1)).sum(1),
+             (g0 & (y == 0)).sum(1)]
+        ).astype(float)  # (4, m): a, b, c, d of each imputation's 2 x 2 table
+        zero = np.flatnonzero(cells.min(axis=0) == 0)
+        if zero.size:
+            raise StatisticalTrouble(
+                f"imputation {zero[0] + 1}: a zero cell in the 2 x 2 table (log OR infinite)"
+            )
+        a_, b_, c_, d_ = cells
+        n1, n0 = a_ + b_, c_ + d_
+        p1, p0 = a_ / n1, c_ / n0
+        q = np.column_stack([np.log(a_ * d_ / (b_ * c_)), p1 - p0])
+        u = np.column_stack(
+            [1 / a_ + 1 / b_ + 1 / c_ + 1 / d_, p1 * (1 - p1) / n1 + p0 * (1 - p0) / n0]
+        )
+        n_used = int(ok[-1].sum())
         msg = f"M = {self.m} imputations of {n_imp} unassessed patients"
         if d["dropped"]:
             msg += f"; {d['dropped']} patients dropped for missing covariates"

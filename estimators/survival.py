@@ -191,13 +191,15 @@ def analysis_arrays(cohort, endpoint: str, covariates, engine: str):
 
 def check_arms(t: np.ndarray, e: np.ndarray, g: np.ndarray, endpoint: str) -> None:
     """Raise StatisticalTrouble for an empty arm, no events at all, or no events in an arm."""
+    arm = (g == 0, g == 1)
     for a in (0, 1):
-        if not np.any(g == a):
+        if not arm[a].any():
             raise StatisticalTrouble(f"no patients in group {a} ({endpoint})")
-    if not np.any(e > 0):
+    ev = e > 0
+    if not ev.any():
         raise StatisticalTrouble(f"all {endpoint} times censored (no events)")
     for a in (0, 1):
-        if not np.any(e[g == a] > 0):
+        if not (ev & arm[a]).any():
             raise StatisticalTrouble(f"no {endpoint} events in group {a}")
 
 
@@ -206,32 +208,80 @@ def check_arms(t: np.ndarray, e: np.ndarray, g: np.ndarray, endpoint: str) -> No
 
 
 def km_medians_resampled(time: np.ndarray, event: np.ndarray, idx: np.ndarray) -> np.ndarray:
-    """Kaplan-Meier medians of the resamples ``time[idx[b]], event[idx[b]]`` (idx: (B, n) ints).
+    """Kaplan-Meier medians of the resamples ``time[idx[b]], event[idx[b]]`` (idx: (B, n) ints):
+    :func:`km_medians_counted` of the resamples' multiplicities."""
+    return km_medians_counted(time, event, resample_counts(idx, time.size))
 
-    Same curve arithmetic as the engines (S = exp(cumsum(log(n - d) - log(n)))) and R's median
-    rule (:func:`estimators.fast.km.r_quantile`: the midpoint of a flat stretch at 0.5 within
-    sqrt(eps), to the resample's last time if the curve ends there; inf if never reached),
-    vectorised over resamples via multiplicities.
+
+def resample_counts(idx: np.ndarray, n: int) -> np.ndarray:
+    """(B, n) multiplicities: how often each of ``n`` units appears in each resample (idx: (B, m))."""
+    b = idx.shape[0]
+    flat = (idx + (np.arange(b) * n)[:, None]).ravel()
+    return np.bincount(flat, minlength=b * n).reshape(b, n)
+
+
+def km_medians_counted(time: np.ndarray, event: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """Kaplan-Meier medians of B resamples given as multiplicities ``counts`` (B, n) of the rows.
+
+    One 2-D pass over the distinct event times t_k of the data: at risk N_bk = (resample size)
+    - (counts before t_k in time order, an integer cumulative sum), deaths D_bk, S_bk =
+    prod_{j <= k} (1 - D_bj / N_bj); R's median rule (:func:`estimators.fast.km.r_quantile`:
+    the first t with S <= 0.5 + sqrt(eps), the midpoint of a flat stretch at 0.5 within
+    sqrt(eps), to the resample's last time if the curve ends there; inf if never reached). The
+    product form is the engines' exp(cumsum(log)) to rounding (~1e-16), far inside R's
+    tolerance (tests compare with the engines resample by resample). The pass first covers
+    the event times until the data's own curve is down to 0.3; the few resamples not yet
+    below 0.5 there are finished over all event times (the same numbers, less work).
     """
-    uniq, inv = np.unique(time, return_inverse=True)
-    b, m = idx.shape[0], uniq.size
-    flat = (np.arange(b)[:, None] * m + inv[idx]).ravel()
-    removed = np.bincount(flat, minlength=b * m).reshape(b, m).astype(float)
-    deaths = np.bincount(flat, weights=event[idx].ravel(), minlength=b * m).reshape(b, m)
-    at_risk = np.cumsum(removed[:, ::-1], axis=1)[:, ::-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        term = np.log(at_risk - deaths) - np.log(at_risk)
-    term = np.where(removed > 0, term, 0.0)
-    S = np.exp(np.cumsum(term, axis=1))  # non-increasing: "any" = the last column
+    ev = event > 0
+    order = np.lexsort((~ev, time))  # by time, deaths before censorings at the same time
+    ts = time[order]
+    idx_d = np.flatnonzero(ev[order])
+    b = counts.shape[0]
+    if idx_d.size == 0:
+        return np.full(b, np.inf)
+    dt = ts[idx_d]
+    gstart = np.flatnonzero(np.r_[True, dt[1:] != dt[:-1]])
+    udt = dt[gstart]
+    rstart = idx_d[gstart]  # the deaths at udt[k] are rows rstart[k] .. rstart[k] + d[k] - 1
+    d0 = np.diff(np.r_[gstart, idx_d.size])
+    c = counts[:, order].astype(np.int32)  # integer sums are exact (and 3x faster than float)
+    size = c.sum(axis=1)
+    # the data's own curve (all counts 1) decides where the first pass stops
+    s0 = np.cumprod(1.0 - d0 / (ts.size - rstart))
+    k1 = min(int(np.count_nonzero(s0 > 0.3)) + 2, udt.size)
+    med, done = _km_medians_pass(c, size, ts, rstart, d0, udt, k1)
+    if not done.all():
+        rest = ~done
+        med[rest] = _km_medians_pass(c[rest], size[rest], ts, rstart, d0, udt, udt.size)[0]
+    return med
+
+
+def _km_medians_pass(c, size, ts, rstart, d0, udt, k1):
+    """(medians, decided) of :func:`km_medians_counted` over the first ``k1`` event times;
+    ``decided``: the curve fell below 0.5 - tol there (always True when k1 covers them all)."""
+    last = k1 == udt.size
+    r = rstart[:k1]
+    rd = r + d0[:k1]
+    before = np.zeros((c.shape[0], int(rd[-1]) + 1), dtype=np.int32)  # counts before each row
+    np.cumsum(c[:, : int(rd[-1])], axis=1, out=before[:, 1:])
+    br = before[:, r]
+    at_risk = size[:, None] - br
+    deaths = before[:, rd] - br
+    S = np.cumprod(1.0 - deaths / np.maximum(at_risk, 1), axis=1)
     hit1 = S <= 0.5 + R_TOLERANCE
     hit2 = S <= 0.5 - R_TOLERANCE
-    any1, any2 = hit1[:, -1], hit2[:, -1]
-    x1 = uniq[hit1.argmax(axis=1)]
-    x2 = uniq[hit2.argmax(axis=1)]
-    xmax = time[idx].max(axis=1)
+    x1 = udt[hit1.argmax(axis=1)]
+    x2 = udt[hit2.argmax(axis=1)]
+    below = hit2[:, -1]
+    med = np.where(below, (x1 + x2) / 2, np.inf)
+    if not last:
+        return med, below
     ends_flat = np.abs(S[:, -1] - 0.5) < R_TOLERANCE
-    med = np.where(ends_flat, (x1 + xmax) / 2, np.where(any2, (x1 + x2) / 2, np.inf))
-    return np.where(any1, med, np.inf)
+    if ends_flat.any():  # the flat stretch runs to the resample's last (possibly censored) time
+        end = ts.size - 1 - np.argmax(c[ends_flat, ::-1] > 0, axis=1)
+        med[ends_flat] = (x1[ends_flat] + ts[end]) / 2
+    return np.where(hit1[:, -1], med, np.inf), np.ones(c.shape[0], dtype=bool)
 
 
 def _exception_message(exc: BaseException) -> str:
@@ -339,16 +389,16 @@ class KMMedian(_SurvivalEstimator):
             g = _float_column(cohort, "group")
         else:
             g = cohort.patients["group"].to_numpy(dtype=float)
-        # resample patients (not endpoint rows) once, so both endpoints share the resamples
-        idx = {
-            a: rng.integers(0, int(np.sum(g == a)), size=(self.n_boot, int(np.sum(g == a))))
-            if np.any(g == a)
-            else None
-            for a in (0, 1)
-        }
+        # resample patients (not endpoint rows) once, so both endpoints share the resamples:
+        # group 0 then group 1, each an (n_boot, n_g) integers draw; kept as multiplicities
+        counts = {}
+        for a in (0, 1):
+            n_a = int(np.count_nonzero(g == a))
+            if n_a:
+                counts[a] = resample_counts(rng.integers(0, n_a, size=(self.n_boot, n_a)), n_a)
         rows: list[Estimate] = []
         for ep in self.endpoints:
-            rows.extend(self._guarded(lambda ep=ep: self._fit_endpoint(cohort, ep, idx), ep))
+            rows.extend(self._guarded(lambda ep=ep: self._fit_endpoint(cohort, ep, counts), ep))
         return rows
 
     def _median_ci(self, t, e):
@@ -358,7 +408,7 @@ class KMMedian(_SurvivalEstimator):
             return r.median, NAN, NAN
         return r
 
-    def _fit_endpoint(self, cohort, ep, idx) -> list[Estimate]:
+    def _fit_endpoint(self, cohort, ep, counts) -> list[Estimate]:
         if self.engine == "fast":
             t_all = _float_column(cohort, f"{ep}_months")
             e_all = _float_column(cohort, f"{ep}_event")
@@ -389,7 +439,7 @@ class KMMedian(_SurvivalEstimator):
                     Estimate(self.name, name, status=FAILED, message=trouble[a], n_used=int(t.size))
                 )
                 continue
-            bm = km_medians_resampled(t, e, idx[a])
+            bm = km_medians_counted(t, e, counts[a])
             med[a], boot[a] = m, bm
             se, note = _boot_sd(bm)
             rows.append(
@@ -648,7 +698,9 @@ __all__ = [
     "RMST",
     "covariate_matrix",
     "covariate_arrays",
+    "km_medians_counted",
     "km_medians_resampled",
+    "resample_counts",
     "km_rmst_variance",
     "peto_logrank",
     "survival_arrays",

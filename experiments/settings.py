@@ -358,6 +358,7 @@ class PowerSettings(TaskSettings):
     target_power: list
     endpoints: list
     ci_halfwidth: float
+    precision_band: list | None
     reps_start: int
     reps_step: int
     reps_max: int
@@ -397,6 +398,15 @@ class PowerSettings(TaskSettings):
         require(
             self.ci_halfwidth, "task.ci_halfwidth", number_in(0, 0.5, open_lo=True, open_hi=True)
         )
+        band = self.precision_band
+        if band is not None:
+            require(band, "task.precision_band", _list_of(number_in(0, 1)))
+            if len(band) != 2 or band[0] > band[1]:
+                raise ConfigError(
+                    f"invalid value {band!r} for config key 'task.precision_band'; allowed: "
+                    "[lo, hi] with 0 <= lo <= hi <= 1, or null (ci_halfwidth everywhere)"
+                )
+            _set(self, "precision_band", [float(x) for x in band])
         for key in ("reps_start", "reps_step", "reps_max", "n_boot", "max_rows"):
             require(getattr(self, key), f"task.{key}", int_at_least(1))
         require(self.chunk_size, "task.chunk_size", _optional(int_at_least(1)))

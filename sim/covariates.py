@@ -112,13 +112,21 @@ def draw_covariates(p: dict, k: dict, rng: np.random.Generator, n: int) -> dict:
     infl = _latent(F, Z[11], load["inflammation"])
     li = cov["inflammation_loading"]
     zm = rng.standard_normal((len(INFLAMMATORY) + len(NUTRITIONAL), n))
+    # every marker of a kind at once (rows; the same elementwise arithmetic as one at a time)
+    ki = len(INFLAMMATORY)
+    spec = [cov["inflammatory"][m] for m in INFLAMMATORY]
+    log_median = np.array([np.log(s["median"]) for s in spec])[:, None]
+    sdlog = np.array([s["sdlog"] for s in spec], dtype=float)[:, None]
+    v = log_median + sdlog * _latent(infl, zm[:ki], li)
     for i, m in enumerate(INFLAMMATORY):
-        spec = cov["inflammatory"][m]
-        out[f"log_{m}0"] = np.log(spec["median"]) + spec["sdlog"] * _latent(infl, zm[i], li)
+        out[f"log_{m}0"] = v[i]
     c = cov["nutrition_inflammation_corr"]
+    spec = [cov["nutritional"][m] for m in NUTRITIONAL]
+    mean, sd, low = (
+        np.array([s[k] for s in spec], dtype=float)[:, None] for k in ("mean", "sd", "min")
+    )
+    v = np.maximum(mean + sd * _latent(infl, zm[ki:], c), low)
     for j, m in enumerate(NUTRITIONAL):
-        spec = cov["nutritional"][m]
-        v = spec["mean"] + spec["sd"] * _latent(infl, zm[len(INFLAMMATORY) + j], c)
-        out[f"{m}0"] = np.maximum(v, spec["min"])
+        out[f"{m}0"] = v[j]
     out["F"] = F
     return out

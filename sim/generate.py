@@ -209,10 +209,12 @@ def _tables(p: dict, draws: dict) -> tuple[dict, dict, dict]:
     pa: dict = {"id": np.arange(1, n + 1), "group": A}
     for c in BASELINE_COLUMNS:
         pa[c] = cov[c]
-    for m in covariates.INFLAMMATORY:
-        pa[f"{m}_w0"] = np.round(np.exp(cov[f"log_{m}0"]), 3)
-    for m in covariates.NUTRITIONAL:
-        pa[f"{m}_w0"] = np.round(cov[f"{m}0"], 2)
+    # markers: every marker of a kind in one array (rows), the same elementwise arithmetic
+    infl, nutr = covariates.INFLAMMATORY, covariates.NUTRITIONAL
+    w0 = np.round(np.exp(np.array([cov[f"log_{m}0"] for m in infl])), 3)
+    pa.update({f"{m}_w0": w0[i] for i, m in enumerate(infl)})
+    w0 = np.round(np.array([cov[f"{m}0"] for m in nutr]), 2)
+    pa.update({f"{m}_w0": w0[j] for j, m in enumerate(nutr)})
     q0 = draws["q0"]
     for i, d in enumerate(qol.DOMAINS):
         pa[f"qol_{d}_w0"] = q0[i]
@@ -221,12 +223,12 @@ def _tables(p: dict, draws: dict) -> tuple[dict, dict, dict]:
     q12 = received(lambda x: x["qol12"])
     for i, d in enumerate(qol.DOMAINS):
         pa[f"qol_{d}_w12"] = np.where(obs12, q12[i], np.nan)
-    for m in covariates.INFLAMMATORY:
-        v = received(lambda x, m=m: x["markers12"][f"log_{m}12"])
-        pa[f"{m}_w12"] = np.where(obs12, np.round(np.exp(v), 3), np.nan)
-    for m in covariates.NUTRITIONAL:
-        v = received(lambda x, m=m: x["markers12"][f"{m}12"])
-        pa[f"{m}_w12"] = np.where(obs12, np.round(v, 2), np.nan)
+    v = received(lambda x: np.array([x["markers12"][f"log_{m}12"] for m in infl]))
+    w12 = np.where(obs12, np.round(np.exp(v), 3), np.nan)
+    pa.update({f"{m}_w12": w12[i] for i, m in enumerate(infl)})
+    v = received(lambda x: np.array([x["markers12"][f"{m}12"] for m in nutr]))
+    w12 = np.where(obs12, np.round(v, 2), np.nan)
+    pa.update({f"{m}_w12": w12[j] for j, m in enumerate(nutr)})
     # response: 1/0 for a patient assessed at week 12; dead by week 12 -> response.dead_as
     # (0 by default: composite strategy); alive but not assessed -> response.missing_as (NaN by
     # default: missing data, for the analysis to handle)

@@ -21,21 +21,30 @@ def draw_marker_noise(rng: np.random.Generator, n: int) -> np.ndarray:
 
 
 def markers_week12(p: dict, cov: dict, y12: np.ndarray, a: int, z: np.ndarray) -> dict:
-    """Week-12 marker values under arm ``a``: ``log_{m}12`` (inflammatory), ``{m}12`` (nutrition)."""
+    """Week-12 marker values under arm ``a``: ``log_{m}12`` (inflammatory), ``{m}12`` (nutrition).
+
+    All markers of a kind at once, as rows of one array (the same elementwise arithmetic as one
+    marker at a time, so the same numbers)."""
     mk = p["markers"]
     spec_i = p["covariates"]["inflammatory"]
     spec_n = p["covariates"]["nutritional"]
     dpain = y12 - cov["nrs0"]
-    out = {}
-    for i, m in enumerate(INFLAMMATORY):
-        mu = np.log(spec_i[m]["median"])
-        sd = spec_i[m]["sdlog"]
-        v = mu + mk["persistence"] * (cov[f"log_{m}0"] - mu) + mk["effect"][m] * a
-        out[f"log_{m}12"] = v + mk["pain_coupling"] * dpain + mk["noise_sd_fraction"] * sd * z[i]
-    for j, m in enumerate(NUTRITIONAL):
-        s = spec_n[m]
-        v = s["mean"] + mk["persistence"] * (cov[f"{m}0"] - s["mean"]) + mk["effect"][m] * a
-        v = v - mk["pain_coupling"] * s["sd"] * dpain
-        v = v + mk["noise_sd_fraction"] * s["sd"] * z[len(INFLAMMATORY) + j]
-        out[f"{m}12"] = np.maximum(v, s["min"])
+    ki = len(INFLAMMATORY)
+
+    def col(values):
+        return np.array(values, dtype=float)[:, None]
+
+    mu = col([np.log(spec_i[m]["median"]) for m in INFLAMMATORY])
+    x0 = np.array([cov[f"log_{m}0"] for m in INFLAMMATORY])
+    v = mu + mk["persistence"] * (x0 - mu) + col([mk["effect"][m] for m in INFLAMMATORY]) * a
+    frac_sd = col([mk["noise_sd_fraction"] * spec_i[m]["sdlog"] for m in INFLAMMATORY])
+    v = v + mk["pain_coupling"] * dpain + frac_sd * z[:ki]
+    out = {f"log_{m}12": v[i] for i, m in enumerate(INFLAMMATORY)}
+    mean = col([spec_n[m]["mean"] for m in NUTRITIONAL])
+    x0 = np.array([cov[f"{m}0"] for m in NUTRITIONAL])
+    v = mean + mk["persistence"] * (x0 - mean) + col([mk["effect"][m] for m in NUTRITIONAL]) * a
+    v = v - col([mk["pain_coupling"] * spec_n[m]["sd"] for m in NUTRITIONAL]) * dpain
+    v = v + col([mk["noise_sd_fraction"] * spec_n[m]["sd"] for m in NUTRITIONAL]) * z[ki:]
+    v = np.maximum(v, col([spec_n[m]["min"] for m in NUTRITIONAL]))
+    out.update({f"{m}12": v[j] for j, m in enumerate(NUTRITIONAL)})
     return out

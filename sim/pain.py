@@ -140,12 +140,8 @@ def first_progression_visit(nrs0, nrs, omed0, omed, alive, thresholds: dict) -> 
     """Index (0..3, weeks 1, 4, 8, 12) of the first visit at which the patient, alive, meets the
     progression criteria on the latent (potential) NRS and OMED, or -1 if none; ``nrs``, ``omed``
     and ``alive`` are (n, 4)."""
-    cat = np.column_stack(
-        [
-            consensus_category(nrs0, nrs[:, j], omed0, omed[:, j], **thresholds)
-            for j in range(nrs.shape[1])
-        ]
-    )
+    nrs0, omed0 = np.asarray(nrs0, float)[:, None], np.asarray(omed0, float)[:, None]
+    cat = consensus_category(nrs0, nrs, omed0, omed, **thresholds)  # all visits at once
     prog = (cat == PROGRESSION) & alive
     return np.where(prog.any(axis=1), np.argmax(prog, axis=1), -1)
 

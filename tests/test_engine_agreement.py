@@ -33,7 +33,7 @@ import pytest
 import yaml
 
 from palliasim.estimators import build_estimator, engines
-from palliasim.estimators.base import REGISTRY
+from palliasim.estimators.base import REGISTRY, StatisticalTrouble
 from palliasim.sim import generate, load_scenario, rng_for
 from palliasim.sim.cohort import Cohort
 
@@ -48,6 +48,7 @@ CI_RTOL = 1e-6
 FAST_CONFIGS = {
     "lmm": {},
     "lmm_adjusted": {},
+    "gee": {},
     "ancova_cc": {},
     "locf_ancova": {},
     "mi_ancova": {"m": 4, "cycles": 3},
@@ -64,6 +65,9 @@ FAST_CONFIGS = {
     "logistic_study_pipeline": {},
     "gcomp": {},
     "ipw_or": {},
+    "risk_difference": {},
+    "ae_tests": {},
+    "balance": {},
 }
 #: extra option sets exercised on some cohorts (ML instead of REML, stacked SE, trimming, ...)
 VARIANTS = {
@@ -73,6 +77,9 @@ VARIANTS = {
     "gcomp_boot": ("gcomp", {"se": "bootstrap", "n_boot": 20}),
     "cox_primary": ("cox", {"covariates": ["age", "primary", "ecog"]}),
     "lmm_primary": ("lmm", {"covariates": ["age", "primary"], "reml": False}),
+    "gee_primary": ("gee", {"covariates": ["age", "primary"], "bonferroni": True}),
+    "balance_welch_fisher": ("balance", {"continuous_test": "welch", "test": "fisher"}),
+    "ae_tests_fisher_wald": ("ae_tests", {"test": "fisher", "ci": "wald"}),
 }
 
 
@@ -325,8 +332,10 @@ def test_fast_is_the_default_where_it_exists_and_configs_say_so():
         cfg = yaml.safe_load(path.read_text())
         cls = REGISTRY[cfg["kind"]]
         assert cfg.get("engine") == ("fast" if "fast" in cls.engines else "reference"), path.name
-    with pytest.raises(ValueError, match="engine='fast' is not available.*reference"):
-        build_estimator("gee", engine="fast")
+    reference_only = sorted(k for k, cls in REGISTRY.items() if "fast" not in cls.engines)
+    for kind in reference_only[:1]:
+        with pytest.raises(ValueError, match="engine='fast' is not available.*reference"):
+            build_estimator(kind, engine="fast")
     with pytest.raises(ValueError, match="allowed values: reference, fast"):
         build_estimator("cox", engine="turbo")
 
@@ -406,10 +415,26 @@ def test_engine_operations_agree(seed):
         1e-10,
         "ancova",
     )
-    bf = engines.bayes_draw(yc, D, np.random.default_rng(seed), engine="fast")
-    br = engines.bayes_draw(yc, D, np.random.default_rng(seed), engine="reference")
-    np.testing.assert_allclose(bf[0], br[0], rtol=1e-10)
-    assert bf[1] == pytest.approx(br[1], rel=1e-12)
+    # posterior draws: one design for 5 draws; 5 chain designs (rows 0-9 shared, the rest
+    # perturbed per chain, passed as common rows); the same random numbers in both engines
+    Dk = D[None] + np.concatenate([np.zeros((5, n, 1)), rng.normal(size=(5, n, 2)) * 0.3], 2)
+    common = engines.common_rows(D[:10], yc[:10])
+    for args, kw in (((yc, D), {}), ((yc[10:], Dk[:, 10:]), {"common": common})):
+        bf = engines.bayes_draws(*args, 5, np.random.default_rng(seed), 7, engine="fast", **kw)
+        br = engines.bayes_draws(*args, 5, np.random.default_rng(seed), 7, engine="reference", **kw)
+        np.testing.assert_allclose(bf[0], br[0], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(bf[1], br[1], rtol=1e-10)
+        np.testing.assert_array_equal(bf[2], br[2])
+        np.testing.assert_allclose(bf[3], br[3], rtol=1e-9, atol=1e-12)
+        assert bf[0].shape == (5, 3) and bf[2].shape == (5, 7)
+    Y5 = yc[None] + rng.normal(size=(5, n))
+    af = engines.ancova_batch(Y5, g, x, np.empty((n, 0)), [], engine="fast")
+    ar = engines.ancova_batch(Y5, g, x, np.empty((n, 0)), [], engine="reference")
+    for a, b in zip(af, ar):
+        np.testing.assert_allclose(a, b, rtol=1e-10)
+    one = engines.ancova(Y5[2], g, x, np.empty((n, 0)), [], engine="reference")
+    assert af[0][2] == pytest.approx(one.estimate, rel=1e-10)
+    assert af[1][2] == pytest.approx(one.se, rel=1e-10) and af[2:] == (one.df, one.n)
     # random-intercept mixed model: patients with 1-5 visits
     m = n // 2
     sizes = rng.integers(1, 6, m)
@@ -426,3 +451,58 @@ def test_engine_operations_agree(seed):
         assert type(f) is type(r) and bool(f.messages) == bool(r.messages)
         np.testing.assert_allclose(f.params, r.params, rtol=1e-8, atol=1e-10)
         np.testing.assert_allclose(f.cov, r.cov, rtol=1e-7, atol=1e-12)
+    # GEE (exchangeable) on the same clusters, sorted and shuffled: both at the fixed point
+    shuffle = rng.permutation(pid.size)
+    for order in (np.arange(pid.size), shuffle):
+        args = (ym[order], Xm[order], pid[order])
+        f = engines.gee(*args, engine="fast")
+        r = engines.gee(*args, engine="reference")
+        assert type(f) is type(r) and f.messages == r.messages == []
+        np.testing.assert_allclose(f.params, r.params, rtol=1e-9, atol=1e-12)
+        sd = np.sqrt(np.diag(r.cov))
+        assert np.all(np.abs(f.cov - r.cov) <= 1e-9 * np.outer(sd, sd))
+
+
+def _gee_both(y, X, g):
+    """(fast, reference) of engines.gee: a MixedFit or the StatisticalTrouble message."""
+    out = []
+    for engine in ("fast", "reference"):
+        try:
+            out.append(engines.gee(y, X, g, engine=engine))
+        except StatisticalTrouble as exc:
+            out.append(str(exc))
+    return out
+
+
+def test_gee_engines_fail_and_warn_alike(base, monkeypatch):
+    """The GEE failure paths give the same outcome in both engines: one row per patient (no
+    within-patient pair) and too few pairs fail before any fit with one message; a correlation
+    estimate below -1 (pairs of opposite values) fails after it; the iteration limit warns."""
+    # a cohort with one post-baseline visit per patient: clusters of size 1
+    v = base.visits
+    post = v[(v["week"] > 0) & np.isfinite(v["nrs"])]
+    vv = v.copy()
+    vv.loc[(vv["week"] > 0) & ~vv.index.isin(post.drop_duplicates("id").index), "nrs"] = np.nan
+    fast, ref = _pair("gee", *_spec("gee"))
+    rf, rr = fast.fit(_frames(base, None, vv)), ref.fit(_frames(base, None, vv))
+    assert not compare_rows(rf, rr, "gee one visit")
+    assert all(x.status == "failed" and "within-patient pairs" in x.message for x in rf + rr)
+    assert [x.message for x in rf] == [x.message for x in rr]
+    rng = np.random.default_rng(17)
+    k = 40
+    X = np.column_stack([np.ones(2 * k), rng.normal(size=2 * k)])
+    d = rng.uniform(1.0, 2.0, k)
+    y = np.column_stack([d, -d]).ravel() + 0.01 * rng.normal(size=2 * k)
+    f, r = _gee_both(y, X, np.arange(2 * k))
+    assert f == r and "0 within-patient pairs" in f
+    g = np.r_[0, 0, 1, 1, np.arange(2, 2 * k - 2)]  # 2 pairs for 2 parameters
+    f, r = _gee_both(y, X, g)
+    assert f == r and "2 within-patient pairs of observations for 2 parameters" in f
+    f, r = _gee_both(y, X, np.repeat(np.arange(k), 2))
+    assert "not positive definite" in f and "not positive definite" in r
+    # the iteration limit: warning rows in both engines, saying so
+    monkeypatch.setattr(engines, "GEE_MAXITER", 2)
+    rf, rr = fast.fit(base), ref.fit(base)
+    for rows in (rf, rr):
+        assert all(x.status == "warning" for x in rows)
+        assert all("GEE did not converge in 2 iterations" in x.message for x in rows)

@@ -24,6 +24,8 @@ from statsmodels.stats.proportion import confint_proportions_2indep
 
 from palliasim.estimators import REGISTRY, build_estimator
 from palliasim.estimators.binary import STUDY_CANDIDATES
+from palliasim.estimators.fast.logistic import logistic_fit, univariable_logistic_batch
+from palliasim.estimators.fast.tables import fisher_2x2
 from palliasim.sim import ADJUSTMENT_SET, Cohort, generate, load_scenario, rng_for, truth
 
 BINARY_KINDS = (
@@ -296,6 +298,126 @@ def test_balance_matches_library(study, frame):
     assert mw.p_value == pytest.approx(
         stats.mannwhitneyu(frame["age"][g == 1], frame["age"][g == 0]).pvalue
     )
+
+
+def test_fisher_kernel_matches_scipy():
+    """The vectorised hypergeometric Fisher test equals scipy.stats.fisher_exact (ties too)."""
+    rng = np.random.default_rng(3)
+    tables = [(3, 10, 7, 10), (5, 10, 5, 10), (0, 12, 0, 9), (4, 4, 0, 7), (1, 1, 0, 1)]
+    for i in range(600):
+        big = int(rng.integers(2, 250)) if i % 3 else int(rng.integers(2, 25))
+        n1 = big // 2 if i % 4 == 0 else int(rng.integers(1, big))  # equal arms: tied tables
+        x1, x0 = int(rng.integers(0, n1 + 1)), int(rng.integers(0, big - n1 + 1))
+        tables.append((x1, n1, x0, big - n1))
+    x1, n1, x0, n0 = np.array(tables).T
+    ref = [
+        stats.fisher_exact([[d - c, c], [b - a, a]]).pvalue for a, b, c, d in zip(x1, n1, x0, n0)
+    ]
+    np.testing.assert_allclose(fisher_2x2(x1, n1, x0, n0), ref, rtol=1e-11, atol=0)
+
+
+#: option sets under which both engines of the table estimators are compared
+TABLE_VARIANTS = (
+    ("ae_tests", {}),
+    ("ae_tests", {"test": "fisher", "ci": "wald"}),
+    ("ae_tests", {"test": "chi2", "types": ["nausea", "skin", "nope"]}),
+    ("balance", {}),
+    ("balance", {"continuous_test": "welch", "test": "fisher"}),
+    ("balance", {"continuous_test": "mannwhitney", "ecog_bands": False, "ci": "wald"}),
+    ("balance", {"test": "chi2", "covariates": ["age", "primary", "male", "nope", "rt_fractions"]}),
+    ("risk_difference", {}),
+    ("risk_difference", {"test": "study", "missing_as": "nonresponse"}),
+    ("risk_difference", {"test": "fisher", "ci": "wald"}),
+)
+FIELDS = ("estimate", "se", "ci_low", "ci_high", "p_value")
+
+
+def _table_cohorts():
+    sc = load_scenario(
+        "study",
+        {"missingness.covariates.mechanism": "mcar", "missingness.covariates.fraction": 0.15},
+    )
+    for i in range(6):
+        c = generate(sc, rng_for(11, sc.key, "data", i), n=(205, 24, 40)[i % 3])
+        yield c if i % 2 == 0 else Cohort.from_frames(c.patients.copy(), c.visits.copy())
+    # trouble: an AE type without data in an arm, a covariate missing in an arm, constant ones
+    c = generate(sc, rng_for(11, sc.key, "data", 9), n=60)
+    g = c.patients["group"].to_numpy()
+    yield _edited(
+        c,
+        ae_skin=np.where(g == 1, np.nan, c.patients["ae_skin"]),
+        male=np.where(g == 0, np.nan, c.patients["male"]),
+        age=np.where(g == 1, np.nan, c.patients["age"]),
+        charlson=np.full(c.n, 2.0),
+        ae_flare=np.zeros(c.n),
+        ae_any=np.ones(c.n),
+    )
+
+
+def test_table_engines_give_the_same_rows():
+    """fast (one numpy pass) and reference (scipy.stats per test) rows: the same statuses,
+    messages and n_used, numbers within 1e-12 relative (p-values: the Fisher kernel's ~5e-13),
+    the Monte Carlo Fisher-Freeman-Halton p-values identical (the same draws from the rng)."""
+    seen = set()
+    for i, c in enumerate(_table_cohorts()):
+        for kind, opts in TABLE_VARIANTS:
+            fast = build_estimator(kind, engine="fast", **opts).fit(c, np.random.default_rng(i))
+            ref = build_estimator(kind, engine="reference", **opts).fit(c, np.random.default_rng(i))
+            assert [r.engine for r in fast] == ["fast"] * len(ref)
+            for a, b in zip(fast, ref, strict=True):
+                what = (kind, opts, i, a.estimand)
+                assert (a.estimand, a.status, a.message, a.n_used) == (
+                    b.estimand,
+                    b.status,
+                    b.message,
+                    b.n_used,
+                ), what
+                np.testing.assert_allclose(
+                    [getattr(a, f) for f in FIELDS],
+                    [getattr(b, f) for f in FIELDS],
+                    rtol=1e-12,
+                    atol=0,
+                    err_msg=str(what),
+                )
+                seen.add(a.status)
+                if "Monte Carlo" in a.message:
+                    seen.add("monte carlo")
+                    assert a.p_value == b.p_value, what
+    assert seen == {"ok", "failed", "monte carlo"}
+
+
+def test_batched_screening_fits_equal_one_by_one_fits():
+    """univariable_logistic_batch: each clean model = logistic_fit on its rows (1e-12 in SE
+    units, SEs 1e-12 relative); a model logistic_fit / engines.logit cannot fit plainly
+    (constant, separated, tiny, no variation) is never reported clean."""
+    rng = np.random.default_rng(8)
+    n = 120
+    y = (rng.random(n) < 0.4).astype(float)
+    x = np.column_stack(
+        [
+            rng.normal(60, 10, n),  # age-like: far from 0
+            rng.integers(0, 2, n).astype(float),
+            rng.integers(0, 5, n).astype(float),
+            np.full(n, 3.0),  # constant
+            y + 0.0,  # separation
+            np.where(y == 1, rng.random(n) + 1, rng.random(n)),  # quasi-complete
+            rng.normal(0, 1, n),
+            rng.normal(0, 1, n),
+        ]
+    )
+    ok = np.ones_like(x, dtype=bool)
+    ok[rng.random(n) < 0.2, 1] = False  # missing values
+    ok[2:, 7] = False  # 2 rows for 2 parameters
+    ok[:, 6] &= y == 1  # no variation in y
+    b, V, clean = univariable_logistic_batch(y, x, ok, maxiter=100)
+    assert list(clean) == [True, True, True, False, False, False, False, False]
+    for j in np.flatnonzero(clean):
+        m = ok[:, j]
+        r = logistic_fit(y[m], np.column_stack([np.ones(m.sum()), x[m, j]]), maxiter=100)
+        assert r.status == "ok"
+        np.testing.assert_allclose(b[j], r.params, rtol=0, atol=1e-12 * r.bse.max())
+        np.testing.assert_allclose(np.sqrt(np.diag(V[j])), r.bse, rtol=1e-12)
+        np.testing.assert_allclose(V[j], r.cov_params, rtol=1e-11)
 
 
 # --------------------------------------------------------------------------- 2. recovery

@@ -22,7 +22,7 @@ from statsmodels.genmod import cov_struct
 from palliasim.estimators import build_estimator, engines
 from palliasim.estimators.base import FAILED, OK, REGISTRY, WARNING, wald_row
 from palliasim.estimators.continuous import W12_OUTCOMES, w12_outcome
-from palliasim.estimators.longitudinal import NRS_ESTIMANDS, POST_WEEKS, locf, rubin
+from palliasim.estimators.longitudinal import NRS_ESTIMANDS, POST_WEEKS, locf, nrs_wide, rubin
 from palliasim.sim import generate, load_scenario, rng_for, truth
 from palliasim.sim.cohort import Cohort
 
@@ -487,3 +487,21 @@ def test_config_files(name, kind):
         assert all(t.startswith("qol_") for t in est.targets()) and len(est.targets()) == 5
     if name == "ancova_markers":
         assert all(t.startswith("marker_") for t in est.targets()) and len(est.targets()) == 10
+
+
+def test_nrs_wide_is_cached_per_cohort_read_only_and_layout_independent():
+    sc = load_scenario("study", {"cohort.n": 60})
+    c = generate(sc, rng_for(11, sc.key, "data", 0))
+    w = nrs_wide(c)
+    assert nrs_wide(c) is w  # one table per cohort object, shared by its estimators
+    with pytest.raises(ValueError):
+        w.nrs[0, 0] = 0.0
+    assert c.arrays["group"].flags.writeable  # the cohort's own arrays are not frozen
+    # a visits table in another order (the general path) gives the same table
+    v = c.visits.sample(frac=1.0, random_state=3)
+    other = Cohort.from_frames(c.patients, v)
+    w2 = nrs_wide(other)
+    assert w2 is not w
+    for a, b in zip(w, w2):
+        np.testing.assert_array_equal(a, b)
+    assert nrs_wide(generate(sc, rng_for(11, sc.key, "data", 1))) is not w

@@ -283,6 +283,21 @@ def test_resampled_km_medians_equal_the_engines(seed, n, ties, cens):
     np.testing.assert_array_equal(got, want)
 
 
+def test_resampled_km_medians_beyond_the_first_pass():
+    # the first pass stops where the data's curve is down to 0.3 (t = 28 here); a resample of
+    # late times only, or of censored times only, is finished over all event times
+    t = np.arange(1.0, 41.0)
+    e = np.ones(40)
+    e[35:] = 0
+    idx = np.array(
+        [np.arange(40), np.repeat(np.arange(28, 40), 4)[:40], np.repeat(np.arange(35, 40), 8)]
+    )
+    got = km_medians_resampled(t, e, idx)
+    want = [_km_median_ref(t[i], e[i]).median for i in idx]
+    np.testing.assert_array_equal(got, want)
+    assert got[1] > 28 and got[2] == np.inf
+
+
 def test_km_median_exactly_half_takes_rs_midpoint():
     t, e = np.array([1.0, 1, 2, 2, 3, 3]), np.ones(6)  # S(1) = 4/6, S(2) = 2/6: median 2
     t2, e2 = np.array([1.0, 1, 1, 2, 2, 2]), np.ones(6)  # S = 0.5 on [1, 2): median 1.5

@@ -32,12 +32,15 @@ from lifelines import CoxPHFitter, KaplanMeierFitter
 from lifelines.statistics import logrank_test as ll_logrank_test
 from lifelines.utils import restricted_mean_survival_time
 from statsmodels.duration.hazard_regression import PHReg
+from statsmodels.genmod import cov_struct, families
+from statsmodels.genmod.generalized_estimating_equations import GEE
 from statsmodels.regression.mixed_linear_model import MixedLM
 
 from palliasim.estimators import engines
 from palliasim.estimators.fast.cox import cox_fit, score_residuals
+from palliasim.estimators.fast.gee import gee_exchangeable
 from palliasim.estimators.fast.km import km_fit, km_median, r_quantile, rmst
-from palliasim.estimators.fast.lmm import lmm_random_intercept
+from palliasim.estimators.fast.lmm import lmm_random_intercept, lmm_random_intercept_wide
 from palliasim.estimators.fast.logistic import logistic_fit
 from palliasim.estimators.fast.logrank import logrank_test
 from palliasim.estimators.fast.ols import ols_fit
@@ -412,6 +415,26 @@ def test_cox_score_test_equals_logrank_without_ties():
         assert r.score_pvalue == pytest.approx(lr.p_value, abs=1e-12)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_cox_one_binary_covariate_equals_the_general_kernel(seed):
+    # a 0/1 covariate takes the reduced per-death form; the same arm coded 0/2 takes the
+    # general kernel: beta(0/1) = 2 beta(0/2), SE likewise (the robust one, from the reduced
+    # form's score residuals, when weighted), same log-likelihoods and score test
+    rng = np.random.default_rng(5800 + seed)
+    n = (40, 205, 300)[seed % 3]
+    T, E, X = make_survival(rng, n, 1, tie_round=(0.0, 1.0, 0.5)[seed % 3])
+    w = rng.uniform(0.2, 3.0, n) if seed % 2 else None
+    for ties in ("efron", "breslow"):
+        r = cox_fit(T, E, X, weights=w, ties=ties, robust=w is not None)
+        r2 = cox_fit(T, E, 2 * X, weights=w, ties=ties, robust=w is not None)
+        assert r.status == r2.status == "ok", (r.message, r2.message)
+        np.testing.assert_allclose(r.params, 2 * r2.params, rtol=1e-10)
+        np.testing.assert_allclose(r.bse, 2 * r2.bse, rtol=1e-9)
+        np.testing.assert_allclose(r.cov_naive, 4 * r2.cov_naive, rtol=1e-9)
+        for f in ("llf", "ll_null", "score_stat", "lr_stat"):
+            assert getattr(r, f) == pytest.approx(getattr(r2, f), rel=1e-10, abs=1e-12), f
+
+
 def test_cox_degenerate():
     rng = np.random.default_rng(5)
     T, E, X = make_survival(rng, 40, 2)
@@ -687,6 +710,52 @@ def test_lmm_boundary_zero_variance():
     assert hits >= 2
 
 
+def _padded(y, X, g, fill=np.nan):
+    """Long (y, X, groups 0..m-1 sorted) -> padded (m, max size) / (m, max size, p)."""
+    sizes = np.bincount(g)
+    slot = np.concatenate([np.arange(k) for k in sizes])
+    Y = np.full((sizes.size, sizes.max()), np.nan)
+    X3 = np.full((sizes.size, sizes.max(), X.shape[1]), fill)
+    Y[g, slot] = y
+    X3[g, slot] = X
+    return Y, X3
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_lmm_wide_is_the_long_fit(seed):
+    rng = np.random.default_rng(300 + seed)
+    y, X, g = make_lmm(rng, int(rng.integers(20, 250)), 4 + seed % 3, (0.0, 0.7, 2.0)[seed % 3])
+    if seed % 2:
+        X[:, 0] = 2.5  # an intercept column that is not 1
+    reml = seed % 2 == 0
+    r = lmm_random_intercept(y, X, g, reml=reml)
+    # empty slots hold NaN design rows (ignored) and one group has no observation at all
+    Y, X3 = _padded(y, X, g)
+    Y = np.vstack([Y, np.full(Y.shape[1], np.nan)])
+    X3 = np.concatenate([X3, np.zeros((1,) + X3.shape[1:])])
+    w = lmm_random_intercept_wide(Y, X3, reml=reml)
+    assert w.status == r.status and w.message == r.message and w.n_groups == r.n_groups
+    np.testing.assert_allclose(w.fe_params, r.fe_params, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(w.cov_fe, r.cov_fe, rtol=1e-9, atol=1e-14)
+    assert w.cov_re == pytest.approx(r.cov_re, rel=1e-9, abs=1e-14)
+    assert w.llf == pytest.approx(r.llf, rel=1e-12)
+
+
+def test_lmm_wide_degenerate():
+    rng = np.random.default_rng(4)
+    y, X, g = make_lmm(rng, 30, 4, 1.0)
+    Y, X3 = _padded(y, X, g)
+    Y1 = np.where(np.arange(Y.shape[1]) == 0, Y, np.nan)  # one observation per group
+    assert "not identifiable" in lmm_random_intercept_wide(Y1, X3).message
+    assert lmm_random_intercept_wide(np.full_like(Y, np.nan), X3).status == "failed"
+    bad = X3.copy()
+    bad[0, 0, 1] = np.inf  # an observed row
+    assert "non-finite" in lmm_random_intercept_wide(Y, bad).message
+    assert (
+        "singular" in lmm_random_intercept_wide(Y, np.concatenate([X3, X3[:, :, 2:3]], 2)).message
+    )
+
+
 def test_lmm_degenerate():
     rng = np.random.default_rng(4)
     y, X, g = make_lmm(rng, 30, 4, 1.0)
@@ -698,3 +767,78 @@ def test_lmm_degenerate():
     assert r.status == "failed"
     r = lmm_random_intercept(X @ np.ones(4), X, g)
     assert r.status == "failed"
+
+
+# --------------------------------------------------------------------------- GEE
+
+
+def _sm_gee(y, X, g, **fit):
+    with quiet():
+        md = GEE(y, X, groups=g, family=families.Gaussian(), cov_struct=cov_struct.Exchangeable())
+        return md.fit(**fit)
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_gee_matches_statsmodels(seed):
+    """The fixed point of statsmodels' iteration (run with a tight stop, as the reference
+    engine): coefficients, robust and naive covariance, scale and rho; clusters of 1-5 rows."""
+    rng = np.random.default_rng(9500 + seed)
+    m = _n_for(seed)
+    p = 4 if m < 100 else 10
+    y, X, g = make_lmm(rng, m, p, (0.5, 1.0, 2.0)[seed % 3])
+    r = gee_exchangeable(y, X, g)
+    s = _sm_gee(y, X, g, maxiter=engines.GEE_MAXITER, ctol=engines.GEE_CTOL)
+    assert r.status == "ok" and r.converged and s.converged, r.message
+    assert_rel(r.params, s.params, 1e-9, "params", atol=1e-11)
+    sd = np.sqrt(np.diag(s.cov_params()))
+    assert np.all(np.abs(r.cov_params - s.cov_params()) <= 1e-9 * np.outer(sd, sd)), "cov"
+    assert_rel(r.bse, sd, 1e-9, "bse")
+    sn = np.sqrt(np.diag(s.cov_naive))
+    assert np.all(np.abs(r.cov_naive - s.cov_naive) <= 1e-9 * np.outer(sn, sn)), "cov_naive"
+    assert r.scale == pytest.approx(s.scale, rel=1e-10)
+    assert r.rho == pytest.approx(s.cov_struct.dep_params, rel=1e-8, abs=1e-12)
+    # statsmodels at its default stop (score norm 1e-6) is already within ~1e-10 of it
+    d = _sm_gee(y, X, g)
+    assert_rel(r.params, d.params, 1e-7, "params vs default", atol=1e-9)
+
+
+def test_gee_unsorted_and_string_groups():
+    rng = np.random.default_rng(13)
+    y, X, g = make_lmm(rng, 40, 4, 1.0)
+    r = gee_exchangeable(y, X, g)
+    perm = rng.permutation(len(y))
+    for gg in (g[perm], np.array([f"id{k:03d}" for k in g[perm]])):
+        rr = gee_exchangeable(y[perm], X[perm], gg)
+        assert rr.status == "ok" and rr.n_groups == r.n_groups == 40
+        np.testing.assert_allclose(rr.params, r.params, rtol=1e-10)
+        np.testing.assert_allclose(rr.cov_params, r.cov_params, rtol=1e-8, atol=1e-14)
+        assert rr.rho == pytest.approx(r.rho, rel=1e-10)
+
+
+def test_gee_degenerate():
+    rng = np.random.default_rng(5)
+    y, X, g = make_lmm(rng, 30, 4, 1.0)
+    # one row per cluster: no within-cluster pair for the correlation
+    r = gee_exchangeable(y, X, np.arange(len(y)))
+    assert r.status == "failed" and "within-patient pairs" in r.message
+    assert np.isnan(r.params).all()
+    # fewer rows than parameters
+    r = gee_exchangeable(y[:3], X[:3], g[:3])
+    assert r.status == "failed" and "scale is not estimable" in r.message
+    # an all-zero column: X' R^-1 X is singular
+    r = gee_exchangeable(y, np.column_stack([X, np.zeros(len(y))]), g)
+    assert r.status == "failed" and "singular" in r.message
+    # a perfect fit: zero residual variance
+    r = gee_exchangeable(X @ np.ones(4), X, g)
+    assert r.status == "failed" and "residual variance is zero" in r.message
+    # pairs of opposite values: rho below -1, no positive-definite working correlation
+    k = 40
+    d = rng.uniform(1.0, 2.0, k)
+    yy = np.column_stack([d, -d]).ravel() + 0.01 * rng.normal(size=2 * k)
+    XX = np.column_stack([np.ones(2 * k), rng.normal(size=2 * k)])
+    r = gee_exchangeable(yy, XX, np.repeat(np.arange(k), 2))
+    assert r.status == "failed" and "not positive definite" in r.message and r.rho < -1
+    # an iteration limit: the last iterate, status warning
+    r = gee_exchangeable(y, X, g, maxiter=2)
+    assert r.status == "warning" and not r.converged and "did not converge in 2" in r.message
+    assert np.isfinite(r.params).all() and np.isfinite(r.cov_params).all()

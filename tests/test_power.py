@@ -200,6 +200,103 @@ def test_adaptive_loop_stops_at_target_or_reps_max(tmp_path):
     assert np.array_equal(a, b)
 
 
+def test_adaptive_loop_stops_outside_the_precision_band(tmp_path):
+    pts = expand_design("randomized", {"truth.n": 4000}, {"cohort.n": [40]})
+    specs = {
+        "always": {"kind": "toy_pvalue", "mode": "reject"},
+        "uniform": {"kind": "toy_pvalue", "mode": "uniform"},
+    }
+    run = adaptive.adaptive_power(
+        pts,
+        specs,
+        alpha=0.05,
+        out_dir=tmp_path / "run",
+        ci_halfwidth=0.02,
+        reps_start=50,
+        reps_step=50,
+        reps_max=150,
+        precision_band=(0.7, 0.95),
+        runner=runner_settings(seed=3, n_jobs=1, chunk_size=25, quiet=True),
+    )
+    key = pts[0].key
+    # power ~0.05: its CI (upper ~0.2 at 50 reps) is below the band -> no reps after the first
+    assert run.reps[(key, "uniform")] == 50 and run.stopped[(key, "uniform")] == "outside band"
+    # power 1: CI 0.93-1 at 50 reps overlaps the band -> on to the half-width, as without it
+    assert run.reps[(key, "always")] == 100 and run.stopped[(key, "always")] == "target"
+    # the rows are those of the run without the band (the stopping path never changes them)
+    plain = adaptive.adaptive_power(
+        pts,
+        specs,
+        alpha=0.05,
+        out_dir=tmp_path / "run",
+        ci_halfwidth=0.02,
+        reps_start=50,
+        reps_step=50,
+        reps_max=150,
+        runner=runner_settings(seed=3, n_jobs=1, chunk_size=25, quiet=True),
+    )
+    for m in specs:
+        got = run.results[run.results["method"] == m].sort_values("rep")
+        full = plain.results[plain.results["method"] == m].sort_values("rep")
+        want = full[full["rep"] < run.reps[(key, m)]]
+        assert np.array_equal(got["p_value"].to_numpy(), want["p_value"].to_numpy())
+    with pytest.raises(ValueError, match="precision_band"):
+        adaptive.adaptive_power(
+            pts,
+            specs,
+            alpha=0.05,
+            out_dir=tmp_path / "bad",
+            precision_band=(0.9, 0.1),
+            runner=runner_settings(seed=3, n_jobs=1, quiet=True),
+        )
+
+
+def test_point_specs_restricting_survival_endpoints_keep_the_rows(tmp_path):
+    """task=power fits a survival test only on the endpoint of each point's grid
+    (point_specs): the rows are those of the test fitted on both endpoints."""
+    pts = expand_design("randomized", {"truth.n": 4000}, {"cohort.n": [80]})
+    key = pts[0].key
+    specs = {"logrank": {"kind": "logrank", "endpoints": ["pfs", "os"]}}
+    common = dict(
+        alpha=0.05,
+        needed={(key, "logrank"): ("os_loghr",)},
+        ci_halfwidth=0.2,
+        reps_start=20,
+        reps_step=20,
+        reps_max=20,
+        runner=runner_settings(seed=4, n_jobs=1, chunk_size=10, quiet=True),
+    )
+    both = adaptive.adaptive_power(pts, specs, out_dir=tmp_path / "both", **common)
+    own = {(key, "logrank"): {"kind": "logrank", "endpoints": ["os"]}}
+    one = adaptive.adaptive_power(pts, specs, out_dir=tmp_path / "one", point_specs=own, **common)
+    raw = pd.read_parquet(tmp_path / "one" / "results.parquet")
+    assert set(raw["estimand"]) == {"os_loghr"}  # the PFS fits were not made
+    cols = ["rep", "estimate", "se", "p_value", "status"]
+    a = both.results.sort_values("rep")[cols].reset_index(drop=True)
+    b = one.results.sort_values("rep")[cols].reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_required_n_bootstrap_rows_equal_one_at_a_time():
+    """The batched bootstrap (every redraw in one call) gives each redraw's own result, in
+    every branch (interpolated, extrapolated below / above, not reached)."""
+    rng = np.random.default_rng(5)
+    nv = np.array([100.0, 200, 300, 400, 500])
+    reps = np.array([200.0, 400, 2000, 2000, 600])
+    for curve in (
+        [0.3, 0.5, 0.7, 0.85, 0.93],
+        [0.04, 0.05, 0.06, 0.05, 0.07],
+        [0.85, 0.9, 0.95, 0.97, 0.99],
+        [0.1, 0.15, 0.2, 0.3, 0.35],
+    ):
+        k = rng.binomial(reps.astype(int), np.array(curve)[None, :], size=(60, 5)).astype(float)
+        batch, hows = sample_size._n_at_rows(nv, k, reps, 0.8, 0.05)
+        for row, n_b, how_b in zip(k, batch, hows):
+            n_1, how_1 = sample_size._n_at(nv, row, reps, 0.8, 0.05)
+            assert how_1 == how_b
+            assert n_1 == pytest.approx(n_b, rel=1e-12) or (np.isinf(n_1) and np.isinf(n_b))
+
+
 # ---- simulation against Schoenfeld under the formula's assumptions -----------------------------
 def test_logrank_power_matches_schoenfeld_under_its_assumptions(tmp_path):
     """Exponential OS, 1:1 complete randomization, no covariate or frailty effect on death,

@@ -468,3 +468,41 @@ def test_invalid_estimators_raise_before_compute(tmp_path):
     with pytest.raises(ValueError, match="runner.backend"):
         run(tmp_path / "d", backend="mpi")
     assert not any((tmp_path / d).exists() for d in "abcd")
+
+
+def test_scenario_constants_are_solved_once_and_shipped_to_the_workers(tmp_path):
+    """run_experiment solves each point's constants in the parent's pool and ships them with
+    the chunk tasks: a worker given constants uses them (here deliberately altered ones change
+    the cohorts) instead of solving its own."""
+    import importlib
+    from dataclasses import replace as dc_replace
+
+    from palliasim.experiments.engine import constants
+    from palliasim.experiments.engine.records import ChunkTask
+
+    gen = importlib.import_module("palliasim.sim.generate")
+    pts = expand_design("study", {"truth.seed": 424242, "truth.n": 4000}, {"cohort.n": [61, 62]})
+    for p in pts:
+        gen._CONSTANTS.pop(p.key, None)
+    specs = {"ancova": {"kind": "ancova_w12"}}
+    runner = runner_settings(reps=4, seed=2, n_jobs=2, quiet=True)
+    res = run_experiment(pts, specs, runner, tmp_path / "run")
+    solved = {p.key: constants.known(p.key) for p in pts}
+    assert all(v is not None for v in solved.values())
+    p0 = pts[0]
+    task = ChunkTask("c", p0.scenario, specs, ("ancova",), 0, 3, 2, constants=solved[p0.key])
+
+    def estimates(reply):
+        df = pd.DataFrame({c: reply.columns[c] for c in ("rep", "estimand", "estimate")})
+        return df.sort_values(["rep", "estimand"])["estimate"].to_numpy()
+
+    same = estimates(worker.run_chunk(task))
+    mine = res[res["scenario_key"] == p0.key]
+    want = mine.sort_values(["rep", "estimand"])["estimate"].to_numpy()
+    assert np.array_equal(same, want, equal_nan=True)
+    gen._CONSTANTS.pop(p0.key)  # a worker that never saw it, given altered constants
+    altered = {**solved[p0.key], "alpha": solved[p0.key]["alpha"] + 3.0}
+    other = estimates(worker.run_chunk(dc_replace(task, constants=altered)))
+    assert not np.array_equal(other, want, equal_nan=True)
+    gen._CONSTANTS.pop(p0.key)
+    constants.prime({p0.key: solved[p0.key]})

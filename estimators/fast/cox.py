@@ -30,7 +30,10 @@ Rows are sorted once. For a given beta the risk-set sums are reverse cumulative 
 corrections are done per death (vectorised over all deaths at once). The Hessian is assembled as
 ``X' diag(e * a) X - N'N`` where ``a`` collects, for every row, the sum of 1/denominator over the
 deaths whose risk set contains that row (minus the Efron tie correction for the deaths
-themselves) -- so no n x p x p arrays are ever formed.
+themselves) -- so no n x p x p arrays are ever formed. A single 0/1 covariate (the two-arm
+comparison of the unadjusted and IPTW models) is reduced once to two numbers per death,
+den_i = A_i + exp(beta) B_i (:class:`_BinaryCoxData`): a Newton step then costs a few
+operations on arrays of one entry per death; the same Newton rules, optimum and SEs.
 
 Score test
 ----------
@@ -178,6 +181,115 @@ class _CoxData:
             self.sqrt_wb = np.sqrt(self.wb)
             self.xdw = wd @ self.Xd
             self.wsum_d = float(wd.sum())
+
+
+class _BinaryCoxData:
+    """Cox data of one 0/1 covariate x, reduced to one pair (A_i, B_i) per death.
+
+    With theta = exp(beta) the Efron-corrected denominator of death i (tied group k, sub-term
+    f_i = r/d_k; 0 for Breslow) is den_i = A_i + theta B_i, A_i = R0_k - f_i D0_k and
+    B_i = R1_k - f_i D1_k (R_xk: weight at risk at t_k with x, D_xk: of the deaths at t_k), so
+    ll = beta s1 - sum_i wbar_i log den_i, U = s1 - sum_i wbar_i p_i, I = sum_i wbar_i p_i (1 - p_i)
+    with p_i = theta B_i / den_i and s1 the weight of the deaths with x = 1: a Newton step costs
+    a few operations on arrays of one entry per death, whatever p or the data's size.
+    """
+
+    __slots__ = ("A", "B", "wb", "s1", "order", "ts", "xs", "udt", "idx_d", "gstart", "gid", "f")
+
+    def __init__(self, time, event, x, w, ties):
+        order = np.lexsort((event, time))
+        ts, es, xs = time[order], event[order], x[order]
+        ws = None if w is None else w[order]
+        idx_d = np.flatnonzero(es)
+        nd = idx_d.shape[0]
+        dt = ts[idx_d]
+        gstart = np.flatnonzero(np.concatenate(([True], dt[1:] != dt[:-1])))
+        ng = gstart.shape[0]
+        udt = dt[gstart]
+        rstart = np.searchsorted(ts, udt, side="left")
+        wx = xs if ws is None else ws * xs
+        c1 = np.concatenate(([0.0], np.cumsum(wx)))
+        r1 = c1[-1] - c1[rstart]  # weight at risk with x = 1 at each distinct death time
+        if ws is None:
+            r0 = (ts.shape[0] - rstart) - r1
+        else:
+            call = np.concatenate(([0.0], np.cumsum(ws)))
+            r0 = (call[-1] - call[rstart]) - r1
+        self.order, self.ts, self.xs, self.udt = order, ts, xs, udt
+        self.idx_d, self.gstart = idx_d, gstart
+        self.s1 = float(wx[idx_d].sum())
+        tied = nd > ng
+        if tied:
+            dg = np.diff(np.concatenate((gstart, [nd])))
+            gid = np.repeat(np.arange(ng), dg)
+            d1 = np.add.reduceat(wx[idx_d], gstart)
+            dall = dg.astype(float) if ws is None else np.add.reduceat(ws[idx_d], gstart)
+            self.wb = None if ws is None else (dall / dg)[gid]
+            self.gid = gid
+            if ties == "efron":
+                f = (np.arange(nd) - gstart[gid]) / dg[gid]
+                self.f = f
+                self.A = r0[gid] - f * (dall - d1)[gid]
+                self.B = r1[gid] - f * d1[gid]
+            else:
+                self.f = None
+                self.A, self.B = r0[gid], r1[gid]
+        else:
+            self.gid = None
+            self.f = None
+            self.wb = None if ws is None else ws[idx_d]
+            self.A, self.B = r0, r1
+
+    def derivs(self, beta: np.ndarray):
+        """Log partial likelihood, gradient (1,) and Hessian (1, 1) at beta."""
+        b = float(beta[0])
+        tb = math.exp(b) * self.B if b < 700.0 else np.full_like(self.B, np.inf)
+        den = self.A + tb
+        pr = tb / den
+        wb = self.wb
+        if wb is None:
+            ll = b * self.s1 - float(np.log(den).sum())
+            u = self.s1 - float(pr.sum())
+            info = float((pr - pr * pr).sum())
+        else:
+            ll = b * self.s1 - float(wb @ np.log(den))
+            u = self.s1 - float(wb @ pr)
+            info = float(wb @ (pr - pr * pr))
+        return ll, np.array([u]), np.array([[-info]])
+
+    def score_residuals(self, beta: np.ndarray) -> np.ndarray:
+        """Unweighted score residuals (sorted order, (n, 1)): :func:`_score_residuals_sorted`
+        for one 0/1 covariate (x uncentred and risk scores theta^x: both cancel in them)."""
+        theta = math.exp(float(beta[0]))
+        tb = theta * self.B
+        den = self.A + tb
+        xbar = tb / den
+        h = 1.0 / den if self.wb is None else self.wb / den
+        hx = xbar * h
+        gstart, gid, f, idx_d = self.gstart, self.gid, self.f, self.idx_d
+        ng = gstart.shape[0]
+        ch = np.zeros(ng + 1)
+        chx = np.zeros(ng + 1)
+        if gid is None:  # one death per distinct time
+            np.cumsum(h, out=ch[1:])
+            np.cumsum(hx, out=chx[1:])
+            xbar_mean = xbar
+        else:
+            np.cumsum(np.add.reduceat(h, gstart), out=ch[1:])
+            np.cumsum(np.add.reduceat(hx, gstart), out=chx[1:])
+            dg = np.diff(np.concatenate((gstart, [idx_d.shape[0]])))
+            xbar_mean = (np.add.reduceat(xbar, gstart) / dg)[gid]
+        cnt = np.searchsorted(self.udt, self.ts, side="right")  # death times <= t_j
+        a = ch[cnt]
+        bx = chx[cnt]
+        if f is not None:
+            a[idx_d] -= np.add.reduceat(h * f, gstart)[gid]
+            bx[idx_d] -= np.add.reduceat(hx * f, gstart)[gid]
+        xs = self.xs
+        e = np.where(xs != 0.0, theta, 1.0)
+        resid = -e * (xs * a - bx)
+        resid[idx_d] += xs[idx_d] - xbar_mean
+        return resid[:, None]
 
 
 def _efron_derivs(dat: _CoxData, beta: np.ndarray):
@@ -368,6 +480,8 @@ def cox_fit(
     # binary covariates with no events in one level -> infinite coefficient
     e1 = evf @ X
     cand = (e1 == 0.0) | (e1 == nev)
+    # one 0/1 covariate (a two-arm comparison): the reduced per-death form of _BinaryCoxData
+    binary = p == 1 and bool(((X == 0.0) | (X == 1.0)).all())
     if cand.any():
         for j in np.flatnonzero(cand):
             xj = X[:, j]
@@ -376,10 +490,17 @@ def cox_fit(
                 what = f"arm {lvl}" if p == 1 else f"group covariate {j} == {lvl}"
                 return _failed(p, n, nev, f"no events in {what} (monotone likelihood)")
 
-    dat = _CoxData(time, event, Xc, w, ties)
+    if p == 1 and binary:
+        dat = _BinaryCoxData(time, event, X[:, 0], w, ties)
+        derivs = dat.derivs
+    else:
+        dat = _CoxData(time, event, Xc, w, ties)
+
+        def derivs(b):
+            return _efron_derivs(dat, b)
 
     beta = np.zeros(p)
-    ll, grad, hess = _efron_derivs(dat, beta)
+    ll, grad, hess = derivs(beta)
     ll0 = ll
     # information at 0: one Cholesky gives the rank check (L_jj / sqrt(I_jj)
     # is sqrt(1 - R^2) of covariate j on the previous ones), the score test
@@ -410,10 +531,10 @@ def cox_fit(
             it += 1
             # damped Newton: halve while the log-likelihood decreases
             t = 1.0
-            ll_new, grad_new, hess_new = _efron_derivs(dat, beta + step)
+            ll_new, grad_new, hess_new = derivs(beta + step)
             while not (ll_new >= ll - 1e-12 * abs(ll)) and t > 1e-4:
                 t *= 0.5
-                ll_new, grad_new, hess_new = _efron_derivs(dat, beta + t * step)
+                ll_new, grad_new, hess_new = derivs(beta + t * step)
             ok = ll_new >= ll - 1e-12 * abs(ll) and np.isfinite(hess_new).all()
             if not ok:
                 if ssz <= 1e-6:
@@ -457,9 +578,14 @@ def cox_fit(
     cov = chol_inv(c)
     cov_naive = cov
     if robust:
-        r = _score_residuals_sorted(dat, beta)
-        if dat.w is not None:
-            r = r * dat.w[:, None]
+        if isinstance(dat, _BinaryCoxData):
+            r = dat.score_residuals(beta)
+            ws = None if w is None else w[dat.order]
+        else:
+            r = _score_residuals_sorted(dat, beta)
+            ws = dat.w
+        if ws is not None:
+            r = r * ws[:, None]
         db = r @ cov
         cov = db.T @ db
     bse = np.sqrt(np.diag(cov))

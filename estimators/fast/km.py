@@ -51,6 +51,9 @@ def r_quantile(times, surv, xmax: float, p: float = 0.5, tol: float = R_TOLERANC
     """
     x = np.concatenate(([0.0], np.asarray(times, dtype=float)))
     y = np.concatenate(([0.0], 1.0 - np.asarray(surv, dtype=float)))
+    if y[-1] != y[-1]:  # a band is NA from where S = 0: drop the NAs (R does too)
+        ok = ~np.isnan(y)
+        x, y = x[ok], y[ok]
     if y.shape[0] > 1 and (y[1:] >= y[:-1]).all():  # a monotone curve without NA: first crossings
         if y[-1] < p - 1e-12:  # R: max(y) < p; 1e-12 absorbs our exp(cumsum(log)) rounding
             return np.inf

@@ -20,12 +20,16 @@ where W is the within-group cross-product matrix of Xa and A_k the
 cross-product of the group sums over groups of size n_k (k runs over the
 *distinct group sizes*, typically <= 5).  Both are computed once, so each
 evaluation of the profiled (restricted) log-likelihood costs one
-(p+1)x(p+1) Cholesky: its last pivot squared is the residual quadratic form
-q(gamma) and its first p pivots give log|X'H^{-1}X|.  Analytic first and
-second derivatives in gamma are cheap too.  The 1-D profile is minimised
-over theta = log(gamma) by a vectorised coarse grid followed by a
-bracketed (safeguarded) Newton iteration to ~1e-12; the boundary gamma = 0
-is detected from the sign of the derivative at 0 and reported as
+(p+1)x(p+1) Cholesky L and the triangular inverse T = L^-1: the last pivot
+squared is the residual quadratic form q(gamma), the first p pivots give
+log|X'H^{-1}X|, and f', f'' are traces and entries of T M' T' and T M'' T'
+(:class:`_Profile`).  With an intercept column, the group sums are centred
+first (a unit-Jacobian reparameterisation that keeps the between-group
+cross-products well conditioned).  The 1-D profile is minimised over
+theta = log(gamma) by Newton's method from the moment (ANOVA-type) estimate
+of gamma (typically 4 steps to |step| < 1e-10), safeguarded by bisection in
+the bracket the signs of f' give; the boundary gamma = 0 is detected from the
+sign of the derivative at 0 and reported as
 status="warning" ("random-intercept variance on boundary (0)").
 
 Covariance of the fixed effects: the standard model-based sigma^2 (X' H^-1 X)^-1 at the
@@ -36,14 +40,17 @@ included: ~1e-4 relative larger SEs on study-sized data, REML or ML.) ``bse_re``
 curvature in gamma of the log-likelihood profiled over scale and fixed effects (statsmodels'
 sqrt(scale * [-H^-1]_gg)).
 
-Unbalanced groups (any sizes, unsorted labels) are supported.
+Unbalanced groups (any sizes, unsorted labels) are supported; :func:`lmm_random_intercept_wide`
+takes padded (group x slot) data and needs no sorting or segment sums.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import get_lapack_funcs
 
 from ._common import (
     STATUS_FAILED,
@@ -51,13 +58,11 @@ from ._common import (
     STATUS_WARNING,
     Z975,
     chol,
-    chol_inv,
-    chol_solve,
     p_norm2,
 )
 
 _LOG2PI = float(np.log(2.0 * np.pi))
-_GRID = np.linspace(-7.0, 5.0, 13)  # log(gamma) grid for the initial bracket
+_potrf, _trtri = get_lapack_funcs(("potrf", "trtri"), (np.empty((1, 1)),))
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,13 +112,20 @@ def _failed(p, n, m, reml, msg) -> LMMResult:
 
 
 class _Profile:
-    """Sufficient statistics and the profiled objective f(gamma) = -2 llf + const."""
+    """Sufficient statistics and the profiled objective f(gamma) = -2 llf + const.
 
-    __slots__ = ("Wa", "Aa", "Aflat", "nk", "mk", "p", "nu", "reml", "N")
+    With M(gamma) = Wa + sum_k omega_k A_k = L L' (Cholesky, (p+1) x (p+1)) and T = L^-1,
+    B_j = T M^(j) T' (M^(j) the j-th derivative in gamma): q = L_pp^2, q'/q = B1_pp,
+    q''/q = B2_pp - 2 |B1[:p, p]|^2, and for REML d log|X'H^-1X| = tr B1[:p, :p],
+    d2 log|X'H^-1X| = tr B2[:p, :p] - |B1[:p, :p]|_F^2 (Minv = T11' T11). So one Cholesky, one
+    triangular inverse and two small products give f, f', f''.
+    """
 
-    def __init__(self, Wa, Aa, nk, mk, p, N, reml):
+    __slots__ = ("Wa", "Aflat", "nk", "mk", "p", "nu", "reml", "N", "shift")
+
+    def __init__(self, Wa, Aa, nk, mk, p, N, reml, shift=None):
+        self.shift = shift  # (intercept column, column means) of the centring, or None
         self.Wa = Wa
-        self.Aa = Aa
         self.Aflat = Aa.reshape(Aa.shape[0], -1)
         self.nk = nk
         self.mk = mk
@@ -122,142 +134,42 @@ class _Profile:
         self.reml = reml
         self.nu = float(N - p) if reml else float(N)
 
-    def f_grid(self, gammas: np.ndarray) -> np.ndarray:
-        """Objective at many gammas at once (batched Cholesky)."""
-        nk = self.nk
-        p = self.p
-        om = 1.0 / (nk * (1.0 + np.multiply.outer(gammas, nk)))  # (G, K)
-        Ma = self.Wa + (om @ self.Aflat).reshape(gammas.shape[0], p + 1, p + 1)
-        try:
-            L = np.linalg.cholesky(Ma)
-        except np.linalg.LinAlgError:
-            return np.full(gammas.shape[0], np.nan)
-        dg = np.diagonal(L, axis1=1, axis2=2)
-        with np.errstate(divide="ignore"):
-            ldg = np.log(dg)
-        f = self.nu * 2.0 * ldg[:, p] + np.log1p(np.multiply.outer(gammas, nk)) @ self.mk
-        if self.reml:
-            f += 2.0 * ldg[:, :p].sum(axis=1)
-        return f
-
-    def f_f1(self, g: float):
-        """(f, f') at gamma = g (what a gradient method needs); None if not PD."""
-        nk, mk, p = self.nk, self.mk, self.p
-        p1 = p + 1
-        u = 1.0 / (1.0 + nk * g)
-        om = np.empty((2, nk.shape[0]))
-        om[0] = u / nk
-        om[1] = -u * u
-        Mall = om @ self.Aflat
-        Ma = self.Wa + Mall[0].reshape(p1, p1)
-        Ma1 = Mall[1].reshape(p1, p1)
-        L, info = chol(Ma)
-        if info != 0:
-            return None
-        q = L[p, p] ** 2
-        c11 = L[:p, :p]
-        v = np.empty(p1)
-        v[:p] = chol_solve(c11, Ma[:p, p])
-        v[p] = -1.0
-        q1 = float(v @ (Ma1 @ v))
-        nku = nk * u
-        f = self.nu * np.log(q) + float(np.log1p(nk * g) @ mk)
-        f1 = self.nu * q1 / q + float(nku @ mk)
-        if self.reml:
-            f += 2.0 * float(np.log(np.diagonal(c11)).sum())
-            f1 += float((chol_inv(c11) * Ma1[:p, :p]).sum())
-        return f, f1
-
     def derivs(self, g: float):
-        """f, f', f'' in gamma, plus the pieces needed for the final Hessian.
-
-        Returns None if X'H^{-1}X is not numerically positive definite.
-        """
+        """(f, f', f'', (L, T)) in gamma at gamma = g; None if M(g) is not positive definite."""
         nk, mk, p = self.nk, self.mk, self.p
         p1 = p + 1
-        u = 1.0 / (1.0 + nk * g)
+        nkg = nk * g
+        u = 1.0 / (1.0 + nkg)
+        nku = nk * u
         om = np.empty((3, nk.shape[0]))
         om[0] = u / nk
         om[1] = -u * u
-        om[2] = 2.0 * nk * u * u * u
-        Mall = om @ self.Aflat
-        Ma = self.Wa + Mall[0].reshape(p1, p1)
-        Ma1 = Mall[1].reshape(p1, p1)
-        Ma2 = Mall[2].reshape(p1, p1)
-        L, info = chol(Ma)
+        om[2] = 2.0 * nku * u * u
+        Mall = (om @ self.Aflat).reshape(3, p1, p1)
+        L, info = _potrf(self.Wa + Mall[0], lower=1, clean=1)
         if info != 0:
             return None
-        q = L[p, p] ** 2
-        c11 = L[:p, :p]
-        Minv = chol_inv(c11)
-        beta = Minv @ Ma[:p, p]
-        v = np.empty(p1)
-        v[:p] = beta
-        v[p] = -1.0
-        Ma1v = Ma1 @ v
-        r1 = Ma1v[:p]  # = M1 beta - c1
-        q1 = float(v @ Ma1v)
-        q2f = float(v @ (Ma2 @ v))  # second derivative at fixed beta
-        q2 = q2f - 2.0 * float(r1 @ (Minv @ r1))
-        nu = self.nu
-        nku = nk * u
-        lh = float(np.log1p(nk * g) @ mk)
-        lh1 = float(nku @ mk)
-        lh2 = -float((nku * nku) @ mk)
-        f = nu * np.log(q) + lh
-        f1 = nu * q1 / q + lh1
-        f2 = nu * (q2 / q - (q1 / q) ** 2) + lh2
+        T, info = _trtri(L, lower=1)
+        if info != 0:
+            return None
+        B = T @ Mall[1:] @ T.T
+        B1, B2 = B[0], B[1]
+        b1 = B1[p, p]
+        c1 = B1[:p, p]
+        dg = np.log(np.diagonal(L))
+        f = self.nu * 2.0 * dg[p] + float(np.log1p(nkg) @ mk)
+        f1 = self.nu * b1 + float(nku @ mk)
+        f2 = self.nu * (B2[p, p] - 2.0 * float(c1 @ c1) - b1 * b1) - float((nku * nku) @ mk)
         if self.reml:
-            P1 = Minv @ Ma1[:p, :p]
-            d2 = float((Minv * Ma2[:p, :p]).sum()) - float((P1 * P1.T).sum())
-            f += 2.0 * float(np.log(np.diagonal(c11)).sum())
-            f1 += float(np.trace(P1))
-            f2 += d2
-        else:
-            d2 = 0.0
-        return f, f1, f2, (q, beta, Minv, Ma, r1, q1, q2f, lh2, d2)
-
-
-def _safeguarded_newton(fun, a, b, x, tol, maxiter, relative=False):
-    """Minimise a 1-D function on [a, b] given fun(x) -> (f, f1, f2, extra).
-
-    Newton on the derivative with bisection fallback; the bracket is shrunk
-    using the sign of f1 (assumes a single minimiser in [a, b]).
-    Returns (x, dx, n_iter, converged, result_at_x): ``x`` is the last point
-    evaluated and ``dx`` the final (tiny, |dx| <= tol) Newton step from it, so
-    x + dx is the optimum to O(dx^2).
-    """
-    it = 0
-    r = None
-    while it < maxiter:
-        it += 1
-        r = fun(x)
-        if r is None:
-            return x, 0.0, it, False, None
-        f1, f2 = r[1], r[2]
-        if f1 > 0.0:
-            b = x
-        else:
-            a = x
-        newton = f2 > 0.0
-        if newton:
-            xn = x - f1 / f2
-            if not (a < xn < b):
-                xn = 0.5 * (a + b)
-                newton = False
-        else:
-            xn = 0.5 * (a + b)
-        sc = abs(x) if relative else max(1.0, abs(x))
-        if newton and abs(xn - x) <= tol * sc:
-            return x, xn - x, it, True, r
-        if b - a <= 1e-14 * sc:
-            return x, 0.0, it, True, r
-        x = xn
-    return x, 0.0, it, False, r
+            B11 = B1[:p, :p]
+            f += 2.0 * float(dg[:p].sum())
+            f1 += float(np.trace(B11))
+            f2 += float(np.trace(B2[:p, :p])) - float((B11 * B11).sum())
+        return float(f), float(f1), float(f2), (L, T)
 
 
 def _prepare(y, X, groups, reml):
-    """Checks and sufficient statistics: (profile, N, p, n_groups), or a failed LMMResult."""
+    """Long data (one row per observation) -> :func:`_profile` of its sufficient statistics."""
     y = np.asarray(y, dtype=float).reshape(-1)
     X = np.asarray(X, dtype=float)
     if X.ndim == 1:
@@ -284,41 +196,106 @@ def _prepare(y, X, groups, reml):
         groups = inv[order]
         y = y[order]
         X = X[order]
-    starts = np.concatenate(([0], np.flatnonzero(groups[1:] != groups[:-1]) + 1))
-    m = starts.shape[0]
-    sizes = np.diff(np.concatenate((starts, [N])))
+    starts = np.flatnonzero(np.r_[True, groups[1:] != groups[:-1]])
+    sizes = np.diff(np.r_[starts, N])
+    Xa = np.empty((N, p + 1))
+    Xa[:, :p] = X
+    Xa[:, p] = y
+    Za = np.add.reduceat(Xa, starts, axis=0)  # group sums
+    Xw = Xa - np.repeat(Za / sizes[:, None], sizes, axis=0)
+    return _profile(Xw.T @ Xw, Za, sizes, N, p, reml, lambda j: X[:, j])
+
+
+def _prepare_wide(Y, X, reml):
+    """Padded data (group x slot, NaN = no observation) -> :func:`_profile`, no per-row loop."""
+    Y = np.asarray(Y, dtype=float)
+    X = np.asarray(X, dtype=float)
+    n, v, p = X.shape
+    obs = np.isfinite(Y)
+    sizes = np.count_nonzero(obs, axis=1)
+    if not sizes.all():  # groups without observations contribute nothing
+        keep = sizes > 0
+        Y, X, obs, sizes = Y[keep], X[keep], obs[keep], sizes[keep]
+    N = int(sizes.sum())
+    if N == 0:
+        return _failed(p, N, 0, reml, "no observations")
+    p1 = p + 1
+    Xa = np.empty((sizes.shape[0], v, p1))
+    Xa[:, :, :p] = X
+    Xa[:, :, p] = Y
+    miss = ~obs
+    Xa[miss] = 0.0
+    Za = Xa[:, 0].copy()  # group sums (a loop over the few slots beats a strided reduction)
+    for j in range(1, v):
+        Za += Xa[:, j]
+    Xw = Xa - (Za / sizes[:, None])[:, None, :]
+    Xw[miss] = 0.0
+    Xw = Xw.reshape(-1, p1)
+    Wa = Xw.T @ Xw
+    if not (np.isfinite(Wa).all() and np.isfinite(Za).all()):
+        return _failed(p, N, 0, reml, "non-finite values in y or X")
+    return _profile(Wa, Za, sizes, N, p, reml, lambda j: Xa[:, :, j][obs])
+
+
+def _intercept_column(Wa, Za, column) -> int:
+    """Index of a constant non-zero column of X (the intercept), -1 if there is none.
+
+    Candidates are the columns constant within groups (zero within cross-product); each is
+    checked on its values, ``column(j)`` (over the observed rows), first one first.
+    """
+    dw = np.diagonal(Wa)
+    for j in np.flatnonzero(dw[:-1] <= 1e-24 * dw.max()).tolist():
+        x = column(j)
+        if x[0] != 0.0 and (x == x[0]).all():
+            return int(j)
+    return -1
+
+
+def _profile(Wa, Za, sizes, N, p, reml, column):
+    """Checks and the profile from the within cross-products ``Wa`` and group sums ``Za``:
+    (profile, N, p, n_groups, start gamma), or a failed LMMResult.
+
+    When X has an intercept (``column(j)``: column j of X over the observed rows), the columns
+    of [X, y] other than it are centred at their means first (Za - n_i mean; Wa is unchanged):
+    a reparameterisation with unit Jacobian that leaves q and log|X'H^-1X| as they are but
+    keeps the between-group cross-products well conditioned (covariates like age ~ 60 and y
+    otherwise cost ~4 digits of f). :func:`_finish` maps the fixed effects back.
+    """
+    m = sizes.shape[0]
+    shift = None
+    c = _intercept_column(Wa, Za, column)
+    if c >= 0:
+        mu = Za.sum(axis=0) / N
+        mu[c] = 0.0
+        Za = Za - sizes[:, None] * mu
+        shift = (c, mu / column(c)[0])  # the intercept column is column(c)[0] times 1
     if sizes.max() < 2:
         return _failed(
             p, N, m, reml, "random intercept not identifiable (every group has one observation)"
         )
     if N - p <= 0:
         return _failed(p, N, m, reml, f"no residual degrees of freedom (N={N}, p={p})")
-
-    Xa = np.empty((N, p + 1))
-    Xa[:, :p] = X
-    Xa[:, p] = y
-    Za = np.add.reduceat(Xa, starts, axis=0)  # group sums
-    Xw = Xa - np.repeat(Za / sizes[:, None], sizes, axis=0)
-    Wa = Xw.T @ Xw
+    p1 = p + 1
     cnt = np.bincount(sizes)
     usz = np.flatnonzero(cnt)
     K = usz.shape[0]
-    lut = np.zeros(cnt.shape[0], dtype=np.intp)
-    lut[usz] = np.arange(K)
-    cls = lut[sizes]
     if K == 1:
         Aa = (Za.T @ Za)[None]
-    else:
-        Aa = np.empty((K, p + 1, p + 1))
-        for k in range(K):
-            Zk = Za[cls == k]
-            Aa[k] = Zk.T @ Zk
+    else:  # A_k = sum over groups of size n_k of Za_i Za_i' (groups sorted by size)
+        Zs = Za[np.argsort(sizes, kind="stable")]
+        ends = np.cumsum(cnt[usz]).tolist()
+        Aa = np.empty((K, p1, p1))
+        a = 0
+        for k, b in enumerate(ends):
+            Zk = Zs[a:b]
+            np.matmul(Zk.T, Zk, out=Aa[k])
+            a = b
     nk = usz.astype(float)
     mk = cnt[usz].astype(float)
-    prof = _Profile(Wa, Aa, nk, mk, p, N, reml)
+    prof = _Profile(Wa, Aa, nk, mk, p, N, reml, shift)
 
     # --- rank / degeneracy checks at gamma = 0 (Ma = Xa'Xa) -----------------
-    Ma0 = Wa + ((1.0 / nk) @ prof.Aflat).reshape(p + 1, p + 1)
+    Ma0 = Wa + ((1.0 / nk) @ prof.Aflat).reshape(p1, p1)
     # one Cholesky: L_jj / sqrt(M_jj) = sqrt(1 - R^2) of column j on the
     # previous ones (rank check); the last pivot is the OLS residual norm
     c0, info = chol(Ma0)
@@ -329,27 +306,45 @@ def _prepare(y, X, groups, reml):
     if info != 0 or dg[p] * dg[p] <= 1e-24 * d0[p]:
         return _failed(p, N, m, reml, "response is an exact linear function of X (zero residual)")
 
-    return prof, N, p, m
+    # --- start: moment (ANOVA-type) estimate from the OLS residuals e ----------
+    # within-group SS s_w ~ (N - m) s2; between SS sum n_i ebar_i^2 ~ (m - p)(1 + nbar gamma) s2
+    t0, _ = _trtri(c0, lower=1)
+    v0 = t0[p]  # the OLS [beta, -1] up to the factor -L_pp
+    s_all = dg[p] * dg[p]
+    s_w = float(v0 @ Wa @ v0) * s_all
+    s_b = s_all - s_w
+    gamma0 = np.nan
+    if N > m and m > p and s_w > 0:
+        gamma0 = (s_b * (N - m) / ((m - p) * s_w) - 1.0) * m / N
+    return prof, N, p, m, gamma0
 
 
-def _finish(prof, reml, N, p, m, gamma, status, message, converged, n_iter):
-    """Estimates at the optimum ``gamma`` -> LMMResult (everything re-evaluated at ``gamma``)."""
+def _finish(prof, reml, N, p, m, gamma, r, status, message, converged, n_iter):
+    """Estimates at the optimum ``gamma`` -> LMMResult from ``r`` = prof.derivs(gamma)."""
     nu = N - p if reml else N
-    r = prof.derivs(gamma)
     if r is None:
         return _failed(p, N, m, reml, "singular matrix at the optimum")
-    f = r[0]
-    q, beta, Minv, Ma, r1, q1, q2f, lh2, d2 = r[3]
+    f, f1, f2, (L, T) = r
+    lpp = L[p, p]
+    q = lpp * lpp
+    beta = -lpp * T[p, :p]  # from M [beta, -1]' = [0, -q]'
+    T11 = T[:p, :p]
+    Minv = T11.T @ T11
+    if prof.shift is not None:  # undo the centring: beta_c = beta'_c + (mu_y - mu_X'beta') / k
+        c, mu = prof.shift
+        mx = mu[:p]
+        beta[c] += mu[p] - mx @ beta
+        w = Minv @ mx
+        Minv[c] -= w
+        Minv[:, c] -= w
+        Minv[c, c] += mx @ w
     scale = q / nu
     llf = -0.5 * f - 0.5 * nu * _LOG2PI + 0.5 * nu * np.log(nu) - 0.5 * nu
     cov_fe = Minv * scale  # sigma^2 (X' H^-1 X)^-1
     # curvature in gamma of the scale-profiled log-likelihood (fixed effects profiled out)
-    q2 = q2f - 2.0 * float(r1 @ (Minv @ r1))
-    hgg = -0.5 * lh2 - 0.5 * nu * (q2 / q - (q1 / q) ** 2)
-    if reml:
-        hgg -= 0.5 * d2
+    hgg = -0.5 * f2
     bse_re = float(np.sqrt(-scale / hgg)) if hgg < 0 else np.nan
-    bse = np.sqrt(np.diag(cov_fe))
+    bse = np.sqrt(np.diagonal(cov_fe))
     z = beta / bse
     if not converged:
         status = STATUS_FAILED
@@ -376,6 +371,11 @@ def _finish(prof, reml, N, p, m, gamma, status, message, converged, n_iter):
     )
 
 
+#: log(gamma) bounds of the search: below, the optimum is the boundary gamma = 0 if f'(0) >= 0;
+#: above, the residual variance is on its boundary (cov_re / scale > 1e10)
+_THETA_LO, _THETA_HI = -23.0, 23.0
+
+
 def lmm_random_intercept(
     y,
     X,
@@ -386,6 +386,12 @@ def lmm_random_intercept(
 ) -> LMMResult:
     """Random-intercept LMM fit by (RE)ML via 1-D profiling.
 
+    Newton's method in theta = log(gamma) on the exact profile (analytic f', f''), started at
+    the moment estimate of gamma from the OLS residuals, safeguarded by bisection in the
+    bracket the signs of f' give; stops when the Newton step from the current point is below
+    ``tol`` (in theta, relative to max(1, |theta|)) and reports that point. The boundary
+    gamma = 0 is the optimum when f'(0) >= 0 (status warning).
+
     Parameters
     ----------
     y : (N,) response
@@ -393,74 +399,68 @@ def lmm_random_intercept(
     groups : (N,) group labels (e.g. patient id); need not be sorted
     reml : REML (default, as statsmodels) or ML
     """
-    prep = _prepare(y, X, groups, reml)
+    return _optimise(_prepare(y, X, groups, reml), reml, tol, maxiter)
+
+
+def lmm_random_intercept_wide(
+    Y, X, reml: bool = True, tol: float = 1e-10, maxiter: int = 60
+) -> LMMResult:
+    """:func:`lmm_random_intercept` on padded data: group i's observations in the slots of row i.
+
+    Y : (n, v) response, NaN where group i has no observation in slot j
+    X : (n, v, p) fixed-effects design per slot (rows of empty slots ignored; must be finite)
+
+    The same fit as the long form with groups = row index (rows of Y in order), without
+    sorting or segment sums: the group sums are sums over the slot axis.
+    """
+    return _optimise(_prepare_wide(Y, X, reml), reml, tol, maxiter)
+
+
+def _optimise(prep, reml, tol, maxiter) -> LMMResult:
+    """The Newton iteration of :func:`lmm_random_intercept` on a prepared profile."""
     if isinstance(prep, LMMResult):
         return prep
-    prof, N, p, m = prep
+    prof, N, p, m, gamma0 = prep
+    fail = functools.partial(_failed, p, N, m, reml)
 
-    # --- optimise the profile over gamma ------------------------------------
-    status, message = STATUS_OK, ""
-    n_iter = 0
-    fg = prof.f_grid(np.exp(_GRID))
-    if not np.all(np.isfinite(fg)):
-        return _failed(p, N, m, reml, "profile likelihood not finite on the gamma grid")
-    j = int(np.argmin(fg))
-    converged = True
-    if j == 0:
-        r0 = prof.derivs(0.0)
-        if r0 is None:
-            return _failed(p, N, m, reml, "singular matrix at gamma = 0")
-        if r0[1] >= 0.0:
-            gamma = 0.0
-            status = STATUS_WARNING
-            message = "random-intercept variance on boundary (0)"
+    lo, hi = _THETA_LO, _THETA_HI  # bracket of the optimum in theta (shrunk by the signs of f')
+    theta = float(np.log(gamma0)) if gamma0 > np.exp(-6.0) else -6.0
+    theta = min(theta, hi - 1.0)
+    boundary_checked = False
+    r, g = None, 0.0
+    for it in range(1, maxiter + 1):
+        g = float(np.exp(theta))
+        r = prof.derivs(g)
+        if r is None:
+            return fail("singular matrix in the profile likelihood")
+        if r[1] > 0.0 and theta <= -5.0 and not boundary_checked:
+            # f increasing at a small gamma: the optimum is the boundary if f'(0) >= 0
+            boundary_checked = True
+            r0 = prof.derivs(0.0)
+            if r0 is None:
+                return fail("singular matrix at gamma = 0")
+            if r0[1] >= 0.0:
+                msg = "random-intercept variance on boundary (0)"
+                return _finish(prof, reml, N, p, m, 0.0, r0, STATUS_WARNING, msg, True, it)
+        f1 = g * r[1]
+        f2 = g * g * r[2] + f1
+        if f1 > 0.0:
+            hi = theta
         else:
-            # interior optimum in (0, exp(grid[1])): Newton in gamma itself
-            gamma, dx, n_iter, converged, _ = _safeguarded_newton(
-                prof.derivs,
-                0.0,
-                float(np.exp(_GRID[1])),
-                float(np.exp(_GRID[0])),
-                tol,
-                maxiter,
-                relative=True,
-            )
-            gamma += dx
-    else:
-        lo_t = _GRID[j - 1]
-        if j == _GRID.shape[0] - 1:
-            # optimum at or beyond the top of the grid: extend upwards
-            hi_t = _GRID[-1]
-            while True:
-                hi_t += 2.0
-                if hi_t > 25.0:
-                    return _failed(
-                        p,
-                        N,
-                        m,
-                        reml,
-                        "residual variance on boundary (0): cov_re / scale diverges (gamma > 1e10)",
-                    )
-                r = prof.derivs(float(np.exp(hi_t)))
-                if r is None:
-                    return _failed(p, N, m, reml, "singular matrix for large gamma")
-                if r[1] > 0.0:
-                    break
-                lo_t = hi_t - 2.0
+            lo = theta
+        sc = max(1.0, abs(theta))
+        if f2 > 0.0:
+            step = -f1 / f2
+            if abs(step) <= tol * sc:
+                return _finish(prof, reml, N, p, m, g, r, STATUS_OK, "", True, it)
+            new = theta + min(max(step, -3.0), 3.0)  # trust region (theta is a log scale)
+            if not lo < new < hi:
+                new = 0.5 * (lo + hi)
         else:
-            hi_t = _GRID[j + 1]
-
-        def fun_theta(t):
-            g = float(np.exp(t))
-            r = prof.derivs(g)
-            if r is None:
-                return None
-            f, f1, f2, extra = r
-            return f, g * f1, g * g * f2 + g * f1, extra
-
-        theta, dx, n_iter, converged, _ = _safeguarded_newton(
-            fun_theta, float(lo_t), float(hi_t), float(_GRID[j]), tol, maxiter
-        )
-        gamma = float(np.exp(theta + dx))
-
-    return _finish(prof, reml, N, p, m, gamma, status, message, converged, n_iter)
+            new = 0.5 * (lo + hi)
+        if lo >= _THETA_HI - 1e-9:
+            return fail("residual variance on boundary (0): cov_re / scale diverges (gamma > 1e10)")
+        if hi - lo <= 1e-14 * sc or hi <= _THETA_LO:
+            return _finish(prof, reml, N, p, m, g, r, STATUS_OK, "", True, it)
+        theta = new
+    return _finish(prof, reml, N, p, m, g, r, STATUS_OK, "", False, maxiter)

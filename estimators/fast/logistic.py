@@ -226,3 +226,109 @@ def logistic_fit(
         status=STATUS_OK,
         message="",
     )
+
+
+def univariable_logistic_batch(
+    y, x, ok, maxiter: int = 50, tol: float = 1e-10, p_extreme: float = 1e-10
+):
+    """Many univariable logistic regressions logit P(y = 1) = b0 + b1 x_j at once.
+
+    ``y`` (n,) 0/1 (any value where no model uses the row), ``x`` (n, T) covariates, ``ok``
+    (n, T) bool: the rows model j uses (y and x finite there). Each model runs
+    :func:`logistic_fit`'s Newton-Raphson from b = 0 with its stopping rule
+    (max_j |step_j| rms(x_j) <= tol, rms from the first information matrix), the 2 x 2 Cholesky
+    in closed form; the SEs come from the last information matrix, as there. Returns (params
+    (T, 2), covariance (T, 2, 2), clean (T,) bool). ``clean`` is False for every model that
+    left the plain path (an arm of the data rules of :func:`logistic_fit` or
+    ``engines.logit_design_problem`` that needs a decision: a rank not certainly full, a
+    step-halving, |eta| > 30, no convergence, fitted probabilities within ``p_extreme`` of 0
+    or 1, a covariance that is not positive): the caller refits those one by one, so every
+    answer is the one-by-one fit's.
+    """
+    with np.errstate(all="ignore"):  # NaN steps of the models already set aside
+        return _univariable_batch(y, x, ok, maxiter, tol, p_extreme)
+
+
+def _univariable_batch(y, x, ok, maxiter, tol, p_extreme):
+    """:func:`univariable_logistic_batch` itself (run under np.errstate)."""
+    m = np.ascontiguousarray(np.asarray(ok, dtype=bool).T)  # (T, n): one model per row
+    W = m.astype(float)
+    yv = np.where(m.any(axis=0), np.asarray(y, dtype=float), 0.0)
+    X = np.where(m, np.asarray(x, dtype=float).T, 0.0)
+    YY = yv * W
+    n = W.sum(axis=1)
+    ysum = YY.sum(axis=1)
+    T = X.shape[0]
+    clean = (n > 2) & (ysum > 0) & (ysum < n) & bool(np.all((yv == 0) | (yv == 1)))
+    # engines.logit_design_problem(quick=True): x not constant, rank certainly full
+    xmax = np.where(m, X, -np.inf).max(axis=1)
+    xmin = np.where(m, X, np.inf).min(axis=1)
+    sx, sxx = X.sum(axis=1), np.einsum("ij,ij->i", X, X)
+    lam = (1.0 - sx * sx / (n * sxx)) / 2.0  # 1 / trace of the equilibrated Gram inverse
+    smin = np.sqrt(lam) * np.minimum(np.sqrt(n), np.sqrt(sxx))
+    smax = np.sqrt(n + sxx)
+    certain = (lam > 2e-6) & (smin > 2e3 * smax * np.maximum(n, 2) * np.finfo(float).eps)
+    clean &= (xmax > xmin) & certain
+    b0, b1 = np.zeros(T), np.zeros(T)
+    mu = np.full(X.shape, 0.5)
+    done = ~clean
+    h00, h01, h11 = np.zeros(T), np.zeros(T), np.zeros(T)
+    rms0 = rms1 = None
+    for it in range(1, maxiter + 1):
+        act = ~done
+        if not act.any():
+            break
+        w = mu * (1.0 - mu) * W
+        r = YY - mu * W
+        wx = w * X
+        g0, g1 = r.sum(axis=1), np.einsum("ij,ij->i", r, X)
+        h00 = np.where(act, w.sum(axis=1), h00)
+        h01 = np.where(act, wx.sum(axis=1), h01)
+        h11 = np.where(act, np.einsum("ij,ij->i", wx, X), h11)
+        l00 = np.sqrt(h00)
+        l10 = h01 / l00
+        l11 = np.sqrt(h11 - l10 * l10)
+        if it == 1:
+            rms0, rms1 = 2.0 * l00 / np.sqrt(n), 2.0 * np.sqrt(h11) / np.sqrt(n)
+            bad = ~(l11 > 1e-7 * np.sqrt(h11))
+        else:
+            bad = ~(l11 > 0)
+        z0 = g0 / l00
+        s1 = (g1 - l10 * z0) / l11 / l11
+        s0 = (z0 - l10 * s1) / l00
+        ssz = np.maximum(np.abs(s0 * rms0), np.abs(s1 * rms1))
+        clean &= ~(act & bad)
+        act &= clean
+        nb0, nb1 = b0 + s0, b1 + s1
+        eta_new = nb0[:, None] + nb1[:, None] * X
+        big = act & (ssz > 1.0)
+        if big.any():  # logistic_fit checks the log-likelihood before a large step
+            eta_old = b0[:, None] + b1[:, None] * X
+            ll_old = (YY * eta_old - np.logaddexp(0.0, eta_old) * W).sum(axis=1)
+            ll_new = (YY * eta_new - np.logaddexp(0.0, eta_new) * W).sum(axis=1)
+            clean &= ~(big & (ll_new < ll_old))  # step-halving: refit one by one
+            act &= clean
+        b0, b1 = np.where(act, nb0, b0), np.where(act, nb1, b1)
+        conv = act & (ssz <= tol)
+        act &= ~conv
+        sat = act & (np.abs(eta_new * W).max(axis=1) > _ETA_SATURATED)
+        clean &= ~sat
+        done |= conv | ~clean
+        mu = expit(eta_new)  # (used only by the models still iterating)
+    clean &= done  # not converged in maxiter: refit one by one
+    eta = b0[:, None] + b1[:, None] * X
+    fitted = expit(eta)
+    extreme = (np.minimum(fitted, 1.0 - fitted) < p_extreme) & m
+    extreme |= (np.abs(eta) > _ETA_SATURATED) & m
+    clean &= ~extreme.any(axis=1)
+    # inverse of the last information matrix from its Cholesky factor (as chol_inv)
+    l00 = np.sqrt(h00)
+    l10 = h01 / l00
+    l11 = np.sqrt(h11 - l10 * l10)
+    t10 = -l10 / (l00 * l11)  # L^-1 = [[1 / l00, 0], [t10, 1 / l11]]
+    c00 = 1.0 / (l00 * l00) + t10 * t10
+    c01 = t10 / l11
+    c11 = 1.0 / (l11 * l11)
+    cov = np.stack([np.stack([c00, c01], -1), np.stack([c01, c11], -1)], -2)
+    clean &= np.isfinite(cov).all(axis=(1, 2)) & (c00 > 0) & (c11 > 0)
+    return np.column_stack([b0, b1]), cov, clean

@@ -24,7 +24,8 @@ dV/ds_k = D_k, the symmetric indicator of (a, b)). With P the REML projection
 and the expected (Fisher) Hessian is tr(P D_k P D_l). The optimiser is Newton's method with
 the observed Hessian (Fisher scoring when it is not positive definite), a backtracking line
 search that keeps S positive definite, to a Newton decrement g'H^-1 g < 1e-20 max(1, |f|)
-(the optimum to ~1e-10 relative, not a library's stopping point).
+and one last full step (the optimum to ~1e-10 relative, not a library's stopping point); the
+derivatives of the last Newton point serve the inference.
 
 Inference for a contrast c'b (v = c'Phi c, g_k = dv/ds_k = c'Phi P_k Phi c with
 P_k = X'V^-1 D_k V^-1 X, W = Cov(s^) = 2 H^-1 from the observed Hessian H of f):
@@ -76,6 +77,8 @@ class PatternData:
     p: int
     m: int
     by_size: tuple  # ((patterns (P,), their visits (P, k)) for each pattern size k)
+    pair: np.ndarray  # (S, m, m) 1.0 where both visits are observed in pattern s
+    fill: np.ndarray  # (S, m, m) identity on the unobserved visits of pattern s
 
 
 def pattern_data(Y: np.ndarray, X: np.ndarray) -> PatternData:
@@ -110,7 +113,10 @@ def pattern_data(Y: np.ndarray, X: np.ndarray) -> PatternData:
         (np.flatnonzero(sizes == k), np.array([np.flatnonzero(r) for r in masks[sizes == k]]))
         for k in np.unique(sizes)
     )
-    return PatternData(masks, counts, M, int(obs.sum()), int(keep.sum()), p, m, by_size)
+    mf = masks.astype(float)
+    pair = mf[:, :, None] * mf[:, None, :]
+    fill = np.eye(m)[None] * (1.0 - mf)[:, :, None]
+    return PatternData(masks, counts, M, int(obs.sum()), int(keep.sum()), p, m, by_size, pair, fill)
 
 
 def sym_basis(m: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -151,18 +157,18 @@ class _Eval:
 def _evaluate(d: PatternData, Sig: np.ndarray, reml: bool) -> _Eval | None:
     """f(S) (None if S or X'V^-1X is not positive definite)."""
     m, p = d.m, d.p
-    Winv = np.zeros((d.masks.shape[0], m, m))
-    logdet = 0.0
-    for sel, idx in d.by_size:  # patterns with k visits: one batched Cholesky
-        sub = Sig[idx[:, :, None], idx[:, None, :]]
-        try:
-            c = np.linalg.cholesky(sub)
-        except np.linalg.LinAlgError:
-            return None
-        logdet += 2.0 * float(d.counts[sel] @ np.log(np.diagonal(c, axis1=1, axis2=2)).sum(axis=1))
-        ci = np.linalg.inv(c)
-        Winv[sel[:, None, None], idx[:, :, None], idx[:, None, :]] = ci.transpose(0, 2, 1) @ ci
-    A = np.tensordot(Winv, d.M, axes=([0, 1, 2], [0, 1, 2]))
+    # every pattern at once: S[o, o] completed by the identity on the unobserved visits is
+    # block diagonal, so its inverse minus that identity is S[o, o]^-1 embedded in m x m
+    full = Sig * d.pair + d.fill
+    try:
+        c = np.linalg.cholesky(full)
+    except np.linalg.LinAlgError:
+        return None
+    logdet = 2.0 * float(d.counts @ np.log(np.diagonal(c, axis1=1, axis2=2)).sum(axis=1))
+    ci = np.linalg.inv(c)
+    Winv = ci.transpose(0, 2, 1) @ ci - d.fill
+    S = Winv.shape[0]
+    A = (Winv.reshape(1, S * m * m) @ d.M.reshape(S * m * m, -1)).reshape(p + 1, p + 1)
     A = 0.5 * (A + A.T)
     c, info = chol(A[:p, :p])
     if info != 0:
@@ -182,7 +188,7 @@ class _Derivs:
     hess: np.ndarray  # (K, K) observed d2f/ds ds
     fisher: np.ndarray  # (K, K) expected
     Pk: np.ndarray  # (K, p, p) X'V^-1 D_k V^-1 X
-    N: np.ndarray  # (S, m, m, p+1, p+1) W~ M_s W~ over the visit indices (for Q_kl)
+    N: np.ndarray | None  # (S, m, m, p+1, p+1) W~ M_s W~ over the visit indices (for Q_kl)
 
 
 @functools.lru_cache(maxsize=8)
@@ -190,6 +196,28 @@ def _pair_index(m: int):
     """Index arrays (a, b, a != b) of the elements s_ab, a <= b, in :func:`sym_basis` order."""
     ka, kb = np.triu_indices(m)
     return ka, kb, (ka != kb).astype(float)
+
+
+@functools.lru_cache(maxsize=8)
+def _pair_flat(m: int):
+    """Flat indices into Z (m^4) and weights of the four terms of :func:`_pair_gather`, for
+    every (k, l) in row-major order: T.ravel() = sum_t w_t Z.ravel()[i_t]."""
+    ka, kb, off = _pair_index(m)
+    a, b = ka[:, None], kb[:, None]
+    c, d = ka[None, :], kb[None, :]
+    ok, ol = off[:, None], off[None, :]
+    K = ka.size
+
+    def flat(y, z, w, x):
+        return np.ravel_multi_index(np.broadcast_arrays(y, z, w, x), (m,) * 4).reshape(K * K)
+
+    terms = (
+        (flat(b, c, d, a), np.ones((K, K))),
+        (flat(b, d, c, a), np.broadcast_to(ol, (K, K))),
+        (flat(a, c, d, b), np.broadcast_to(ok, (K, K))),
+        (flat(a, d, c, b), ok * ol),
+    )
+    return tuple((i, np.ascontiguousarray(w, dtype=float).reshape(K * K)) for i, w in terms)
 
 
 def _outer_sum(A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -203,32 +231,50 @@ def _pair_gather(Z: np.ndarray, ka, kb, off) -> np.ndarray:
 
     tr(E_xy A E_zw B) = A[y, z] B[w, x]; D_k = E_ab (+ E_ba if a != b) and D_l = E_cd (+ E_dc).
     """
-    ok = off[:, None]
-    ol = off[None, :]
+    m = Z.shape[0]
+    K = ka.size
+    Zf = Z.reshape((m**4,) + Z.shape[4:])
+    (i1, _), (i2, w2), (i3, w3), (i4, w4) = _pair_flat(m)
     if Z.ndim > 4:
-        ok, ol = ok[..., None, None], ol[..., None, None]
-    a, b = ka[:, None], kb[:, None]
-    c, d = ka[None, :], kb[None, :]
-    return Z[b, c, d, a] + ol * Z[b, d, c, a] + ok * Z[a, c, d, b] + ok * ol * Z[a, d, c, b]
+        w2, w3, w4 = (w.reshape((-1,) + (1,) * (Z.ndim - 4)) for w in (w2, w3, w4))
+    T = Zf[i1] + w2 * Zf[i2] + w3 * Zf[i3] + w4 * Zf[i4]
+    return T.reshape((K, K) + Z.shape[4:])
 
 
-def _derivatives(d: PatternData, ev: _Eval, reml: bool) -> _Derivs:
+def _pattern_n(d: PatternData, W: np.ndarray) -> np.ndarray:
+    """N_s[a, b] = sum_cd W_s[a, c] M_s[c, d] W_s[d, b] for every pattern (S, m, m, p+1, p+1)."""
+    S, m = W.shape[0], d.m
+    t = np.matmul(W, d.M.reshape(S, m, -1)).reshape(S, m, m, -1)
+    N = np.matmul(t.transpose(0, 1, 3, 2), W[:, None]).transpose(0, 1, 3, 2)
+    return N.reshape(d.M.shape)
+
+
+def _derivatives(d: PatternData, ev: _Eval, reml: bool, need_n: bool = False) -> _Derivs:
+    """Gradient, observed and expected Hessian of f, and P_k (``need_n``: also the per-pattern
+    N_s that Kenward-Roger's Q_kl needs; otherwise only sums over patterns are formed)."""
     p, m = d.p, d.m
+    p1 = p + 1
     S = d.masks.shape[0]
     ka, kb, off = _pair_index(m)
     K = ka.size
     n = d.counts.astype(float)
     W = ev.Winv
     u = np.append(-ev.beta, 1.0)
-    # N_s[a, b] = sum_cd W[a, c] M_s[c, d] W[d, b] = sum_i (W x~_i)_a (W x~_i)_b'
-    t = np.matmul(W, d.M.reshape(S, m, -1)).reshape(S, m, m, -1)
-    N = np.matmul(t.transpose(0, 1, 3, 2), W[:, None]).transpose(0, 1, 3, 2)
-    N = N.reshape(d.M.shape)
-    Nt = N.sum(axis=0)
+    Mf = d.M.reshape(S * m * m, p1 * p1)
+    # N_s[a, b] = sum_cd W[a, c] M_s[c, d] W[d, b] = sum_i (W x~_i)_a (W x~_i)_b'; its sum over
+    # s in one product: Nt[a, b] = sum_scd (W_s[a, c] W_s[d, b]) M_s[c, d]
+    G = np.einsum("sac,sdb->abscd", W, W).reshape(m * m, S * m * m)
+    Nt = (G @ Mf).reshape(m, m, p1, p1)
     NX = Nt[:, :, :p, :p]
     Nu = Nt[:, :, :p, :] @ u  # (m, m, p): sum_i (W X_i)_a' r_ib
-    RR = N @ u @ u  # (S, m, m): sum_i r_ia r_ib
-    TT = N[:, :, :, :p, :p].reshape(S, m, m, p * p) @ ev.Phi.ravel()  # tr(Phi N_s[a, b])
+    # per pattern only contractions of M: u'M_s[c, d]u and tr(Phi M_s[c, d]), then W . W
+    Mu = ((Mf.reshape(-1, p1) @ u).reshape(S * m * m, p1) @ u).reshape(S, m, m)
+    Phi1 = np.zeros((p1, p1))
+    Phi1[:p, :p] = ev.Phi
+    MP = (Mf @ Phi1.ravel()).reshape(S, m, m)
+    RR = W @ Mu @ W  # (S, m, m): sum_i r_ia r_ib
+    TT = W @ MP @ W  # tr(Phi N_s[a, b])
+    N = _pattern_n(d, W) if need_n else None
     Pk = NX[ka, kb] + off[:, None, None] * NX[kb, ka]
     h = Nu[ka, kb] + off[:, None] * Nu[kb, ka]
     Wn = np.tensordot(n, W, axes=1)
@@ -330,9 +376,9 @@ def fit_unstructured(
         return UNFit(**nan_fit, iterations=0, message="X'V^-1X is singular at the start")
     s = vech(Sig)
     it, converged, msg = 0, False, ""
+    dv = _derivatives(d, ev, reml)
     while it < max_iter:
         it += 1
-        dv = _derivatives(d, ev, reml)
         step = None
         for H in (dv.hess, dv.fisher):
             c, info = chol(H)
@@ -345,7 +391,8 @@ def fit_unstructured(
         dec = float(-dv.grad @ step)  # Newton decrement g'H^-1 g
         scale = max(1.0, abs(ev.f))
         if dec < TOL_DECREMENT * scale:
-            # converged; one last full Newton step squares the remaining error
+            # converged; one last full Newton step squares the remaining error (the
+            # derivatives for inference stay those of this point, ~1e-10 relative away)
             cand = _evaluate(d, unvech(s + step, m), reml)
             if cand is not None and cand.f <= ev.f + 1e-12 * scale:
                 s, ev = s + step, cand
@@ -370,6 +417,7 @@ def fit_unstructured(
             break
         s = s + t * step
         ev = new
+        dv = _derivatives(d, ev, reml)
     if not converged and not msg:
         msg = f"no convergence in {max_iter} Newton iterations"
     Sig = unvech(s, m)
@@ -386,7 +434,6 @@ def fit_unstructured(
                 + ("" if converged else f"; {msg}")
             ),
         )
-    dv = _derivatives(d, ev, reml)
     status, message = STATUS_OK, ""
     c, info = chol(dv.hess)
     if info != 0:
@@ -399,7 +446,7 @@ def fit_unstructured(
     theta_cov = 2.0 * chol_inv(c) if info == 0 else np.full((K, K), np.nan)
     Qkl = None
     if kenward_roger:
-        Qkl = _q_matrices(d, ev, dv.N)
+        Qkl = _q_matrices(d, ev, _pattern_n(d, ev.Winv))
     const = (d.n_obs - p if reml else d.n_obs) * _LOG2PI
     return UNFit(
         beta=ev.beta,

@@ -150,3 +150,49 @@ def ols_fit(y, X, alpha: float = 0.05) -> OLSResult:
         status=STATUS_OK,
         message="",
     )
+
+
+def ols_batch(Y, X, ok):
+    """Many OLS fits of equal width at once: model t regresses Y[t] on X[t] over rows ok[t].
+
+    ``Y`` (T, n), ``X`` (T, n, p), ``ok`` (T, n) bool (Y and X finite there). The arithmetic
+    of :func:`ols_fit`'s Cholesky path for each model: X'X equilibrated by its diagonal,
+    factorised, inverted through the triangular factor, params = (X'X)^-1 X'y, classical
+    covariance s2 (X'X)^-1 on n - p df. Returns (params (T, p), cov (T, p, p), df (T,),
+    scale (T,), clean (T,) bool). ``clean`` is False where ols_fit would decide otherwise or
+    the caller's checks need the exact path: an all-zero column, a factorisation that fails or
+    is ill-conditioned (ols_fit's SVD branch), a rank not certainly full by the bound of
+    ``design.certainly_full_rank`` (with a factor-2 margin), no residual df; refit those one
+    by one.
+    """
+    m = np.asarray(ok, dtype=bool)
+    T, n, p = X.shape
+    Xm = np.where(m[:, :, None], X, 0.0)
+    Ym = np.where(m, Y, 0.0)
+    nobs = m.sum(axis=1)
+    xtx = Xm.transpose(0, 2, 1) @ Xm
+    xty = np.einsum("tni,tn->ti", Xm, Ym)
+    d = np.sqrt(np.diagonal(xtx, axis1=1, axis2=2))
+    clean = np.all(d > 0, axis=1) & (nobs - p >= 1)
+    s = 1.0 / np.where(d > 0, d, 1.0)
+    G = xtx * s[:, :, None] * s[:, None, :]
+    G[~clean] = np.eye(p)
+    try:
+        L = np.linalg.cholesky(G)
+    except np.linalg.LinAlgError:  # one of them is not positive definite: all one by one
+        clean[:] = False
+        L = np.broadcast_to(np.eye(p), G.shape).copy()
+    dg = np.diagonal(L, axis1=1, axis2=2)
+    clean &= np.all(np.isfinite(dg), axis=1) & (dg.min(axis=1) > 1e-4 * dg.max(axis=1))
+    Linv = np.linalg.inv(np.where(clean[:, None, None], L, np.eye(p)))
+    cinv = Linv.transpose(0, 2, 1) @ Linv
+    lam = 1.0 / np.trace(cinv, axis1=1, axis2=2)  # certainly_full_rank's eigenvalue bound
+    eps = np.finfo(float).eps
+    clean &= (lam > 2e-6) & (np.sqrt(lam) > 2e3 * np.sqrt(p) * np.maximum(nobs, p) * eps)
+    norm_cov = cinv * s[:, :, None] * s[:, None, :]
+    params = np.einsum("tij,tj->ti", norm_cov, xty)
+    resid = Ym - np.einsum("tni,ti->tn", Xm, params)
+    df = (nobs - p).astype(float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.einsum("tn,tn->t", resid, resid) / df
+    return params, norm_cov * scale[:, None, None], df, scale, clean

@@ -141,9 +141,13 @@ class RunPlan:
         runner: RunnerSettings,
         kinds: Mapping[str, type],
         paths: Sequence[str] = (),
+        constants: Mapping[str, dict] | None = None,
     ) -> list[Task]:
-        """The truth tasks first, then one :class:`ChunkTask` per chunk to compute. With loky
-        the tasks carry this process's pid: the workers end when it dies (worker.watch_parent)."""
+        """The truth tasks first, then one :class:`ChunkTask` per chunk to compute, carrying
+        its scenario's solved ``constants`` (scenario key -> constants; a key not there is
+        solved by the worker). With loky the tasks carry this process's pid: the workers end
+        when it dies (worker.watch_parent)."""
+        constants = constants or {}
         by_key = {p.key: p for p in points}
         parent = os.getpid() if runner.backend == "loky" else None
         chunks = [
@@ -159,6 +163,7 @@ class RunPlan:
                 sys_path=tuple(paths),
                 serial_fits=runner.backend == "threading",
                 parent_pid=parent,
+                constants=constants.get(c.scenario_key),
             )
             for c in self.todo
         ]

@@ -27,6 +27,26 @@ class ChunkTask:
     sys_path: tuple[str, ...] = ()
     serial_fits: bool = False
     parent_pid: int | None = None  # the run's process: a worker it spawned ends when it dies
+    constants: dict | None = None  # the scenario's solved constants (engine.constants), or None
+
+
+@dataclass(frozen=True)
+class ConstantsTask:
+    """Solve the constants of one scenario (engine.constants)."""
+
+    scenario: Scenario
+    parent_pid: int | None = None  # as ChunkTask.parent_pid
+
+
+@dataclass(frozen=True)
+class ConstantsReply:
+    """The solved constants of scenario ``key`` or the traceback (``error``)."""
+
+    key: str
+    ok: bool
+    seconds: float
+    values: dict | None = None
+    error: str = ""
 
 
 @dataclass(frozen=True)
@@ -87,5 +107,5 @@ class TruthReply:
     error: str = ""
 
 
-Task = ChunkTask | TruthTask
-Reply = ChunkReply | TruthReply
+Task = ChunkTask | TruthTask | ConstantsTask
+Reply = ChunkReply | TruthReply | ConstantsReply

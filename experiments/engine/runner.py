@@ -41,7 +41,7 @@ from typing import Any
 
 import pandas as pd
 
-from palliasim.experiments.engine import storage
+from palliasim.experiments.engine import constants, storage
 from palliasim.experiments.engine.collect import assemble, count_errors, truth_frame
 from palliasim.experiments.engine.design import DesignPoint
 from palliasim.experiments.engine.dispatch import dispatch, progress_bar
@@ -62,7 +62,7 @@ from palliasim.experiments.engine.plan import (
     plugin_paths,
 )
 from palliasim.experiments.engine.preflight import check_dask, check_limits
-from palliasim.experiments.engine.records import ChunkReply, TruthReply
+from palliasim.experiments.engine.records import ChunkReply, ConstantsTask, TruthReply
 from palliasim.experiments.engine.worker import run_task
 from palliasim.experiments.settings import RunnerSettings
 from palliasim.sim.files import atomic_write_text
@@ -194,8 +194,9 @@ def _dispatch(plan: RunPlan, points, specs, kinds, hashes, runner, manifest: Man
     computed_truth: dict[str, dict] = {}
     last_write = time.monotonic()
     bar = progress_bar(plan.n_compute, bar_on and plan.n_compute > 0)
-    tasks = plan.tasks(points, specs, runner, *kinds)
     try:
+        solved = _solve_constants(plan, by_key, runner)
+        tasks = plan.tasks(points, specs, runner, *kinds, constants=solved)
         replies = dispatch(
             run_task,
             tasks,
@@ -236,6 +237,36 @@ def _dispatch(plan: RunPlan, points, specs, kinds, hashes, runner, manifest: Man
     finally:
         bar.close()
     return done, failed, computed_truth
+
+
+def _solve_constants(plan: RunPlan, by_key, runner) -> dict[str, dict]:
+    """The scenario constants of every point with chunks to compute: those this process
+    solved before (an earlier call, e.g. an adaptive step), the others solved in the pool, one
+    task per scenario (in parallel; a scenario whose solve fails gets None, and its chunks
+    report the error). Returns scenario key -> constants, shipped with the chunk tasks."""
+    keys = list(dict.fromkeys(c.scenario_key for c in plan.todo))
+    out = {k: v for k in keys if (v := constants.known(k)) is not None}
+    missing = [k for k in keys if k not in out]
+    if not missing:
+        return out
+    parent = os.getpid() if runner.backend == "loky" else None
+    todo = [ConstantsTask(by_key[k].scenario, parent_pid=parent) for k in missing]
+    if len(todo) == 1 or runner.workers == 1:  # no pool round trip for one solve
+        replies = map(run_task, todo)
+    else:
+        replies = dispatch(
+            run_task,
+            todo,
+            backend_name=runner.backend,
+            n_jobs=runner.workers,
+            dask_address=runner.dask_address,
+            quiet=runner.quiet,
+        )
+    for reply in replies:
+        if reply.ok:
+            out[reply.key] = reply.values
+    constants.prime(out)
+    return out
 
 
 def _write_chunk(chunk, reply: ChunkReply, point, runner, hashes, manifest: Manifest) -> None:

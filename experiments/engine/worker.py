@@ -24,11 +24,13 @@ import traceback
 from collections.abc import Mapping
 
 from palliasim.estimators.base import ESTIMATE_COLUMNS, FAILED, REGISTRY, Estimate, build_estimator
-from palliasim.experiments.engine import storage
+from palliasim.experiments.engine import constants, storage
 from palliasim.experiments.engine.dispatch import single_thread_blas
 from palliasim.experiments.engine.records import (
     ChunkReply,
     ChunkTask,
+    ConstantsReply,
+    ConstantsTask,
     FitError,
     Reply,
     Task,
@@ -117,6 +119,8 @@ def run_chunk(task: ChunkTask) -> ChunkReply:
         _register_extra(task.extra_kinds, task.sys_path)
         scenario, seed = task.scenario, int(task.seed)
         key = scenario.key
+        if task.constants is not None:
+            constants.prime({key: task.constants})
         ests = []
         for name in task.methods:  # sorted by name in the parent
             opts = {k: v for k, v in task.specs[name].items() if k != "kind"}
@@ -180,6 +184,19 @@ def run_truth(task: TruthTask) -> TruthReply:
         )
 
 
+def run_constants(task: ConstantsTask) -> ConstantsReply:
+    """Solve the constants of one scenario (an error is left to the chunks, which report it)."""
+    t0 = time.perf_counter()
+    try:
+        with single_thread_blas():
+            values = constants.solve(task.scenario)
+        return ConstantsReply(task.scenario.key, True, time.perf_counter() - t0, values=values)
+    except Exception:
+        return ConstantsReply(
+            task.scenario.key, False, time.perf_counter() - t0, error=traceback.format_exc()
+        )
+
+
 def watch_parent(pid: int | None) -> None:
     """In a worker process spawned by the run's process ``pid``: a daemon thread that ends this
     worker (``os._exit``) within :data:`PARENT_POLL` seconds of the parent's death (its parent
@@ -202,4 +219,6 @@ def run_task(task: Task) -> Reply:
     watch_parent(task.parent_pid)
     if isinstance(task, TruthTask):
         return run_truth(task)
+    if isinstance(task, ConstantsTask):
+        return run_constants(task)
     return run_chunk(task)

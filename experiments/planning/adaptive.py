@@ -5,11 +5,13 @@ only the new chunks (and an interrupted run resumes)."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from palliasim.experiments.engine.runner import run_experiment
@@ -22,7 +24,8 @@ class PowerRun:
     """What :func:`adaptive_power` returns.
 
     ``results``: every replication row used (runner columns); ``reps``: (scenario_key, method)
-    -> replications used; ``stopped``: (scenario_key, method) -> "target" (CI half-width reached)
+    -> replications used; ``stopped``: (scenario_key, method) -> "target" (CI half-width reached),
+    "outside band" (every estimand's CI half-width reached or its CI outside the precision band)
     or "reps_max"; ``rounds``: one dict per step (reps, pairs run, seconds).
     """
 
@@ -44,6 +47,8 @@ def adaptive_power(
     reps_step: int = 200,
     reps_max: int = 2000,
     method_reps_max: Mapping[str, int] | None = None,
+    precision_band: Sequence[float] | None = None,
+    point_specs: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
     runner: RunnerSettings,
     config: Mapping[str, Any] | None = None,
     log: Callable[[str], None] | None = None,
@@ -53,7 +58,14 @@ def adaptive_power(
     Every (design point, method) pair in ``needed`` (default: every method at every point, all
     its estimands) starts with ``reps_start`` replications; after each step, a pair whose widest
     Clopper-Pearson half-width over its estimands (``needed[pair]``) exceeds ``ci_halfwidth``
-    gets ``reps_step`` more, up to ``reps_max`` (or ``method_reps_max[method]``). Pairs needing
+    gets ``reps_step`` more, up to ``reps_max`` (or ``method_reps_max[method]``). With
+    ``precision_band = (lo, hi)``, an estimand whose exact 95% CI lies entirely below ``lo`` or
+    above ``hi`` needs no more replications (it is far from the powers that decide the required
+    n; its precision is what it has, reported as power_mcse): a pair stops when each of its
+    estimands reached the half-width or left the band ("outside band"). ``point_specs``:
+    (point key, method) -> the spec used there instead of ``specs[method]`` (e.g. a survival
+    test restricted to the endpoint of that point's grid; same name, same random stream). Pairs
+    needing
     the same replications and methods run in one :func:`run_experiment` call (one parallel pool
     over their chunks); the run directory ``out_dir`` is shared, so a step computes only the new
     chunks and rerunning the same call resumes. Deterministic: the rows depend only on (seed,
@@ -74,7 +86,21 @@ def adaptive_power(
             raise ValueError(f"{name} must be an integer >= 1; got {v!r}")
     if not 0 < ci_halfwidth < 0.5:
         raise ValueError(f"ci_halfwidth must be in (0, 0.5); got {ci_halfwidth!r}")
+    band = None
+    if precision_band is not None:
+        band = tuple(float(x) for x in precision_band)
+        if len(band) != 2 or not 0 <= band[0] <= band[1] <= 1:
+            raise ValueError(f"precision_band must be (lo, hi) in [0, 1]; got {precision_band!r}")
     caps = {m: int((method_reps_max or {}).get(m) or reps_max) for m in specs}
+    own = {tuple(k): dict(v) for k, v in (point_specs or {}).items()}
+    variants: dict[tuple[str, str], tuple[str, dict]] = {}  # (method, spec JSON) -> spec
+
+    def variant(pair) -> tuple[str, str]:
+        spec = own.get(pair, specs[pair[1]])
+        v = (pair[1], json.dumps(spec, sort_keys=True, default=str))
+        variants.setdefault(v, spec)
+        return v
+
     target = {pair: min(reps_start, caps[pair[1]]) for pair in needed}
     rows: dict[tuple[str, str], pd.DataFrame] = {}
     run = PowerRun(results=pd.DataFrame())
@@ -87,30 +113,29 @@ def adaptive_power(
         groups: dict[tuple[int, frozenset], list[str]] = {}
         per_point: dict[tuple[int, str], set] = {}
         for key, m in active:
-            per_point.setdefault((target[(key, m)], key), set()).add(m)
-        for (reps, key), ms in per_point.items():
-            groups.setdefault((reps, frozenset(ms)), []).append(key)
+            per_point.setdefault((target[(key, m)], key), set()).add(variant((key, m)))
+        for (reps, key), vs in per_point.items():
+            groups.setdefault((reps, frozenset(vs)), []).append(key)
+        order = sorted(groups.items(), key=lambda t: (t[0][0], sorted(t[0][1])))
         say(
             f"step {step}: {len(active)} (grid point, method) pair(s) -> "
             + ", ".join(
-                f"{reps} reps x {len(keys)} point(s) x [{', '.join(sorted(ms))}]"
-                for (reps, ms), keys in sorted(
-                    groups.items(), key=lambda t: (t[0][0], sorted(t[0][1]))
-                )
+                f"{reps} reps x {len(keys)} point(s) x [{', '.join(sorted(m for m, _ in vs))}]"
+                for (reps, vs), keys in order
             )
         )
-        for (reps, ms), keys in sorted(groups.items(), key=lambda t: (t[0][0], sorted(t[0][1]))):
+        for (reps, vs), keys in order:
             pts = [by_key[k] for k in sorted(keys, key=lambda k: points.index(by_key[k]))]
             res = run_experiment(
                 pts,
-                {m: specs[m] for m in sorted(ms)},
+                {m: variants[(m, j)] for m, j in sorted(vs)},
                 replace(runner, reps=reps),
                 out_dir,
                 config=config,
             )
             for key in keys:
                 sub = res[res["scenario_key"] == key]
-                for m in ms:
+                for m, _ in vs:
                     rows[(key, m)] = sub[sub["method"] == m]
         # stopping rule
         finished = []
@@ -120,11 +145,18 @@ def adaptive_power(
             ests = needed[pair] or tuple(sorted(df["estimand"].unique()))
             df = df[df["estimand"].isin(ests)]
             tab = rejection_table(df, alpha, by=("estimand",))
-            hw = float(tab["ci_halfwidth"].max()) if len(tab) else 0.0
+            hw = tab["ci_halfwidth"].to_numpy(float)
             reps_now = target[pair]
             run.reps[pair] = reps_now
-            if hw <= ci_halfwidth:
+            if not np.any(hw > ci_halfwidth):
                 run.stopped[pair] = "target"
+                finished.append(pair)
+            elif band is not None and np.all(
+                (hw <= ci_halfwidth)
+                | (tab["ci_high"].to_numpy(float) < band[0])
+                | (tab["ci_low"].to_numpy(float) > band[1])
+            ):
+                run.stopped[pair] = "outside band"
                 finished.append(pair)
             elif reps_now >= caps[m]:
                 run.stopped[pair] = "reps_max"

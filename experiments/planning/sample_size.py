@@ -55,36 +55,75 @@ def _power_grid(alpha: float) -> np.ndarray:
 
 def _n_at(nv, k, r, target, alpha) -> tuple[float, str]:
     """n reaching ``target`` from counts (k of r rejections at sizes nv, sorted)."""
+    n, how = _n_at_rows(nv, np.asarray(k, dtype=float)[None, :], r, target, alpha)
+    return float(n[0]), how[0]
+
+
+def _n_at_rows(nv, k, r, target, alpha) -> tuple[np.ndarray, list[str]]:
+    """:func:`_n_at` of every row of ``k`` (counts, one row per bootstrap redraw; the same
+    arithmetic row by row, the scipy calls made once for all rows)."""
+    k = np.asarray(k, dtype=float)
+    r = np.asarray(r, dtype=float)
     p = (k + 0.5) / (r + 1.0)  # no 0 or 1: the power scale stays finite
-    iso = isotonic(p, r)
+    iso = np.array([isotonic(row, r) for row in p]).reshape(p.shape)
     x = np.sqrt(nv)
     ut = float(_u_of(target, alpha))
-    if len(nv) >= 2 and iso[0] < target <= iso[-1]:
-        i = int(np.argmax(iso >= target))
-        u0, u1 = _u_of([iso[i - 1], iso[i]], alpha)
+    rows = p.shape[0]
+    out = np.empty(rows)
+    how = [""] * rows
+    inside = (iso[:, 0] < target) & (target <= iso[:, -1]) if len(nv) >= 2 else np.zeros(rows, bool)
+    below = ~inside & (iso[:, 0] >= target)
+    above = ~inside & ~below
+    if inside.any():
+        ii = np.flatnonzero(inside)
+        i = np.argmax(iso[ii] >= target, axis=1)
+        u0 = _u_of(iso[ii, i - 1], alpha)
+        u1 = _u_of(iso[ii, i], alpha)
         xs = x[i - 1] + (ut - u0) * (x[i] - x[i - 1]) / (u1 - u0)
-        return float(xs**2), "interpolated"
-    if iso[0] >= target:  # below the grid: the curve u = b sqrt(n) through the first point
-        u0 = float(_u_of(iso[0], alpha))
-        return float(nv[0] * (ut / u0) ** 2) if u0 > 0 else float(nv[0]), (
-            "extrapolated below the grid"
-        )
-    # above the grid, but no rejection rate on the grid is significantly above the nominal
-    # level (exact one-sided 97.5% bound): no detectable effect, nothing to extrapolate from
-    kk, rr = np.asarray(k, dtype=float), np.asarray(r, dtype=float)
-    lower = np.where(kk > 0, stats.beta.ppf(0.025, np.maximum(kk, 1), rr - kk + 1), 0.0)
-    if not np.any(lower > alpha):
-        return float("inf"), "not reached (no rejection rate on the grid above the nominal level)"
-    # above the grid: weighted least squares of u on sqrt(n) through the origin (u = b sqrt n),
-    # weights = inverse delta-method variances r (dp/du)^2 / (p (1 - p)); never below the grid
-    z = stats.norm.ppf(1 - alpha / 2)
-    u = _u_of(p, alpha)
-    w = r * (stats.norm.pdf(u - z) - stats.norm.pdf(u + z)) ** 2 / (p * (1 - p))
-    den = float(np.sum(w * x * x))
-    b = float(np.sum(w * x * u)) / den if den > 0 else 0.0
-    if not b > 0:
-        return float("inf"), "not reached (no increase with n)"
-    return float(max((ut / b) ** 2, nv[-1])), "extrapolated above the grid"
+        out[ii] = xs**2
+        for j in ii:
+            how[j] = "interpolated"
+    if below.any():  # below the grid: the curve u = b sqrt(n) through the first point
+        ii = np.flatnonzero(below)
+        u0 = _u_of(iso[ii, 0], alpha)
+        with np.errstate(divide="ignore"):
+            out[ii] = np.where(u0 > 0, nv[0] * (ut / u0) ** 2, nv[0])
+        for j in ii:
+            how[j] = "extrapolated below the grid"
+    if above.any():
+        # above the grid, but no rejection rate on the grid is significantly above the nominal
+        # level (exact one-sided 97.5% bound): no detectable effect, nothing to extrapolate from
+        ii = np.flatnonzero(above)
+        kk, rr = k[ii], np.broadcast_to(r, k[ii].shape)
+        lower = np.where(kk > 0, stats.beta.ppf(0.025, np.maximum(kk, 1), rr - kk + 1), 0.0)
+        detect = np.any(lower > alpha, axis=1)
+        # weighted least squares of u on sqrt(n) through the origin (u = b sqrt n), weights =
+        # inverse delta-method variances r (dp/du)^2 / (p (1 - p)); never below the grid
+        z = _z(alpha)
+        pp = p[ii]
+        u = _u_of(pp, alpha)
+        w = r * (stats.norm.pdf(u - z) - stats.norm.pdf(u + z)) ** 2 / (pp * (1 - pp))
+        den = np.sum(w * x * x, axis=1)
+        num = np.sum(w * x * u, axis=1)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            b = np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+            ext = np.maximum((ut / np.where(b > 0, b, 1.0)) ** 2, nv[-1])
+        for j, d, bj, e in zip(ii, detect, b, ext):
+            if not d:
+                out[j] = np.inf
+                how[j] = "not reached (no rejection rate on the grid above the nominal level)"
+            elif not bj > 0:
+                out[j] = np.inf
+                how[j] = "not reached (no increase with n)"
+            else:
+                out[j] = e
+                how[j] = "extrapolated above the grid"
+    return out, how
+
+
+@functools.lru_cache(maxsize=16)
+def _z(alpha: float) -> float:
+    return float(stats.norm.ppf(1 - alpha / 2))
 
 
 def required_n(
@@ -127,10 +166,10 @@ def required_n(
     est, how = _n_at(nv, k, r, target, alpha)
     rng = np.random.default_rng(seed)
     p = (k + 0.5) / (r + 1.0)
-    boots = np.empty(n_boot)
-    for b in range(n_boot):
-        kb = rng.binomial(r.astype(np.int64), p)
-        boots[b] = _n_at(nv, kb, r, target, alpha)[0]
+    kb = np.empty((n_boot, len(nv)))
+    for b in range(n_boot):  # one redraw at a time: the random stream of the loop it replaced
+        kb[b] = rng.binomial(r.astype(np.int64), p)
+    boots = _n_at_rows(nv, kb, r, target, alpha)[0] if n_boot else np.empty(0)
     boots = np.where(np.isnan(boots), np.inf, boots)
     lo, hi = np.quantile(boots, [(1 - conf) / 2, (1 + conf) / 2], method="inverted_cdf")
     return {"n": est, "ci_low": float(lo), "ci_high": float(hi), "how": how}

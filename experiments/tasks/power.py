@@ -81,13 +81,19 @@ def run(settings: Settings) -> int:
     if null is not None:
         points += expand_design(null, None, {"cohort.n": n_all})
     pinfo = {p.key: (p.scenario.name, int(p.scenario.n)) for p in points}
-    needed = {}
+    needed, own_specs = {}, {}
     for p in points:
         n = int(p.scenario.n)
         for m, i in info.items():
             ests = tuple(e for e in i["estimands"] if n in gr[endpoint_of(e)])
             if ests:
                 needed[(p.key, m)] = ests
+                eps = {endpoint_of(e) for e in ests}
+                if isinstance(specs[m].get("endpoints"), list) and eps < set(specs[m]["endpoints"]):
+                    # a survival test fits its endpoints independently: only the one(s) of
+                    # this point's grid (PFS and OS grids differ; same rows, half the fits)
+                    own = [ep for ep in specs[m]["endpoints"] if ep in eps]
+                    own_specs[(p.key, m)] = {**specs[m], "endpoints": own}
     say(
         f"scenario '{alt.name}'"
         + (f" (type I error: '{null.name}')" if null is not None else "")
@@ -96,6 +102,12 @@ def run(settings: Settings) -> int:
         + f"; methods: {', '.join(specs)}; reps {cfg.reps_start} + {cfg.reps_step} "
         f"until the 95% CI half-width <= {cfg.ci_halfwidth:g} (max {cfg.reps_max}"
         + (f"; {', '.join(f'{m} {c}' for m, c in caps.items())}" if caps else "")
+        + (
+            f"; no more reps once the CI is outside {cfg.precision_band[0]:g}-"
+            f"{cfg.precision_band[1]:g}"
+            if cfg.precision_band is not None
+            else ""
+        )
         + f") -> {out}"
     )
     try:
@@ -110,6 +122,8 @@ def run(settings: Settings) -> int:
             reps_step=cfg.reps_step,
             reps_max=cfg.reps_max,
             method_reps_max={m: c for m, c in caps.items() if m in specs},
+            precision_band=cfg.precision_band,
+            point_specs=own_specs,
             runner=runner,
             config=plain,
             log=say,
