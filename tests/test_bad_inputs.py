@@ -450,3 +450,123 @@ def test_console_script(tmp_path, args, words):
     assert cli.PREFIX in proc.stderr and words in proc.stderr, proc.stderr
     assert "Traceback" not in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+# --------------------------------------------------------------------------------------------
+# plug-ins: a user's estimator class by import path, a user's scenario file (docs/extending.md)
+# --------------------------------------------------------------------------------------------
+PLUGIN_MODULE = """
+from dataclasses import dataclass
+
+from palliasim import Estimator, wald_row
+
+
+@dataclass
+class Good(Estimator):
+    estimands = ("nrs_diff_w12",)
+    min_per_arm: int = 5
+
+    def _fit(self, cohort, rng):
+        return [wald_row(self.name, "nrs_diff_w12", 0.0, 1.0, self.alpha, 1)]
+
+
+@dataclass
+class Typo(Good):
+    estimands = ("nrs_diff_w21",)
+
+
+class NotAnEstimator:
+    pass
+
+
+class NoDataclass(Estimator):
+    shift: float = 0.0
+"""
+
+PLUGIN_FILES = {
+    "plug_est.py": PLUGIN_MODULE,
+    "plug_raises.py": "raise RuntimeError('boom at import')\n",
+    "good.yaml": "base: randomized\ncohort:\n  n: 100\n",
+    "bad_yaml.yaml": "cohort: [1\n",
+    "not_mapping.yaml": "- 1\n",
+    "unknown_key.yaml": "cohrt:\n  n: 100\n",
+    "unknown_nested.yaml": "cohort:\n  nn: 100\n",
+    "out_of_range.yaml": "cohort:\n  n: 3\n",
+    "bad_base.yaml": "base: randomised\n",
+    "study.yaml": "cohort:\n  n: 100\n",
+    "bad_kind_suite.yaml": "scenarios: {r: {preset: randomized}}\n"
+    "estimators: {mine: {kind: 'plug_est:Nope'}}\n"
+    "checks: [{scenario: r, method: mine, estimand: nrs_diff_w12, expect: {unbiased: true}}]\n",
+    "bad_scenario_suite.yaml": "scenarios: {trial: {preset: missing.yaml}}\n"
+    "estimators: {mine: {kind: 'plug_est:Good'}}\n"
+    "checks: [{scenario: trial, method: mine, estimand: nrs_diff_w12, expect: {unbiased: true}}]\n",
+}
+
+PLUGINS = [
+    (
+        "kind_not_importable",
+        ["+estimators.mine.kind=no_such_mod_xyz:Est"],
+        ["estimators.mine.kind", "no_such_mod_xyz", "ModuleNotFoundError"],
+    ),
+    (
+        "kind_import_raises",
+        ["+estimators.mine.kind=plug_raises:Est"],
+        ["estimators.mine.kind", "RuntimeError", "boom at import"],
+    ),
+    ("kind_no_attribute", ["+estimators.mine.kind=plug_est:Nope"], ["'Nope'", "Good"]),
+    (
+        "kind_not_subclass",
+        ["+estimators.mine.kind=plug_est:NotAnEstimator"],
+        ["estimators.mine.kind", "not a subclass of palliasim.Estimator"],
+    ),
+    ("kind_not_dataclass", ["+estimators.mine.kind=plug_est:NoDataclass"], ["@dataclass"]),
+    ("kind_malformed", ["+estimators.mine.kind=plug_est:"], ["package.module:Class"]),
+    (
+        "kind_unknown_option",
+        ["+estimators.mine.kind=plug_est:Good", "+estimators.mine.foo=1"],
+        ["estimators.mine", "'foo'", "min_per_arm"],
+    ),
+    (
+        "kind_unregistered_estimand",
+        ["+estimators.mine.kind=plug_est:Typo"],
+        ["estimators.mine.kind", "'nrs_diff_w21'", "estimand registry", "nrs_diff_w12"],
+    ),
+    (
+        "power_kind",
+        ["task=power", "+task.methods.mine.kind=plug_est:Nope"],
+        ["task.methods.mine.kind", "'Nope'"],
+    ),
+    ("check_kind", ["task=check", "suite={plug}/bad_kind_suite.yaml"], ["estimators.mine.kind"]),
+    ("scenario_missing", ["scenario={plug}/nope.yaml"], ["'scenario'", "nope.yaml"]),
+    ("scenario_missing_relative", ["scenario=nope.yaml"], ["'scenario'", "no such file"]),
+    ("scenario_bad_yaml", ["scenario={plug}/bad_yaml.yaml"], ["bad_yaml.yaml", "YAML"]),
+    ("scenario_not_mapping", ["scenario={plug}/not_mapping.yaml"], ["must be a mapping"]),
+    ("scenario_unknown_key", ["scenario={plug}/unknown_key.yaml"], ["'cohrt'", "cohort"]),
+    ("scenario_unknown_nested", ["scenario={plug}/unknown_nested.yaml"], ["cohort.nn"]),
+    ("scenario_out_of_range", ["scenario={plug}/out_of_range.yaml"], ["cohort.n", ">= 10"]),
+    ("scenario_bad_base", ["scenario={plug}/bad_base.yaml"], ["'base'", "randomized"]),
+    ("scenario_preset_name", ["scenario={plug}/study.yaml"], ["scenario_name", "study"]),
+    ("scenario_then_bad_key", ["scenario={plug}/good.yaml", "cohort.n=5"], ["cohort.n"]),
+    ("scenario_file_by_hand", ["+scenario_file={plug}/good.yaml"], ["scenario_file"]),
+    ("power_scenario", ["task=power", "scenario={plug}/unknown_key.yaml"], ["'cohrt'"]),
+    (
+        "check_scenario",
+        ["task=check", "suite={plug}/bad_scenario_suite.yaml"],
+        ["scenarios.trial.preset", "missing.yaml"],
+    ),
+]
+
+
+@pytest.mark.parametrize("case,args,words", PLUGINS, ids=[c[0] for c in PLUGINS])
+def test_bad_plugin_refused(tmp_path, capsys, monkeypatch, case, args, words):
+    """Exit 2 naming the key, before any compute; nothing written, not even bytecode next to
+    the user's module."""
+    plug = tmp_path / "plug"
+    plug.mkdir()
+    for name, text in PLUGIN_FILES.items():
+        (plug / name).write_text(text)
+    monkeypatch.syspath_prepend(str(plug))
+    out = tmp_path / "out"
+    args = [a.replace("{plug}", str(plug)) for a in args] + [f"out_dir={out}"]
+    _refused(args, tmp_path, capsys, monkeypatch, words, watch=[out, plug])
+    assert not out.exists()

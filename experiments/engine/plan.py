@@ -73,12 +73,14 @@ def plugin_paths(built: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(r for r in roots if r))
 
 
-def extra_kinds(built: Mapping[str, Any]) -> dict[str, type]:
-    """Kinds registered outside the ``estimators`` package (shipped to workers)."""
+def extra_kinds(built: Mapping[str, Any], specs: Mapping[str, Mapping] | None = None) -> dict:
+    """Kinds registered outside the ``estimators`` package (shipped to workers). Classes named
+    by import path (in ``specs``, or as their kind) are not: the worker imports them by path."""
     out = {}
-    for est in built.values():
-        if is_import_path(getattr(est, "kind", "")):
-            continue  # named by import path in its spec: the worker imports it by that path
+    for name, est in built.items():
+        given = (specs or {}).get(name, {}).get("kind", "")
+        if is_import_path(given) or is_import_path(getattr(est, "kind", "")):
+            continue
         mod = type(est).__module__
         if not mod.startswith(("palliasim.estimators.", "estimators.")) and mod not in (
             "palliasim.estimators",

@@ -123,7 +123,7 @@ def run_experiment(
     points = check_points(points)
     specs = normalise_specs(estimator_specs)
     built = build_estimators(specs)  # raises before any compute
-    kinds, paths = extra_kinds(built), plugin_paths(built)
+    kinds, paths = extra_kinds(built, specs), plugin_paths(built)
     sizes = [int(p.scenario.params["cohort"]["n"]) for p in points]
     check_limits(sizes, runner.reps, runner.chunk_size, len(specs), runner.workers)
     check_dask(runner.dask_address if runner.backend == "dask" else None)

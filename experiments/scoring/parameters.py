@@ -20,7 +20,7 @@ from importlib import resources
 import yaml
 
 from palliasim.sim.errors import ConfigError
-from palliasim.sim.scenario import SECTIONS, preset_params
+from palliasim.sim.scenario import SECTIONS, preset_params, read_scenario_file
 
 __all__ = ["ParameterRow", "SOURCE_LABELS", "flat", "parameter_rows", "preset_tags"]
 
@@ -149,6 +149,11 @@ class ParameterRow:
 def parameter_rows(config: dict) -> list[ParameterRow]:
     """One row per scenario parameter (leaf) of a run's config, with its source."""
     preset = str(config.get("scenario_name") or "study")
+    if config.get("scenario_file"):  # a user's file: sources from the preset it overrides
+        try:
+            preset = read_scenario_file(config["scenario_file"]).bases[-1]
+        except (ConfigError, IndexError):
+            pass  # gone or changed since the run: no tags
     try:
         tags = preset_tags(preset)
         base = flat({k: v for k, v in preset_params(preset).items() if k in SECTIONS})
