@@ -32,6 +32,7 @@ plug-ins, test toys) are shipped to the workers with the task.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import time
@@ -60,14 +61,20 @@ from palliasim.experiments.engine.plan import (
     normalise_specs,
     plan_run,
     plugin_paths,
+    uncached_truths,
 )
 from palliasim.experiments.engine.preflight import check_dask, check_limits
-from palliasim.experiments.engine.records import ChunkReply, ConstantsTask, TruthReply
+from palliasim.experiments.engine.records import (
+    ChunkReply,
+    ConstantsReply,
+    ConstantsTask,
+    TruthReply,
+)
 from palliasim.experiments.engine.worker import run_task
 from palliasim.experiments.settings import RunnerSettings
 from palliasim.sim.files import atomic_write_text
 
-__all__ = ["RunIncomplete", "run_experiment", "build_estimators", "normalise_specs"]
+__all__ = ["RunIncomplete", "run_experiment", "prepare", "build_estimators", "normalise_specs"]
 
 log = logging.getLogger("palliasim.runner")
 MANIFEST_EVERY = 5.0  # seconds between manifest updates during a run
@@ -237,6 +244,42 @@ def _dispatch(plan: RunPlan, points, specs, kinds, hashes, runner, manifest: Man
     finally:
         bar.close()
     return done, failed, computed_truth
+
+
+def prepare(
+    points: Sequence[DesignPoint],
+    runner: RunnerSettings,
+    truths_only: Sequence[DesignPoint] = (),
+) -> None:
+    """Before several :func:`run_experiment` calls over ``points`` (e.g. the adaptive power
+    loop): the truths not yet cached (also of ``truths_only``) and the scenario constants not
+    yet solved in this process, all in one parallel pool (truths go to the cache, constants
+    into this process's cache, shipped from there). A failure is left to the run, which
+    reports it."""
+    points = list(points)
+    parent = os.getpid() if runner.backend == "loky" else None
+    seen: set[str] = set()
+    tasks: list = [
+        dataclasses.replace(t, parent_pid=parent) for t in uncached_truths([*points, *truths_only])
+    ]
+    for p in points:
+        if p.key not in seen and constants.known(p.key) is None:
+            seen.add(p.key)
+            tasks.append(ConstantsTask(p.scenario, parent_pid=parent))
+    if not tasks:
+        return
+    with contextlib.suppress(Exception):
+        replies = dispatch(
+            run_task,
+            tasks,
+            backend_name=runner.backend,
+            n_jobs=runner.workers,
+            dask_address=runner.dask_address,
+            quiet=runner.quiet,
+        )
+        constants.prime(
+            {r.key: r.values for r in replies if isinstance(r, ConstantsReply) and r.ok}
+        )
 
 
 def _solve_constants(plan: RunPlan, by_key, runner) -> dict[str, dict]:

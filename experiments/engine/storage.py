@@ -320,23 +320,56 @@ def write_chunk(path: Path | str, df: pd.DataFrame, meta: Mapping[str, Any]) -> 
     return write_parquet(path, df, {"format": FORMAT_VERSION, **meta})
 
 
+#: chunk files read in this process, keyed by (path, inode, mtime, size): an atomic rewrite
+#: (a new inode) or any change misses. The adaptive power loop reads the same files at every
+#: step; bounded by rows held.
+_READ_CACHE: dict[tuple, tuple[pd.DataFrame, str]] = {}
+_META_CACHE: dict[tuple, str] = {}
+READ_CACHE_ROWS = 500_000
+
+
+def _file_id(path: Path | str) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (os.fspath(path), st.st_ino, st.st_mtime_ns, st.st_size)
+
+
 def read_chunk_meta(path: Path | str) -> dict:
     """The ``palliasim`` metadata of a chunk file (reads the footer only)."""
-    md = pq.read_schema(path).metadata or {}
-    if META_KEY not in md:
-        raise ValueError(
-            f"{path} is not a palliasim chunk file (no '{META_KEY.decode()}' metadata)"
-        )
-    return json.loads(md[META_KEY])
+    fid = _file_id(path)
+    text = _META_CACHE.get(fid) if fid is not None else None
+    if text is None:
+        md = pq.read_schema(path).metadata or {}
+        if META_KEY not in md:
+            raise ValueError(
+                f"{path} is not a palliasim chunk file (no '{META_KEY.decode()}' metadata)"
+            )
+        text = md[META_KEY].decode()
+        if fid is not None:
+            if len(_META_CACHE) > 100_000:
+                _META_CACHE.clear()
+            _META_CACHE[fid] = text
+    return json.loads(text)
 
 
 def read_chunk(path: Path | str) -> tuple[pd.DataFrame, dict]:
-    """A chunk's rows (canonical dtypes) and metadata."""
-    table = pq.read_table(path)
-    md = table.schema.metadata or {}
-    meta = json.loads(md[META_KEY]) if META_KEY in md else {}
-    df = table.to_pandas()
-    return rows_frame({c: df[c].tolist() for c in CHUNK_COLUMNS if c in df}), meta
+    """A chunk's rows (canonical dtypes) and metadata (a copy: callers may change them)."""
+    fid = _file_id(path)
+    hit = _READ_CACHE.get(fid) if fid is not None else None
+    if hit is None:
+        table = pq.read_table(path)
+        md = table.schema.metadata or {}
+        text = md[META_KEY].decode() if META_KEY in md else "{}"
+        df = table.to_pandas()
+        df = rows_frame({c: df[c].tolist() for c in CHUNK_COLUMNS if c in df})
+        if fid is not None:
+            if sum(len(f) for f, _ in _READ_CACHE.values()) + len(df) > READ_CACHE_ROWS:
+                _READ_CACHE.clear()
+            _READ_CACHE[fid] = (df, text)
+        hit = (df, text)
+    return hit[0].copy(), json.loads(hit[1])
 
 
 def _scan(out_dir: Path | str, scenario_key: str | None = None) -> list[tuple[str, int, int, Path]]:

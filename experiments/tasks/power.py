@@ -19,8 +19,8 @@ from dataclasses import replace
 
 from palliasim.experiments import config as C
 from palliasim.experiments.engine import storage
-from palliasim.experiments.engine.design import expand_design
-from palliasim.experiments.engine.runner import RunIncomplete
+from palliasim.experiments.engine.design import DesignPoint, expand_design
+from palliasim.experiments.engine.runner import RunIncomplete, prepare
 from palliasim.experiments.planning.adaptive import adaptive_power
 from palliasim.experiments.planning.endpoints import endpoint_of
 from palliasim.experiments.planning.explain import explain_table
@@ -66,6 +66,9 @@ def run(settings: Settings) -> int:
     for n in notes:
         say(n)
     say(f"truth and formula inputs of '{alt.name}' (first run of a scenario: ~20 s) ...")
+    # the truths (when not cached) of both scenarios and the constants of the formula
+    # inputs' scenario, in parallel; the grid points' constants follow once the grid is known
+    prepare([DesignPoint({}, alt, "alt")], runner, [DesignPoint({}, null, "null")] if null else [])
     truth_alt = truth(alt)
     inputs = design_inputs(alt, truth_alt, n_big=cfg.analytic_n, seed=seed)
     formulas = analytic_table(info, inputs, alpha)
@@ -81,6 +84,7 @@ def run(settings: Settings) -> int:
     if null is not None:
         points += expand_design(null, None, {"cohort.n": n_all})
     pinfo = {p.key: (p.scenario.name, int(p.scenario.n)) for p in points}
+    prepare(points, runner)  # every point's scenario constants, solved once, in parallel
     needed, own_specs = {}, {}
     for p in points:
         n = int(p.scenario.n)
