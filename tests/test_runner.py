@@ -506,3 +506,22 @@ def test_scenario_constants_are_solved_once_and_shipped_to_the_workers(tmp_path)
     assert not np.array_equal(other, want, equal_nan=True)
     gen._CONSTANTS.pop(p0.key)
     constants.prime({p0.key: solved[p0.key]})
+
+
+def test_prepare_solves_truths_and_constants_up_front():
+    """runner.prepare (task=power, before its adaptive loop): the uncached truths go to the
+    cache and every point's constants into this process's cache, in one pool."""
+    import importlib
+
+    from palliasim.experiments.engine import constants
+    from palliasim.experiments.engine.runner import prepare
+    from palliasim.sim.truth import cache_dir, truth_key
+
+    gen = importlib.import_module("palliasim.sim.generate")
+    pts = expand_design("study", {"truth.seed": 515152, "truth.n": 4000}, {"cohort.n": [41, 42]})
+    for p in pts:
+        gen._CONSTANTS.pop(p.key, None)
+    assert not (cache_dir() / f"{truth_key(pts[0].scenario)}.json").exists()
+    prepare(pts, runner_settings(seed=2, n_jobs=2, quiet=True))
+    assert all(constants.known(p.key) is not None for p in pts)
+    assert (cache_dir() / f"{truth_key(pts[0].scenario)}.json").exists()
