@@ -204,14 +204,7 @@ def _dispatch(plan: RunPlan, points, specs, kinds, hashes, runner, manifest: Man
     try:
         solved = _solve_constants(plan, by_key, runner)
         tasks = plan.tasks(points, specs, runner, *kinds, constants=solved)
-        replies = dispatch(
-            run_task,
-            tasks,
-            backend_name=runner.backend,
-            n_jobs=runner.workers,
-            dask_address=runner.dask_address,
-            quiet=runner.quiet,
-        )
+        replies = _run_in_pool(tasks, runner)
         for reply in replies:
             if isinstance(reply, TruthReply):
                 if reply.ok:
@@ -269,17 +262,23 @@ def prepare(
     if not tasks:
         return
     with contextlib.suppress(Exception):
-        replies = dispatch(
-            run_task,
-            tasks,
-            backend_name=runner.backend,
-            n_jobs=runner.workers,
-            dask_address=runner.dask_address,
-            quiet=runner.quiet,
-        )
+        replies = _run_in_pool(tasks, runner)
         constants.prime(
             {r.key: r.values for r in replies if isinstance(r, ConstantsReply) and r.ok}
         )
+
+
+def _run_in_pool(tasks, runner: RunnerSettings):
+    """``run_task`` over ``tasks`` in the run's pool (backend, workers, dask address and
+    quietness from ``runner``); yields the replies as they finish."""
+    return dispatch(
+        run_task,
+        tasks,
+        backend_name=runner.backend,
+        n_jobs=runner.workers,
+        dask_address=runner.dask_address,
+        quiet=runner.quiet,
+    )
 
 
 def _solve_constants(plan: RunPlan, by_key, runner) -> dict[str, dict]:
@@ -297,14 +296,7 @@ def _solve_constants(plan: RunPlan, by_key, runner) -> dict[str, dict]:
     if len(todo) == 1 or runner.workers == 1:  # no pool round trip for one solve
         replies = map(run_task, todo)
     else:
-        replies = dispatch(
-            run_task,
-            todo,
-            backend_name=runner.backend,
-            n_jobs=runner.workers,
-            dask_address=runner.dask_address,
-            quiet=runner.quiet,
-        )
+        replies = _run_in_pool(todo, runner)
     for reply in replies:
         if reply.ok:
             out[reply.key] = reply.values
