@@ -14,7 +14,7 @@ import pandas as pd
 from scipy import stats
 
 from palliasim.estimators.base import Estimate, StatisticalTrouble
-from palliasim.estimators.fast._common import chol, chol_inv
+from palliasim.estimators.fast._small import rank_bound
 from palliasim.sim.cohort import BASELINE_COLUMNS  # the Cohort schema: estimators know its columns
 
 ARM_LABELS = {0: "control (group 0)", 1: "observation (group 1)"}
@@ -120,21 +120,9 @@ def certainly_full_rank(X: np.ndarray, equilibrated: bool = True) -> bool:
     n, p = X.shape
     if n < p or p == 0:
         return False
-    G = X.T @ X
-    d2 = np.diagonal(G)
-    if not (np.all(d2 > 0) and np.isfinite(d2).all()):
-        return False
-    d = np.sqrt(d2)
-    c, info = chol(G / np.outer(d, d))
-    if info != 0:
-        return False
-    lam = 1.0 / float(np.trace(chol_inv(c)))
+    lam, smin, smax = rank_bound(np.ascontiguousarray(X, dtype=float), equilibrated)
     if not lam > 1e-6:
         return False
-    smin = np.sqrt(lam)  # lower bound for the equilibrated design
-    smax = np.sqrt(p)  # ||X_eq||_F
-    if not equilibrated:
-        smin, smax = smin * d.min(), np.sqrt(d2.sum())
     return bool(smin > 1e3 * smax * max(n, p) * np.finfo(float).eps)
 
 

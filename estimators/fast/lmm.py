@@ -47,6 +47,7 @@ takes padded (group x slot) data and needs no sorting or segment sums.
 from __future__ import annotations
 
 import functools
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,6 +61,8 @@ from ._common import (
     chol,
     p_norm2,
 )
+from ._jit import njit
+from ._small import cholesky, tri_inv
 
 _LOG2PI = float(np.log(2.0 * np.pi))
 _potrf, _trtri = get_lapack_funcs(("potrf", "trtri"), (np.empty((1, 1)),))
@@ -121,12 +124,13 @@ class _Profile:
     triangular inverse and two small products give f, f', f''.
     """
 
-    __slots__ = ("Wa", "Aflat", "nk", "mk", "p", "nu", "reml", "N", "shift")
+    __slots__ = ("Wa", "A", "Aflat", "nk", "mk", "p", "nu", "reml", "N", "shift")
 
     def __init__(self, Wa, Aa, nk, mk, p, N, reml, shift=None):
         self.shift = shift  # (intercept column, column means) of the centring, or None
-        self.Wa = Wa
-        self.Aflat = Aa.reshape(Aa.shape[0], -1)
+        self.Wa = np.ascontiguousarray(Wa)
+        self.A = np.ascontiguousarray(Aa)
+        self.Aflat = self.A.reshape(Aa.shape[0], -1)
         self.nk = nk
         self.mk = mk
         self.p = p
@@ -416,51 +420,184 @@ def lmm_random_intercept_wide(
     return _optimise(_prepare_wide(Y, X, reml), reml, tol, maxiter)
 
 
-def _optimise(prep, reml, tol, maxiter) -> LMMResult:
-    """The Newton iteration of :func:`lmm_random_intercept` on a prepared profile."""
-    if isinstance(prep, LMMResult):
-        return prep
-    prof, N, p, m, gamma0 = prep
-    fail = functools.partial(_failed, p, N, m, reml)
+# status codes of the compiled optimiser
+_K_OK, _K_MAXITER, _K_BOUNDARY, _K_SINGULAR, _K_SINGULAR0, _K_SCALE0 = 0, 1, 2, 3, 4, 5
 
-    lo, hi = _THETA_LO, _THETA_HI  # bracket of the optimum in theta (shrunk by the signs of f')
-    theta = float(np.log(gamma0)) if gamma0 > np.exp(-6.0) else -6.0
-    theta = min(theta, hi - 1.0)
+
+@njit
+def _derivs_c(Wa, A, nk, mk, p, nu, reml, g, M, M1, M2, L, T, W1):
+    """:meth:`_Profile.derivs` compiled: (ok, f, f', f'') at gamma = g, L and T filled in."""
+    p1 = p + 1
+    K = nk.shape[0]
+    for a in range(p1):
+        for b in range(p1):
+            M[a, b] = Wa[a, b]
+            M1[a, b] = 0.0
+            M2[a, b] = 0.0
+    slog = 0.0
+    snku = 0.0
+    snku2 = 0.0
+    for k in range(K):
+        nkg = nk[k] * g
+        u = 1.0 / (1.0 + nkg)
+        nku = nk[k] * u
+        o0 = u / nk[k]
+        o1 = -u * u
+        o2 = 2.0 * nku * u * u
+        for a in range(p1):
+            for b in range(p1):
+                v = A[k, a, b]
+                M[a, b] += o0 * v
+                M1[a, b] += o1 * v
+                M2[a, b] += o2 * v
+        slog += math.log1p(nkg) * mk[k]
+        snku += nku * mk[k]
+        snku2 += nku * nku * mk[k]
+    if cholesky(M, L) != 0:
+        return False, 0.0, 0.0, 0.0
+    tri_inv(L, T)
+    # B = T M' T' (only the entries the formulas use): W1 = T M1, then rows of W1 T'
+    b1pp = 0.0
+    c1c1 = 0.0
+    tr1 = 0.0
+    fro1 = 0.0
+    for a in range(p1):
+        for b in range(p1):
+            t = 0.0
+            for k in range(a + 1):
+                t += T[a, k] * M1[k, b]
+            W1[a, b] = t
+    for a in range(p1):
+        for b in range(p1):
+            t = 0.0
+            for k in range(b + 1):
+                t += W1[a, k] * T[b, k]
+            if a == p and b == p:
+                b1pp = t
+            elif a < p and b == p:
+                c1c1 += t * t
+            elif a < p and b < p:
+                fro1 += t * t
+                if a == b:
+                    tr1 += t
+    for a in range(p1):
+        for b in range(p1):
+            t = 0.0
+            for k in range(a + 1):
+                t += T[a, k] * M2[k, b]
+            W1[a, b] = t
+    b2pp = 0.0
+    tr2 = 0.0
+    for a in range(p1):
+        if a < p and not reml:
+            continue
+        t = 0.0
+        for k in range(a + 1):
+            t += W1[a, k] * T[a, k]
+        if a == p:
+            b2pp = t
+        else:
+            tr2 += t
+    f = nu * 2.0 * math.log(L[p, p]) + slog
+    f1 = nu * b1pp + snku
+    f2 = nu * (b2pp - 2.0 * c1c1 - b1pp * b1pp) - snku2
+    if reml:
+        s = 0.0
+        for a in range(p):
+            s += math.log(L[a, a])
+        f += 2.0 * s
+        f1 += tr1
+        f2 += tr2 - fro1
+    return True, f, f1, f2
+
+
+@njit
+def _newton_c(Wa, A, nk, mk, p, nu, reml, theta, tol, maxiter, theta_lo, theta_hi):
+    """The safeguarded Newton iteration of :func:`_optimise` in one call.
+
+    Returns (code, gamma, n_iter, f, f', f'', L, T) at the reported point.
+    """
+    p1 = p + 1
+    M = np.empty((p1, p1))
+    M1 = np.empty((p1, p1))
+    M2 = np.empty((p1, p1))
+    W1 = np.empty((p1, p1))
+    L = np.zeros((p1, p1))
+    T = np.zeros((p1, p1))
+    L0 = np.zeros((p1, p1))
+    T0 = np.zeros((p1, p1))
+    lo, hi = theta_lo, theta_hi
     boundary_checked = False
-    r, g = None, 0.0
+    g = 0.0
+    f = f1r = f2r = np.nan
     for it in range(1, maxiter + 1):
-        g = float(np.exp(theta))
-        r = prof.derivs(g)
-        if r is None:
-            return fail("singular matrix in the profile likelihood")
-        if r[1] > 0.0 and theta <= -5.0 and not boundary_checked:
+        g = math.exp(theta)
+        ok, f, f1r, f2r = _derivs_c(Wa, A, nk, mk, p, nu, reml, g, M, M1, M2, L, T, W1)
+        if not ok:
+            return _K_SINGULAR, g, it, f, f1r, f2r, L, T
+        if f1r > 0.0 and theta <= -5.0 and not boundary_checked:
             # f increasing at a small gamma: the optimum is the boundary if f'(0) >= 0
             boundary_checked = True
-            r0 = prof.derivs(0.0)
-            if r0 is None:
-                return fail("singular matrix at gamma = 0")
-            if r0[1] >= 0.0:
-                msg = "random-intercept variance on boundary (0)"
-                return _finish(prof, reml, N, p, m, 0.0, r0, STATUS_WARNING, msg, True, it)
-        f1 = g * r[1]
-        f2 = g * g * r[2] + f1
-        if f1 > 0.0:
+            ok0, g0, g1, g2 = _derivs_c(Wa, A, nk, mk, p, nu, reml, 0.0, M, M1, M2, L0, T0, W1)
+            if not ok0:
+                return _K_SINGULAR0, 0.0, it, g0, g1, g2, L0, T0
+            if g1 >= 0.0:
+                return _K_BOUNDARY, 0.0, it, g0, g1, g2, L0, T0
+        d1 = g * f1r
+        d2 = g * g * f2r + d1
+        if d1 > 0.0:
             hi = theta
         else:
             lo = theta
         sc = max(1.0, abs(theta))
-        if f2 > 0.0:
-            step = -f1 / f2
+        if d2 > 0.0:
+            step = -d1 / d2
             if abs(step) <= tol * sc:
-                return _finish(prof, reml, N, p, m, g, r, STATUS_OK, "", True, it)
+                return _K_OK, g, it, f, f1r, f2r, L, T
             new = theta + min(max(step, -3.0), 3.0)  # trust region (theta is a log scale)
             if not lo < new < hi:
                 new = 0.5 * (lo + hi)
         else:
             new = 0.5 * (lo + hi)
-        if lo >= _THETA_HI - 1e-9:
-            return fail("residual variance on boundary (0): cov_re / scale diverges (gamma > 1e10)")
-        if hi - lo <= 1e-14 * sc or hi <= _THETA_LO:
-            return _finish(prof, reml, N, p, m, g, r, STATUS_OK, "", True, it)
+        if lo >= theta_hi - 1e-9:
+            return _K_SCALE0, g, it, f, f1r, f2r, L, T
+        if hi - lo <= 1e-14 * sc or hi <= theta_lo:
+            return _K_OK, g, it, f, f1r, f2r, L, T
         theta = new
-    return _finish(prof, reml, N, p, m, g, r, STATUS_OK, "", False, maxiter)
+    return _K_MAXITER, g, maxiter, f, f1r, f2r, L, T
+
+
+def _optimise(prep, reml, tol, maxiter) -> LMMResult:
+    """The Newton iteration of :func:`lmm_random_intercept` on a prepared profile
+    (:func:`_newton_c`; :meth:`_Profile.derivs` is the same profile in numpy)."""
+    if isinstance(prep, LMMResult):
+        return prep
+    prof, N, p, m, gamma0 = prep
+    fail = functools.partial(_failed, p, N, m, reml)
+    theta = float(np.log(gamma0)) if gamma0 > np.exp(-6.0) else -6.0
+    theta = min(theta, _THETA_HI - 1.0)
+    code, g, it, f, f1, f2, L, T = _newton_c(
+        prof.Wa,
+        prof.A,
+        prof.nk,
+        prof.mk,
+        p,
+        prof.nu,
+        reml,
+        theta,
+        tol,
+        maxiter,
+        _THETA_LO,
+        _THETA_HI,
+    )
+    if code == _K_SINGULAR:
+        return fail("singular matrix in the profile likelihood")
+    if code == _K_SINGULAR0:
+        return fail("singular matrix at gamma = 0")
+    if code == _K_SCALE0:
+        return fail("residual variance on boundary (0): cov_re / scale diverges (gamma > 1e10)")
+    r = (f, f1, f2, (L, T))
+    if code == _K_BOUNDARY:
+        msg = "random-intercept variance on boundary (0)"
+        return _finish(prof, reml, N, p, m, 0.0, r, STATUS_WARNING, msg, True, it)
+    return _finish(prof, reml, N, p, m, g, r, STATUS_OK, "", code == _K_OK, it)

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import expit
 
-from ._common import STATUS_FAILED, STATUS_OK, Z975, chol, chol_inv, chol_solve, p_norm2
+from ._common import STATUS_FAILED, STATUS_OK, Z975, p_norm2
+from ._jit import njit
+from ._small import chol_inverse, chol_solve, cholesky
 
 # |eta| beyond which a fitted probability is within ~1e-13 of 0 or 1
 _ETA_SATURATED = 30.0
@@ -98,6 +100,133 @@ def is_separated(y, X, tol: float = 1e-7) -> bool:
     return bool(-res.fun > tol * max(1.0, float(np.abs(sx).sum()) / sx.shape[0]))
 
 
+_CONVERGED, _NOT_CONVERGED, _NOT_PD, _SINGULAR = 0, 1, 2, 3
+
+
+@njit
+def _loglik_c(eta, y):
+    """sum y eta - log(1 + exp(eta)) (numpy's logaddexp(0, eta), overflow-safe)."""
+    s = 0.0
+    for i in range(eta.shape[0]):
+        e = eta[i]
+        if e > 0.0:
+            s += y[i] * e - (e + math.log1p(math.exp(-e)))
+        elif e < 0.0:
+            s += y[i] * e - math.log1p(math.exp(e))
+        else:
+            s -= math.log(2.0)
+    return s
+
+
+@njit
+def _newton(y, X, maxiter, tol):
+    """The Newton-Raphson iteration of :func:`logistic_fit` in one compiled call.
+
+    Returns (beta, eta, L, n_iter, code, saturated, llf): L the Cholesky factor of the last
+    information matrix; code _CONVERGED, _NOT_CONVERGED, _NOT_PD (information not positive
+    definite after the first step: saturated) or _SINGULAR (rank check at b = 0 failed).
+    """
+    n, p = X.shape
+    beta = np.zeros(p)
+    eta = np.zeros(n)
+    mu = np.full(n, 0.5)
+    H = np.zeros((p, p))
+    L = np.zeros((p, p))
+    g = np.zeros(p)
+    step = np.zeros(p)
+    rms = np.zeros(p)
+    bnew = np.zeros(p)
+    enew = np.zeros(n)
+    converged = False
+    saturated = False
+    code = _NOT_CONVERGED
+    it = 0
+    while it < maxiter:
+        it += 1
+        g[:] = 0.0
+        H[:, :] = 0.0
+        for i in range(n):
+            w = mu[i] * (1.0 - mu[i])
+            r = y[i] - mu[i]
+            for a in range(p):
+                xa = X[i, a]
+                g[a] += xa * r
+                wa = w * xa
+                for b in range(a + 1):
+                    H[a, b] += wa * X[i, b]
+        for a in range(p):
+            for b in range(a):
+                H[b, a] = H[a, b]
+        info = cholesky(H, L)
+        if it == 1:
+            # at b = 0 the information is X'X / 4: rank check from the same Cholesky factor
+            # (L_jj / sqrt(H_jj) = sqrt(1 - R^2_j))
+            if info != 0:
+                return beta, eta, L, it, _SINGULAR, saturated, np.nan
+            for a in range(p):
+                d = math.sqrt(H[a, a])
+                rms[a] = 2.0 * d / math.sqrt(n)
+                if not L[a, a] > 1e-7 * d:
+                    return beta, eta, L, it, _SINGULAR, saturated, np.nan
+        elif info != 0:
+            saturated = True
+            code = _NOT_PD
+            break
+        chol_solve(L, g, step)
+        ssz = 0.0
+        for a in range(p):
+            v = abs(step[a] * rms[a])
+            if v > ssz or v != v:
+                ssz = v
+        for a in range(p):
+            bnew[a] = beta[a] + step[a]
+        _xb(X, bnew, enew)
+        if ssz > 1.0 or saturated:
+            # large step: safeguard by step-halving on the (concave) log-likelihood
+            ll_old = _loglik_c(eta, y)
+            ll_new = _loglik_c(enew, y)
+            t = 1.0
+            while ll_new < ll_old and t > 1e-6:
+                t *= 0.5
+                for a in range(p):
+                    bnew[a] = beta[a] + t * step[a]
+                _xb(X, bnew, enew)
+                ll_new = _loglik_c(enew, y)
+            if saturated and abs(ll_new - ll_old) <= 1e-10 * max(1.0, abs(ll_new)):
+                beta[:] = bnew
+                eta[:] = enew
+                break
+        beta[:] = bnew
+        eta[:] = enew
+        if ssz <= tol:
+            converged = True
+            break
+        emax = 0.0
+        for i in range(n):
+            mu[i] = 1.0 / (1.0 + math.exp(-eta[i]))
+            emax = max(emax, abs(eta[i]))
+        if emax > _ETA_SATURATED:
+            saturated = True
+    ll = _loglik_c(eta, y)
+    for i in range(n):
+        if abs(eta[i]) > _ETA_SATURATED:
+            saturated = True
+            break
+    if converged:
+        code = _CONVERGED
+    return beta, eta, L, it, code, saturated, ll
+
+
+@njit
+def _xb(X, b, out):
+    n, p = X.shape
+    for i in range(n):
+        s = 0.0
+        for a in range(p):
+            s += X[i, a] * b[a]
+        out[i] = s
+
+
 def logistic_fit(
     y,
     X,
@@ -113,10 +242,11 @@ def logistic_fit(
     converges quadratically, so the returned b + step is exact to O(tol^2),
     and the information used for the SEs is evaluated O(tol) away.
     """
-    y = np.asarray(y, dtype=float).reshape(-1)
+    y = np.ascontiguousarray(y, dtype=float).reshape(-1)
     X = np.asarray(X, dtype=float)
     if X.ndim == 1:
         X = X[:, None]
+    X = np.ascontiguousarray(X)
     n, p = X.shape
     if y.shape[0] != n:
         return _fail(p, n, f"length mismatch: y has {y.shape[0]} rows, X has {n}")
@@ -130,60 +260,11 @@ def logistic_fit(
     if ysum == 0.0 or ysum == n:
         return _fail(p, n, "separation: outcome has no variation (all 0 or all 1)")
 
-    beta = np.zeros(p)
-    eta = np.zeros(n)
-    mu = np.full(n, 0.5)
-    XT = np.ascontiguousarray(X.T)
-    converged = False
-    saturated = False
-    it = 0
-    c = None
-    msg = ""
-    ll = np.nan
-    while it < maxiter:
-        it += 1
-        w = mu * (1.0 - mu)
-        grad = XT @ (y - mu)
-        hess = (XT * w) @ X
-        c, info = chol(hess)
-        if it == 1:
-            # at b = 0 the information is X'X / 4: rank check from the same
-            # Cholesky factor (L_jj / sqrt(H_jj) = sqrt(1 - R^2_j))
-            d = np.sqrt(np.diagonal(hess))
-            rms = 2.0 * d / math.sqrt(n)
-            if info != 0 or not np.all(np.diagonal(c) > 1e-7 * d):
-                return _fail(p, n, "singular design matrix (collinear or all-zero columns)")
-        elif info != 0:
-            saturated = True
-            msg = "information matrix not positive definite"
-            break
-        step = chol_solve(c, grad)
-        ssz = np.abs(step * rms).max()
-        beta_new = beta + step
-        eta_new = X @ beta_new
-        if ssz > 1.0 or saturated:
-            # large step: safeguard by step-halving on the (concave) log-likelihood
-            ll_old = _loglik(eta, y)
-            ll_new = _loglik(eta_new, y)
-            t = 1.0
-            while ll_new < ll_old and t > 1e-6:
-                t *= 0.5
-                beta_new = beta + t * step
-                eta_new = X @ beta_new
-                ll_new = _loglik(eta_new, y)
-            if saturated and abs(ll_new - ll_old) <= 1e-10 * max(1.0, abs(ll_new)):
-                beta, eta = beta_new, eta_new
-                break
-        beta, eta = beta_new, eta_new
-        if ssz <= tol:
-            converged = True
-            break
-        if np.abs(eta).max() > _ETA_SATURATED:
-            saturated = True
-        mu = expit(eta)
-    ll = _loglik(eta, y)
-    if np.abs(eta).max() > _ETA_SATURATED:
-        saturated = True
+    beta, eta, c, it, code, saturated, ll = _newton(y, X, maxiter, tol)
+    if code == _SINGULAR:
+        return _fail(p, n, "singular design matrix (collinear or all-zero columns)")
+    converged = code == _CONVERGED
+    msg = "information matrix not positive definite" if code == _NOT_PD else ""
 
     if not converged or saturated:
         if check_separation and is_separated(y, X):
@@ -206,7 +287,7 @@ def logistic_fit(
                 n_iter=it,
             )
 
-    cov = chol_inv(c)
+    cov = chol_inverse(c)
     bse = np.sqrt(np.diag(cov))
     z = beta / bse
     ybar = ysum / n
