@@ -211,34 +211,78 @@ def _prepare(y, X, groups, reml):
 
 
 def _prepare_wide(Y, X, reml):
-    """Padded data (group x slot, NaN = no observation) -> :func:`_profile`, no per-row loop."""
-    Y = np.asarray(Y, dtype=float)
-    X = np.asarray(X, dtype=float)
+    """Padded data (group x slot, NaN = no observation) -> :func:`_profile`, one compiled pass."""
+    Y = np.ascontiguousarray(Y, dtype=float)
+    X = np.ascontiguousarray(X, dtype=float)
     n, v, p = X.shape
-    obs = np.isfinite(Y)
-    sizes = np.count_nonzero(obs, axis=1)
-    if not sizes.all():  # groups without observations contribute nothing
-        keep = sizes > 0
-        Y, X, obs, sizes = Y[keep], X[keep], obs[keep], sizes[keep]
+    Wa, Za, sizes, finite = _wide_stats(Y, X)
     N = int(sizes.sum())
     if N == 0:
         return _failed(p, N, 0, reml, "no observations")
-    p1 = p + 1
-    Xa = np.empty((sizes.shape[0], v, p1))
-    Xa[:, :, :p] = X
-    Xa[:, :, p] = Y
-    miss = ~obs
-    Xa[miss] = 0.0
-    Za = Xa[:, 0].copy()  # group sums (a loop over the few slots beats a strided reduction)
-    for j in range(1, v):
-        Za += Xa[:, j]
-    Xw = Xa - (Za / sizes[:, None])[:, None, :]
-    Xw[miss] = 0.0
-    Xw = Xw.reshape(-1, p1)
-    Wa = Xw.T @ Xw
-    if not (np.isfinite(Wa).all() and np.isfinite(Za).all()):
+    if not finite:
         return _failed(p, N, 0, reml, "non-finite values in y or X")
-    return _profile(Wa, Za, sizes, N, p, reml, lambda j: Xa[:, :, j][obs])
+
+    def column(j):
+        return X[:, :, j][np.isfinite(Y)]
+
+    return _profile(Wa, Za, sizes, N, p, reml, column)
+
+
+@njit
+def _wide_stats(Y, X):
+    """(Wa, Za, sizes, finite) of padded data: Wa the within-group cross-products of [X, y],
+    Za the group sums (groups with at least one observation, in row order), sizes their
+    numbers of observations; finite False if any sum is not finite."""
+    n, v, p = X.shape
+    p1 = p + 1
+    cnt = np.zeros(n, dtype=np.int64)
+    m = 0
+    for i in range(n):
+        c = 0
+        for j in range(v):
+            if np.isfinite(Y[i, j]):
+                c += 1
+        cnt[i] = c
+        if c > 0:
+            m += 1
+    Za = np.zeros((m, p1))
+    sizes = np.empty(m, dtype=np.int64)
+    Wa = np.zeros((p1, p1))
+    r = np.empty(p1)
+    g = 0
+    for i in range(n):
+        c = cnt[i]
+        if c == 0:
+            continue
+        sizes[g] = c
+        for j in range(v):
+            y = Y[i, j]
+            if np.isfinite(y):
+                for a in range(p):
+                    Za[g, a] += X[i, j, a]
+                Za[g, p] += y
+        for j in range(v):
+            y = Y[i, j]
+            if np.isfinite(y):
+                for a in range(p):
+                    r[a] = X[i, j, a] - Za[g, a] / c
+                r[p] = y - Za[g, p] / c
+                for a in range(p1):
+                    ra = r[a]
+                    for b in range(a + 1):
+                        Wa[a, b] += ra * r[b]
+        g += 1
+    finite = True
+    for a in range(p1):
+        for b in range(a + 1):
+            Wa[b, a] = Wa[a, b]
+            if not np.isfinite(Wa[a, b]):
+                finite = False
+    for g in range(m):
+        for a in range(p1):
+            if not np.isfinite(Za[g, a]):
+                finite = False
+    return Wa, Za, sizes, finite
 
 
 def _intercept_column(Wa, Za, column) -> int:
