@@ -23,6 +23,7 @@ statsmodels. ``lmm`` with ``random_slope`` falls back to ``reference`` (see
 
 from __future__ import annotations
 
+import functools
 import weakref
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -185,13 +186,26 @@ def visit_design(
     return X, names, C
 
 
+@functools.lru_cache(maxsize=64)
+def _arm_visit_template(weeks: tuple[int, ...]):
+    """(T3, names, C) of :func:`visit_design` for the 2 x len(weeks) arm x visit rows: T3[a, j]
+    the design row of arm a at visit weeks[j] (read-only arrays, cached per visit tuple)."""
+    v = len(weeks)
+    T, names, C = visit_design(np.repeat([0.0, 1.0], v), np.tile(weeks, 2), weeks)
+    T3 = T.reshape(2, v, -1)
+    T3.flags.writeable = False
+    C.flags.writeable = False
+    return T3, tuple(names), C
+
+
 def _visit_template(group: np.ndarray, weeks: tuple[int, ...], Z: np.ndarray, znames):
     """:func:`visit_design` in padded form: X (n, len(weeks), p) with X[i, j] the row of
     patient i at visit weeks[j] (taken from the 2 x len(weeks) template of the arm x visit
     rows), names and contrasts C as :func:`visit_design`."""
+    T3, names, C = _arm_visit_template(tuple(weeks))
     v = len(weeks)
-    T, names, C = visit_design(np.repeat([0.0, 1.0], v), np.tile(weeks, 2), weeks)
-    X = T.reshape(2, v, -1)[group.astype(np.intp)]
+    X = T3[group.astype(np.intp)]
+    names = list(names)
     if Z.shape[1]:
         X = np.concatenate([X, np.broadcast_to(Z[:, None, :], (Z.shape[0], v, Z.shape[1]))], 2)
         names = names + list(znames)

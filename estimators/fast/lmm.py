@@ -58,7 +58,6 @@ from ._common import (
     STATUS_OK,
     STATUS_WARNING,
     Z975,
-    chol,
     p_norm2,
 )
 from ._jit import njit
@@ -323,48 +322,90 @@ def _profile(Wa, Za, sizes, N, p, reml, column):
         )
     if N - p <= 0:
         return _failed(p, N, m, reml, f"no residual degrees of freedom (N={N}, p={p})")
-    p1 = p + 1
-    cnt = np.bincount(sizes)
-    usz = np.flatnonzero(cnt)
-    K = usz.shape[0]
-    if K == 1:
-        Aa = (Za.T @ Za)[None]
-    else:  # A_k = sum over groups of size n_k of Za_i Za_i' (groups sorted by size)
-        Zs = Za[np.argsort(sizes, kind="stable")]
-        ends = np.cumsum(cnt[usz]).tolist()
-        Aa = np.empty((K, p1, p1))
-        a = 0
-        for k, b in enumerate(ends):
-            Zk = Zs[a:b]
-            np.matmul(Zk.T, Zk, out=Aa[k])
-            a = b
-    nk = usz.astype(float)
-    mk = cnt[usz].astype(float)
-    prof = _Profile(Wa, Aa, nk, mk, p, N, reml, shift)
-
-    # --- rank / degeneracy checks at gamma = 0 (Ma = Xa'Xa) -----------------
-    Ma0 = Wa + ((1.0 / nk) @ prof.Aflat).reshape(p1, p1)
-    # one Cholesky: L_jj / sqrt(M_jj) = sqrt(1 - R^2) of column j on the
-    # previous ones (rank check); the last pivot is the OLS residual norm
-    c0, info = chol(Ma0)
-    dg = np.diagonal(c0)
-    d0 = np.diagonal(Ma0)
-    if (0 < info <= p) or not np.all(dg[:p] > 1e-7 * np.sqrt(d0[:p])):
+    A, nk, mk, code, gamma0 = _between_c(
+        np.ascontiguousarray(Wa), np.ascontiguousarray(Za), sizes.astype(np.int64), N, p
+    )
+    if code == 1:
         return _failed(p, N, m, reml, "singular design matrix (collinear or all-zero columns)")
-    if info != 0 or dg[p] * dg[p] <= 1e-24 * d0[p]:
+    if code == 2:
         return _failed(p, N, m, reml, "response is an exact linear function of X (zero residual)")
+    return _Profile(Wa, A, nk, mk, p, N, reml, shift), N, p, m, gamma0
 
-    # --- start: moment (ANOVA-type) estimate from the OLS residuals e ----------
-    # within-group SS s_w ~ (N - m) s2; between SS sum n_i ebar_i^2 ~ (m - p)(1 + nbar gamma) s2
-    t0, _ = _trtri(c0, lower=1)
-    v0 = t0[p]  # the OLS [beta, -1] up to the factor -L_pp
-    s_all = dg[p] * dg[p]
-    s_w = float(v0 @ Wa @ v0) * s_all
+
+@njit
+def _between_c(Wa, Za, sizes, N, p):
+    """Between-group cross-products per distinct group size, the rank checks at gamma = 0 and
+    the moment start, in one compiled call: (A, nk, mk, code, gamma0).
+
+    A_k = sum over groups of size n_k of Za_i Za_i' (k over the distinct sizes, ascending),
+    mk their numbers of groups. code 1: singular design (L_jj / sqrt(M_jj) = sqrt(1 - R^2) of
+    column j on the previous ones <= 1e-7, from the Cholesky factor of Ma0 = Wa + sum A_k / n_k
+    = Xa'Xa); code 2: zero residual (last pivot^2 <= 1e-24 M_pp). gamma0: the moment
+    (ANOVA-type) estimate from the OLS residuals: within-group SS s_w ~ (N - m) s2, between SS
+    ~ (m - p)(1 + nbar gamma) s2 (NaN when not defined).
+    """
+    m, p1 = Za.shape
+    smax = 0
+    for i in range(m):
+        smax = max(smax, sizes[i])
+    cnt = np.zeros(smax + 1, dtype=np.int64)
+    for i in range(m):
+        cnt[sizes[i]] += 1
+    K = 0
+    for k in range(smax + 1):
+        if cnt[k] > 0:
+            K += 1
+    slot = np.full(smax + 1, -1, dtype=np.int64)
+    nk = np.empty(K)
+    mk = np.empty(K)
+    k = 0
+    for sz in range(smax + 1):
+        if cnt[sz] > 0:
+            slot[sz] = k
+            nk[k] = sz
+            mk[k] = cnt[sz]
+            k += 1
+    A = np.zeros((K, p1, p1))
+    for i in range(m):
+        k = slot[sizes[i]]
+        for a in range(p1):
+            za = Za[i, a]
+            for b in range(a + 1):
+                A[k, a, b] += za * Za[i, b]
+    for k in range(K):
+        for a in range(p1):
+            for b in range(a):
+                A[k, b, a] = A[k, a, b]
+    M0 = Wa.copy()
+    for k in range(K):
+        w = 1.0 / nk[k]
+        for a in range(p1):
+            for b in range(p1):
+                M0[a, b] += w * A[k, a, b]
+    L = np.zeros((p1, p1))
+    info = cholesky(M0, L)
+    if 0 < info <= p:
+        return A, nk, mk, 1, np.nan
+    for j in range(p):
+        if not L[j, j] > 1e-7 * math.sqrt(M0[j, j]):
+            return A, nk, mk, 1, np.nan
+    if info != 0 or L[p, p] * L[p, p] <= 1e-24 * M0[p, p]:
+        return A, nk, mk, 2, np.nan
+    T = np.zeros((p1, p1))
+    tri_inv(L, T)
+    s_all = L[p, p] * L[p, p]
+    q = 0.0  # v0' Wa v0 with v0 = T[p] (the OLS [beta, -1] up to the factor -L_pp)
+    for a in range(p1):
+        t = 0.0
+        for b in range(p1):
+            t += Wa[a, b] * T[p, b]
+        q += T[p, a] * t
+    s_w = q * s_all
     s_b = s_all - s_w
     gamma0 = np.nan
     if N > m and m > p and s_w > 0:
         gamma0 = (s_b * (N - m) / ((m - p) * s_w) - 1.0) * m / N
-    return prof, N, p, m, gamma0
+    return A, nk, mk, 0, gamma0
 
 
 def _finish(prof, reml, N, p, m, gamma, r, status, message, converged, n_iter):
