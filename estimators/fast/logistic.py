@@ -21,7 +21,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.special import expit
 
 from ._common import STATUS_FAILED, STATUS_OK, Z975, p_norm2
 from ._jit import njit
@@ -331,85 +330,148 @@ def univariable_logistic_batch(
 
 
 def _univariable_batch(y, x, ok, maxiter, tol, p_extreme):
-    """:func:`univariable_logistic_batch` itself (run under np.errstate)."""
+    """:func:`univariable_logistic_batch` itself: :func:`_univariable_c` on the inputs."""
     m = np.ascontiguousarray(np.asarray(ok, dtype=bool).T)  # (T, n): one model per row
-    W = m.astype(float)
     yv = np.where(m.any(axis=0), np.asarray(y, dtype=float), 0.0)
-    X = np.where(m, np.asarray(x, dtype=float).T, 0.0)
-    YY = yv * W
-    n = W.sum(axis=1)
-    ysum = YY.sum(axis=1)
-    T = X.shape[0]
-    clean = (n > 2) & (ysum > 0) & (ysum < n) & bool(np.all((yv == 0) | (yv == 1)))
-    # engines.logit_design_problem(quick=True): x not constant, rank certainly full
-    xmax = np.where(m, X, -np.inf).max(axis=1)
-    xmin = np.where(m, X, np.inf).min(axis=1)
-    sx, sxx = X.sum(axis=1), np.einsum("ij,ij->i", X, X)
-    lam = (1.0 - sx * sx / (n * sxx)) / 2.0  # 1 / trace of the equilibrated Gram inverse
-    smin = np.sqrt(lam) * np.minimum(np.sqrt(n), np.sqrt(sxx))
-    smax = np.sqrt(n + sxx)
-    certain = (lam > 2e-6) & (smin > 2e3 * smax * np.maximum(n, 2) * np.finfo(float).eps)
-    clean &= (xmax > xmin) & certain
-    b0, b1 = np.zeros(T), np.zeros(T)
-    mu = np.full(X.shape, 0.5)
-    done = ~clean
-    h00, h01, h11 = np.zeros(T), np.zeros(T), np.zeros(T)
-    rms0 = rms1 = None
-    for it in range(1, maxiter + 1):
-        act = ~done
-        if not act.any():
-            break
-        w = mu * (1.0 - mu) * W
-        r = YY - mu * W
-        wx = w * X
-        g0, g1 = r.sum(axis=1), np.einsum("ij,ij->i", r, X)
-        h00 = np.where(act, w.sum(axis=1), h00)
-        h01 = np.where(act, wx.sum(axis=1), h01)
-        h11 = np.where(act, np.einsum("ij,ij->i", wx, X), h11)
-        l00 = np.sqrt(h00)
+    X = np.ascontiguousarray(np.asarray(x, dtype=float).T)
+    y01 = bool(np.all((yv == 0) | (yv == 1)))
+    return _univariable_c(yv, X, m, y01, maxiter, tol, p_extreme)
+
+
+@njit
+def _univariable_c(y, X, m, y01, maxiter, tol, p_extreme):
+    """Each model t (rows i with m[t, i]) by :func:`logistic_fit`'s rules, closed-form 2 x 2."""
+    T, n_all = X.shape
+    params = np.zeros((T, 2))
+    cov = np.full((T, 2, 2), np.nan)
+    clean = np.zeros(T, dtype=np.bool_)
+    eps = np.finfo(np.float64).eps
+    eta_new = np.empty(n_all)
+    mu = np.empty(n_all)
+    for t in range(T):
+        n = 0.0
+        ysum = 0.0
+        sx = 0.0
+        sxx = 0.0
+        xmax = -np.inf
+        xmin = np.inf
+        for i in range(n_all):
+            if m[t, i]:
+                xi = X[t, i]
+                n += 1.0
+                ysum += y[i]
+                sx += xi
+                sxx += xi * xi
+                xmax = max(xmax, xi)
+                xmin = min(xmin, xi)
+        ok = n > 2 and ysum > 0 and ysum < n and y01 and xmax > xmin
+        # engines.logit_design_problem(quick=True): rank certainly full
+        lam = (1.0 - sx * sx / (n * sxx)) / 2.0  # 1 / trace of the equilibrated Gram inverse
+        smin = math.sqrt(lam) * min(math.sqrt(n), math.sqrt(sxx)) if lam >= 0 else 0.0
+        smax = math.sqrt(n + sxx)
+        ok = ok and lam > 2e-6 and smin > 2e3 * smax * max(n, 2.0) * eps
+        if not ok:
+            continue
+        b0 = 0.0
+        b1 = 0.0
+        for i in range(n_all):
+            mu[i] = 0.5
+        h00 = h01 = h11 = 0.0
+        rms0 = rms1 = 0.0
+        done = False
+        for it in range(1, maxiter + 1):
+            g0 = g1 = 0.0
+            h00 = h01 = h11 = 0.0
+            for i in range(n_all):
+                if m[t, i]:
+                    xi = X[t, i]
+                    w = mu[i] * (1.0 - mu[i])
+                    r = y[i] - mu[i]
+                    g0 += r
+                    g1 += r * xi
+                    h00 += w
+                    h01 += w * xi
+                    h11 += w * xi * xi
+            l00 = math.sqrt(h00)
+            l10 = h01 / l00
+            l11 = math.sqrt(h11 - l10 * l10) if h11 - l10 * l10 >= 0 else np.nan
+            if it == 1:
+                rms0 = 2.0 * l00 / math.sqrt(n)
+                rms1 = 2.0 * math.sqrt(h11) / math.sqrt(n)
+                bad = not (l11 > 1e-7 * math.sqrt(h11))
+            else:
+                bad = not (l11 > 0)
+            if bad:
+                ok = False
+                break
+            z0 = g0 / l00
+            s1 = (g1 - l10 * z0) / l11 / l11
+            s0 = (z0 - l10 * s1) / l00
+            a0 = abs(s0 * rms0)
+            a1 = abs(s1 * rms1)
+            ssz = a0 if (a0 > a1 or a0 != a0) else a1
+            nb0 = b0 + s0
+            nb1 = b1 + s1
+            if ssz > 1.0:  # logistic_fit checks the log-likelihood before a large step
+                ll_old = 0.0
+                ll_new = 0.0
+                for i in range(n_all):
+                    if m[t, i]:
+                        eo = b0 + b1 * X[t, i]
+                        en = nb0 + nb1 * X[t, i]
+                        ll_old += y[i] * eo - _logaddexp0(eo)
+                        ll_new += y[i] * en - _logaddexp0(en)
+                if ll_new < ll_old:  # step-halving: refit one by one
+                    ok = False
+                    break
+            b0 = nb0
+            b1 = nb1
+            if ssz <= tol:
+                done = True
+                break
+            sat = False
+            for i in range(n_all):
+                e = nb0 + nb1 * X[t, i]
+                eta_new[i] = e
+                if m[t, i] and abs(e) > _ETA_SATURATED:
+                    sat = True
+                mu[i] = 1.0 / (1.0 + math.exp(-e))
+            if sat:
+                ok = False
+                break
+        if not (ok and done):  # not converged in maxiter or left the plain path
+            continue
+        for i in range(n_all):
+            if m[t, i]:
+                e = b0 + b1 * X[t, i]
+                f = 1.0 / (1.0 + math.exp(-e))
+                if min(f, 1.0 - f) < p_extreme or abs(e) > _ETA_SATURATED:
+                    ok = False
+                    break
+        params[t, 0] = b0
+        params[t, 1] = b1
+        # inverse of the last information matrix from its Cholesky factor (as chol_inv)
+        l00 = math.sqrt(h00)
         l10 = h01 / l00
-        l11 = np.sqrt(h11 - l10 * l10)
-        if it == 1:
-            rms0, rms1 = 2.0 * l00 / np.sqrt(n), 2.0 * np.sqrt(h11) / np.sqrt(n)
-            bad = ~(l11 > 1e-7 * np.sqrt(h11))
-        else:
-            bad = ~(l11 > 0)
-        z0 = g0 / l00
-        s1 = (g1 - l10 * z0) / l11 / l11
-        s0 = (z0 - l10 * s1) / l00
-        ssz = np.maximum(np.abs(s0 * rms0), np.abs(s1 * rms1))
-        clean &= ~(act & bad)
-        act &= clean
-        nb0, nb1 = b0 + s0, b1 + s1
-        eta_new = nb0[:, None] + nb1[:, None] * X
-        big = act & (ssz > 1.0)
-        if big.any():  # logistic_fit checks the log-likelihood before a large step
-            eta_old = b0[:, None] + b1[:, None] * X
-            ll_old = (YY * eta_old - np.logaddexp(0.0, eta_old) * W).sum(axis=1)
-            ll_new = (YY * eta_new - np.logaddexp(0.0, eta_new) * W).sum(axis=1)
-            clean &= ~(big & (ll_new < ll_old))  # step-halving: refit one by one
-            act &= clean
-        b0, b1 = np.where(act, nb0, b0), np.where(act, nb1, b1)
-        conv = act & (ssz <= tol)
-        act &= ~conv
-        sat = act & (np.abs(eta_new * W).max(axis=1) > _ETA_SATURATED)
-        clean &= ~sat
-        done |= conv | ~clean
-        mu = expit(eta_new)  # (used only by the models still iterating)
-    clean &= done  # not converged in maxiter: refit one by one
-    eta = b0[:, None] + b1[:, None] * X
-    fitted = expit(eta)
-    extreme = (np.minimum(fitted, 1.0 - fitted) < p_extreme) & m
-    extreme |= (np.abs(eta) > _ETA_SATURATED) & m
-    clean &= ~extreme.any(axis=1)
-    # inverse of the last information matrix from its Cholesky factor (as chol_inv)
-    l00 = np.sqrt(h00)
-    l10 = h01 / l00
-    l11 = np.sqrt(h11 - l10 * l10)
-    t10 = -l10 / (l00 * l11)  # L^-1 = [[1 / l00, 0], [t10, 1 / l11]]
-    c00 = 1.0 / (l00 * l00) + t10 * t10
-    c01 = t10 / l11
-    c11 = 1.0 / (l11 * l11)
-    cov = np.stack([np.stack([c00, c01], -1), np.stack([c01, c11], -1)], -2)
-    clean &= np.isfinite(cov).all(axis=(1, 2)) & (c00 > 0) & (c11 > 0)
-    return np.column_stack([b0, b1]), cov, clean
+        l11 = math.sqrt(h11 - l10 * l10) if h11 - l10 * l10 >= 0 else np.nan
+        t10 = -l10 / (l00 * l11)  # L^-1 = [[1 / l00, 0], [t10, 1 / l11]]
+        c00 = 1.0 / (l00 * l00) + t10 * t10
+        c01 = t10 / l11
+        c11 = 1.0 / (l11 * l11)
+        cov[t, 0, 0] = c00
+        cov[t, 0, 1] = c01
+        cov[t, 1, 0] = c01
+        cov[t, 1, 1] = c11
+        fin = np.isfinite(c00) and np.isfinite(c01) and np.isfinite(c11)
+        clean[t] = ok and fin and c00 > 0 and c11 > 0
+    return params, cov, clean
+
+
+@njit
+def _logaddexp0(e):
+    """log(1 + exp(e)), overflow-safe (numpy's logaddexp(0, e))."""
+    if e > 0.0:
+        return e + math.log1p(math.exp(-e))
+    if e < 0.0:
+        return math.log1p(math.exp(e))
+    return math.log(2.0)
