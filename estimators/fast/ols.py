@@ -12,6 +12,7 @@ status="failed" and the minimum-norm (pinv) solution with NaN standard errors.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,6 +25,8 @@ from ._common import (
     p_t2,
     t_quantile,
 )
+from ._jit import njit
+from ._small import cholesky, tri_inv
 
 _LOG2PI = float(np.log(2.0 * np.pi))
 
@@ -165,34 +168,100 @@ def ols_batch(Y, X, ok):
     ``design.certainly_full_rank`` (with a factor-2 margin), no residual df; refit those one
     by one.
     """
-    m = np.asarray(ok, dtype=bool)
+    return _ols_batch_c(
+        np.ascontiguousarray(Y, dtype=float),
+        np.ascontiguousarray(X, dtype=float),
+        np.ascontiguousarray(ok, dtype=np.bool_),
+    )
+
+
+@njit
+def _ols_batch_c(Y, X, m):
+    """:func:`ols_batch` compiled: one model at a time over its rows, nothing allocated per row."""
     T, n, p = X.shape
-    Xm = np.where(m[:, :, None], X, 0.0)
-    Ym = np.where(m, Y, 0.0)
-    nobs = m.sum(axis=1)
-    xtx = Xm.transpose(0, 2, 1) @ Xm
-    xty = np.einsum("tni,tn->ti", Xm, Ym)
-    d = np.sqrt(np.diagonal(xtx, axis1=1, axis2=2))
-    clean = np.all(d > 0, axis=1) & (nobs - p >= 1)
-    s = 1.0 / np.where(d > 0, d, 1.0)
-    G = xtx * s[:, :, None] * s[:, None, :]
-    G[~clean] = np.eye(p)
-    try:
-        L = np.linalg.cholesky(G)
-    except np.linalg.LinAlgError:  # one of them is not positive definite: all one by one
-        clean[:] = False
-        L = np.broadcast_to(np.eye(p), G.shape).copy()
-    dg = np.diagonal(L, axis1=1, axis2=2)
-    clean &= np.all(np.isfinite(dg), axis=1) & (dg.min(axis=1) > 1e-4 * dg.max(axis=1))
-    Linv = np.linalg.inv(np.where(clean[:, None, None], L, np.eye(p)))
-    cinv = Linv.transpose(0, 2, 1) @ Linv
-    lam = 1.0 / np.trace(cinv, axis1=1, axis2=2)  # certainly_full_rank's eigenvalue bound
-    eps = np.finfo(float).eps
-    clean &= (lam > 2e-6) & (np.sqrt(lam) > 2e3 * np.sqrt(p) * np.maximum(nobs, p) * eps)
-    norm_cov = cinv * s[:, :, None] * s[:, None, :]
-    params = np.einsum("tij,tj->ti", norm_cov, xty)
-    resid = Ym - np.einsum("tni,ti->tn", Xm, params)
-    df = (nobs - p).astype(float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        scale = np.einsum("tn,tn->t", resid, resid) / df
-    return params, norm_cov * scale[:, None, None], df, scale, clean
+    eps = np.finfo(np.float64).eps
+    params = np.zeros((T, p))
+    cov = np.zeros((T, p, p))
+    df = np.zeros(T)
+    scale = np.zeros(T)
+    clean = np.zeros(T, dtype=np.bool_)
+    xtx = np.empty((p, p))
+    xty = np.empty(p)
+    G = np.empty((p, p))
+    L = np.zeros((p, p))
+    Ti = np.zeros((p, p))
+    d = np.empty(p)
+    for t in range(T):
+        xtx[:, :] = 0.0
+        xty[:] = 0.0
+        nobs = 0
+        for i in range(n):
+            if m[t, i]:
+                nobs += 1
+                yi = Y[t, i]
+                for a in range(p):
+                    xa = X[t, i, a]
+                    xty[a] += xa * yi
+                    for b in range(a + 1):
+                        xtx[a, b] += xa * X[t, i, b]
+        df[t] = nobs - p
+        ok = nobs - p >= 1
+        for a in range(p):
+            d[a] = math.sqrt(xtx[a, a])
+            if not d[a] > 0:
+                ok = False
+        if not ok:
+            scale[t] = np.nan
+            continue
+        for a in range(p):
+            for b in range(a + 1):
+                G[a, b] = xtx[a, b] / (d[a] * d[b])
+                G[b, a] = G[a, b]
+        if cholesky(G, L) != 0:
+            scale[t] = np.nan
+            continue
+        dmin = np.inf
+        dmax = 0.0
+        for a in range(p):
+            dmin = min(dmin, L[a, a])
+            dmax = max(dmax, L[a, a])
+        if not (np.isfinite(dmin) and np.isfinite(dmax) and dmin > 1e-4 * dmax):
+            scale[t] = np.nan
+            continue
+        tri_inv(L, Ti)
+        tr = 0.0
+        for a in range(p):
+            for b in range(a + 1):
+                tr += Ti[a, b] * Ti[a, b]
+        lam = 1.0 / tr  # design.certainly_full_rank's eigenvalue bound
+        if not (lam > 2e-6 and math.sqrt(lam) > 2e3 * math.sqrt(p) * max(nobs, p) * eps):
+            scale[t] = np.nan
+            continue
+        # (X'X)^-1 = S (L L')^-1 S, S = diag(1 / d)
+        for a in range(p):
+            for b in range(a + 1):
+                v = 0.0
+                for k in range(a, p):
+                    v += Ti[k, a] * Ti[k, b]
+                v = v / (d[a] * d[b])
+                cov[t, a, b] = v
+                cov[t, b, a] = v
+        for a in range(p):
+            v = 0.0
+            for b in range(p):
+                v += cov[t, a, b] * xty[b]
+            params[t, a] = v
+        ssr = 0.0
+        for i in range(n):
+            if m[t, i]:
+                r = Y[t, i]
+                for a in range(p):
+                    r -= X[t, i, a] * params[t, a]
+                ssr += r * r
+        s2 = ssr / df[t]
+        scale[t] = s2
+        for a in range(p):
+            for b in range(p):
+                cov[t, a, b] *= s2
+        clean[t] = True
+    return params, cov, df, scale, clean
