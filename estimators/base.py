@@ -135,6 +135,9 @@ class Estimator:
     estimands: ClassVar[tuple[str, ...]] = ()
     engines: ClassVar[tuple[str, ...]] = ("reference",)
     options: dict = field(default_factory=dict, repr=False)
+    #: whether ``fit`` draws random numbers (bootstrap, imputation, Monte Carlo tests); True
+    #: (safe) unless a class knows better: see :meth:`uses_rng`
+    draws_random: ClassVar[bool] = True
 
     def __post_init__(self):
         if not self.name:
@@ -152,6 +155,13 @@ class Estimator:
     def targets(self) -> tuple[str, ...]:
         """Estimand names this estimator reports (may depend on options)."""
         return self.estimands
+
+    def uses_rng(self) -> bool:
+        """Whether ``fit`` with these options draws from its ``rng``. When False the runner
+        passes ``rng=None`` and skips building the replication's estimator Generator
+        (SeedSequence + PCG64, 25-50 us: about 1 ms over a default replication's 21 fits). The
+        other streams are unaffected (each cell has its own SeedSequence)."""
+        return self.draws_random
 
     def _fit(self, cohort, rng) -> list[Estimate]:  # pragma: no cover - abstract
         raise NotImplementedError

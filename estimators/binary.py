@@ -326,6 +326,8 @@ class Logistic(_ResponseCoding, _EngineMixin, Estimator):
     with ``missing_as: exclude``, when the week-12 assessment is missing completely at random.
     """
 
+    draws_random = False  # fit never draws from rng: the runner passes rng=None
+
     estimands = ("response_logor",)
     engines = ENGINES
 
@@ -356,6 +358,8 @@ class LogisticAdjusted(_ResponseCoding, _EngineMixin, Estimator):
     approximately. Model-based SE (inverse observed information), Wald CI and p.
     Categorical covariates (e.g. ``primary``, ``site``) enter as dummies of their levels.
     """
+
+    draws_random = False  # fit never draws from rng: the runner passes rng=None
 
     covariates: list | None = None
     estimands = ("response_logor_adj",)
@@ -392,6 +396,8 @@ class LogisticStudyPipeline(_ResponseCoding, _EngineMixin, Estimator):
     ``model_nonresponse: true`` reproduces the study's apparent error (Table 4): the outcome is
     non-response (1 - response), so every coefficient changes sign (OR -> 1 / OR).
     """
+
+    draws_random = False  # fit never draws from rng: the runner passes rng=None
 
     candidates: list = field(default_factory=lambda: list(STUDY_CANDIDATES))
     screen_p: float = 0.10
@@ -551,6 +557,9 @@ class GComputation(_ResponseCoding, _EngineMixin, Estimator):
         R, G, P = _standardize(b, X)
         return b, V, R, G, P
 
+    def uses_rng(self) -> bool:
+        return self.se == "bootstrap"
+
     def _fit(self, cohort, rng) -> list[Estimate]:
         d = self._data(cohort, _covariate_list(self.covariates))
         _check_response(d, per_arm=True)
@@ -623,6 +632,8 @@ class IPWOddsRatio(_ResponseCoding, _EngineMixin, Estimator):
     stabilized weight and Kish's effective sample size (sum w)^2 / sum w^2. A propensity model with
     separation (a positivity violation) fails the rows.
     """
+
+    draws_random = False  # fit never draws from rng: the runner passes rng=None
 
     covariates: list | None = None
     se: str = "robust"

@@ -95,6 +95,8 @@ class AncovaW12(Estimator):
     the same rows to ~1e-12.
     """
 
+    draws_random = False  # fit never draws from rng: the runner passes rng=None
+
     outcomes: list[str] = field(default_factory=lambda: list(W12_OUTCOMES))
     covariates: list[str] = field(default_factory=list)
     engines = ("reference", "fast")

@@ -476,6 +476,8 @@ class LinearMixedModel(Estimator):
     (with the engine left unset it resolves to ``reference`` silently).
     """
 
+    draws_random = False  # fit never draws from rng: the runner passes rng=None
+
     covariates: list[str] = field(default_factory=list)
     random_slope: bool = False
     reml: bool = True
@@ -586,6 +588,8 @@ class GeeNRS(Estimator):
     stopping rule. Same rows to ~1e-12.
     """
 
+    draws_random = False  # fit never draws from rng: the runner passes rng=None
+
     covariates: list[str] = field(default_factory=list)
     bonferroni: bool = False
     estimands = NRS_ESTIMANDS
@@ -659,6 +663,8 @@ class AncovaCompleteCase(Estimator):
     estimates a survivor/completer contrast.
     """
 
+    draws_random = False  # fit never draws from rng: the runner passes rng=None
+
     covariates: list[str] = field(default_factory=list)
     estimands = W12
     engines = ("reference", "fast")
@@ -693,6 +699,8 @@ class AncovaLOCF(Estimator):
     and its SE ignores the imputation (too small). Patients dropping out early keep an NRS close
     to baseline, diluting (or, with earlier dropout in one arm, inflating) the difference.
     """
+
+    draws_random = False  # fit never draws from rng: the runner passes rng=None
 
     covariates: list[str] = field(default_factory=list)
     estimands = W12

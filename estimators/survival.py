@@ -311,6 +311,8 @@ def _normalise_endpoints(endpoints) -> list[str]:
 class _SurvivalEstimator(Estimator):
     """Shared machinery: ``endpoints`` option, per-endpoint failure and warning isolation."""
 
+    draws_random = False  # fit never draws from rng: the runner passes rng=None
+
     endpoints: list = field(default_factory=lambda: list(ENDPOINTS))
     engines = ("reference", "fast")
 
@@ -365,6 +367,8 @@ class KMMedian(_SurvivalEstimator):
     warning saying how many. A median not reached in the data -> that group's rows fail
     ("median not reached in group g").
     """
+
+    draws_random = True  # the bootstrap resamples
 
     n_boot: int = 200
 

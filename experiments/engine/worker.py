@@ -5,7 +5,8 @@ For each replication ``rep`` of a :class:`ChunkTask`, with BLAS pinned to one th
 1. ``cohort = sim.generate(scenario, rng_for(seed, scenario.key, "data", rep))`` - one data set
    shared by every estimator (common random numbers: method comparisons are paired);
 2. for each estimator, in name order: ``est.fit(cohort, rng_for(seed, scenario.key, "estimator",
-   rep, name_int(name)))``.
+   rep, name_int(name)))``, or ``est.fit(cohort, None)`` when ``est.uses_rng()`` is False (a
+   deterministic fit: the Generator would be built for nothing).
 
 An unexpected exception inside ``fit`` (a programming error) becomes rows with
 ``status="failed"``, ``message="error: <repr>"`` and a traceback sample; an exception outside a
@@ -133,7 +134,11 @@ def run_chunk(task: ChunkTask) -> ChunkReply:
             for rep in range(int(task.first), int(task.last) + 1):
                 cohort = _generate(scenario, rng_for(seed, key, "data", rep))
                 for name, est in ests:
-                    rng_e = rng_for(seed, key, "estimator", rep, name_int(name))
+                    rng_e = (
+                        rng_for(seed, key, "estimator", rep, name_int(name))
+                        if est.uses_rng()
+                        else None
+                    )
                     t1 = time.perf_counter()
                     try:
                         with fit_lock:
