@@ -84,8 +84,9 @@ with threadpool_limits(1):
         for r in range(repeats):
             t0 = tick()
             cohort = generate(sc, rng_for(seed, sc.key, "data", c))
-            for name, est in built.items():
-                est.fit(cohort, rng_for(seed, sc.key, "estimator", c, 1))
+            for name, est in built.items():  # as the runner's worker does
+                uses = getattr(est, "uses_rng", lambda: True)()
+                est.fit(cohort, rng_for(seed, sc.key, "estimator", c, 1) if uses else None)
             whole.append(tick() - t0)
 out = {
     "fit_ms": {k: 1e3 * float(np.median(v)) for k, v in times.items()},
