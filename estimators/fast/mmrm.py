@@ -60,7 +60,8 @@ from .mmrm_kernel import (
     CODE_NO_INFO,
     CODE_START,
     fit_un_c,
-    pattern_m,
+    pattern_stats,
+    start_c,
 )
 
 _LOG2PI = math.log(2.0 * math.pi)
@@ -84,45 +85,39 @@ class PatternData:
     n_patients: int
     p: int
     m: int
-    by_size: tuple  # ((patterns (P,), their visits (P, k)) for each pattern size k)
-    pair: np.ndarray  # (S, m, m) 1.0 where both visits are observed in pattern s
-    fill: np.ndarray  # (S, m, m) identity on the unobserved visits of pattern s
     oidx: np.ndarray  # (S, m) int: the visits observed in pattern s (ascending; k_s valid)
     ks: np.ndarray  # (S,) int: k_s, the number of visits observed in pattern s
 
+    @property
+    def by_size(self) -> tuple:
+        """((patterns (P,), their visits (P, k)) for each pattern size k)."""
+        return tuple(
+            (np.flatnonzero(self.ks == k), self.oidx[self.ks == k, :k]) for k in np.unique(self.ks)
+        )
+
+    @property
+    def pair(self) -> np.ndarray:
+        """(S, m, m) 1.0 where both visits are observed in pattern s."""
+        mf = self.masks.astype(float)
+        return mf[:, :, None] * mf[:, None, :]
+
+    @property
+    def fill(self) -> np.ndarray:
+        """(S, m, m) identity on the unobserved visits of pattern s."""
+        return np.eye(self.m)[None] * (1.0 - self.masks.astype(float))[:, :, None]
+
 
 def pattern_data(Y: np.ndarray, X: np.ndarray) -> PatternData:
-    """Batch ``Y`` (n, m; NaN = not observed) and per-visit designs ``X`` (n, m, p) by pattern.
+    """Batch ``Y`` (n, m; NaN = not observed) and per-visit designs ``X`` (n, m, p) by pattern
+    (patterns in ascending order of sum_a 2^a [visit a observed]; one compiled pass,
+    :func:`.mmrm_kernel.pattern_stats`).
 
     Patients with no observed visit are dropped. X rows of unobserved visits are ignored.
     """
-    Y = np.asarray(Y, float)
-    X = np.asarray(X, float)
-    n, m = Y.shape
-    p = X.shape[2]
-    obs = np.isfinite(Y)
-    keep = obs.any(axis=1)
-    Y, X, obs = Y[keep], X[keep], obs[keep]
-    Xa = np.concatenate([X, np.where(obs, Y, 0.0)[:, :, None]], axis=2)
-    Xa *= obs[:, :, None]
-    code = obs @ (1 << np.arange(m))
-    ucode, inv = np.unique(code, return_inverse=True)
-    S = ucode.size
-    masks = ((ucode[:, None] >> np.arange(m)) & 1).astype(bool)
-    counts = np.bincount(inv, minlength=S)
-    # M_s[a, b] = sum_{i in s} x~_ia x~_ib' in one compiled pass over the patients
-    M = pattern_m(Xa, inv.astype(np.int64), S)
-    sizes = masks.sum(axis=1)
-    # visits observed in each pattern (ascending, padded with 0), the k_s first are valid
-    oidx = np.argsort(~masks, axis=1, kind="stable").astype(np.int64)
-    by_size = tuple((np.flatnonzero(sizes == k), oidx[sizes == k, :k]) for k in np.unique(sizes))
-    mf = masks.astype(float)
-    pair = mf[:, :, None] * mf[:, None, :]
-    fill = np.eye(m)[None] * (1.0 - mf)[:, :, None]
-    return PatternData(
-        masks, counts, M, int(obs.sum()), int(keep.sum()), p, m, by_size, pair, fill, oidx,
-        sizes.astype(np.int64),
-    )  # fmt: skip
+    Y = np.ascontiguousarray(Y, float)
+    X = np.ascontiguousarray(X, float)
+    masks, counts, oidx, ks, M, n_obs, n_patients = pattern_stats(Y, X)
+    return PatternData(masks, counts, M, n_obs, n_patients, X.shape[2], Y.shape[1], oidx, ks)
 
 
 def sym_basis(m: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -333,22 +328,9 @@ class UNFit:
 
 
 def _start(d: PatternData) -> np.ndarray:
-    """Start: pairwise residual covariance of the OLS fit (the diagonal if not PD)."""
-    p, m = d.p, d.m
-    A = np.einsum("saajk->jk", d.M)  # unweighted [X, y]'[X, y]
-    beta = np.linalg.lstsq(A[:p, :p], A[:p, p], rcond=None)[0]
-    u = np.append(-beta, 1.0)
-    E = np.einsum("sabj,j->sab", d.M @ u, u).sum(axis=0)
-    both = np.einsum("s,sa,sb->ab", d.counts, d.masks, d.masks).astype(float)
-    Sig = np.where(both > 0, E / np.maximum(both, 1.0), 0.0)
-    dg = np.diagonal(Sig).copy()
-    if np.any(dg <= 0) or not np.all(np.isfinite(dg)):
-        dg = np.full(m, max(float(np.nanmax(np.r_[dg, 1.0])), 1e-8))
-        return np.diag(dg)
-    ev = np.linalg.eigvalsh(Sig)
-    if not ev[0] > 1e-3 * ev[-1]:  # not (safely) positive definite: start from the diagonal
-        return np.diag(dg)
-    return Sig
+    """Start: pairwise residual covariance of the OLS fit (the diagonal if not PD), compiled
+    (:func:`.mmrm_kernel.start_c`; :func:`fit_unstructured` starts there inside its kernel)."""
+    return start_c(d.M, d.counts, d.masks)
 
 
 def fit_unstructured(
@@ -380,10 +362,9 @@ def fit_unstructured(
         Pk=np.full((K, p, p), np.nan),
         cov_kr=None,
     )
-    s0 = vech(_start(d))
     (code, it, converged, dec, s, f, beta, Phi, _grad, _hess, _fisher, Pk, theta_cov, hess_pd,
      cov_kr) = fit_un_c(
-        d.M, d.counts.astype(float), d.oidx, d.ks, s0, bool(reml), bool(kenward_roger),
+        d.M, d.counts, d.masks, d.oidx, d.ks, bool(reml), bool(kenward_roger),
         int(max_iter), TOL_DECREMENT,
     )  # fmt: skip
     if code == CODE_START:

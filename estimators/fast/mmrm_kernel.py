@@ -35,19 +35,67 @@ CODE_MAX_ITER = 4  # no convergence in max_iter iterations
 
 
 @njit
-def pattern_m(Xa, inv, S):
-    """M (S, m, m, q, q): sum over patients of pattern s of x~_ia x~_ib' (exact zeros skipped)."""
-    n, m, q = Xa.shape
+def pattern_stats(Y, X):
+    """Patterns of ``Y`` (n, m; NaN = not observed), ascending by code sum_a 2^a [a observed],
+    and M (S, m, m, q, q) = sum over the patients of pattern s of x~_ia x~_ib' (x~_ia = [X_ia,
+    y_ia] on observed visits; exact zeros skipped). Patients with no observed visit are dropped.
+
+    Returns (masks, counts, oidx, ks, M, n_obs, n_patients).
+    """
+    n, m = Y.shape
+    p = X.shape[2]
+    q = p + 1
+    ncode = 1 << m
+    cnt = np.zeros(ncode, np.int64)
+    code = np.empty(n, np.int64)
+    n_obs = 0
+    for i in range(n):
+        c = 0
+        for a in range(m):
+            if np.isfinite(Y[i, a]):
+                c |= 1 << a
+                n_obs += 1
+        code[i] = c
+        if c != 0:
+            cnt[c] += 1
+    pidx = np.full(ncode, -1, np.int64)
+    S = 0
+    for c in range(1, ncode):
+        if cnt[c] > 0:
+            pidx[c] = S
+            S += 1
+    masks = np.zeros((S, m), np.bool_)
+    counts = np.zeros(S, np.int64)
+    oidx = np.zeros((S, m), np.int64)
+    ks = np.zeros(S, np.int64)
+    n_patients = 0
+    for c in range(1, ncode):
+        s = pidx[c]
+        if s < 0:
+            continue
+        counts[s] = cnt[c]
+        n_patients += cnt[c]
+        k = 0
+        for a in range(m):
+            if (c >> a) & 1:
+                masks[s, a] = True
+                oidx[s, k] = a
+                k += 1
+        ks[s] = k
     M = np.zeros((S, m, m, q, q))
     va = np.empty(m * q, np.int64)
     vj = np.empty(m * q, np.int64)
     vx = np.empty(m * q)
     for i in range(n):
-        s = inv[i]
+        if code[i] == 0:
+            continue
+        s = pidx[code[i]]
         nz = 0
         for a in range(m):
+            if not (code[i] >> a) & 1:
+                continue
             for j in range(q):
-                x = Xa[i, a, j]
+                x = X[i, a, j] if j < p else Y[i, a]
                 if x != 0.0:
                     va[nz] = a
                     vj[nz] = j
@@ -57,7 +105,67 @@ def pattern_m(Xa, inv, S):
             a, j, x = va[t], vj[t], vx[t]
             for u in range(nz):
                 M[s, a, va[u], j, vj[u]] += x * vx[u]
-    return M
+    return masks, counts, oidx, ks, M, n_obs, n_patients
+
+
+@njit
+def start_c(M, counts, masks):
+    """The start of :func:`.mmrm._start`: pairwise residual covariance of the OLS fit (the
+    diagonal if it is not safely positive definite)."""
+    S, m = M.shape[0], M.shape[1]
+    q = M.shape[3]
+    p = q - 1
+    A = np.zeros((q, q))
+    for s in range(S):
+        for a in range(m):
+            for i in range(q):
+                for j in range(q):
+                    A[i, j] += M[s, a, a, i, j]
+    # numpy's lstsq(rcond=None): singular values below eps * max(rows, cols) are dropped
+    beta = np.linalg.lstsq(A[:p, :p].copy(), A[:p, p].copy(), rcond=2.220446049250313e-16 * p)[0]
+    u = np.empty(q)
+    for i in range(p):
+        u[i] = -beta[i]
+    u[p] = 1.0
+    Sig = np.zeros((m, m))
+    for a in range(m):
+        for b in range(m):
+            e = 0.0
+            both = 0.0
+            for s in range(S):
+                if masks[s, a] and masks[s, b]:
+                    both += counts[s]
+                t = 0.0
+                for i in range(q):
+                    r = 0.0
+                    for j in range(q):
+                        r += M[s, a, b, i, j] * u[j]
+                    t += u[i] * r
+                e += t
+            if both > 0:
+                Sig[a, b] = e / max(both, 1.0)
+    dg = np.empty(m)
+    bad = False
+    for a in range(m):
+        dg[a] = Sig[a, a]
+        if dg[a] <= 0 or not np.isfinite(dg[a]):
+            bad = True
+    if bad:
+        mx = 1.0
+        for a in range(m):
+            if dg[a] > mx:  # nanmax: NaN entries are ignored
+                mx = dg[a]
+        out = np.zeros((m, m))
+        for a in range(m):
+            out[a, a] = max(mx, 1e-8)
+        return out
+    ev = np.linalg.eigvalsh(Sig)
+    if not ev[0] > 1e-3 * ev[m - 1]:
+        out = np.zeros((m, m))
+        for a in range(m):
+            out[a, a] = dg[a]
+        return out
+    return Sig
 
 
 @njit
@@ -225,6 +333,7 @@ def _derivatives(
     Wn = np.zeros((m, m))
     Nu = np.zeros((m, m, p))
     NX = np.zeros((m, m, p, p))
+    R = np.zeros((m, m, p, p))
     G1 = np.zeros((K, K))
     G2 = np.zeros((K, K))
     G3 = np.zeros((K, K))
@@ -254,7 +363,7 @@ def _derivatives(
                 MP[c, d] = mp
         _sandwich(Ws, Mu, k, RR)
         _sandwich(Ws, MP, k, TT)
-        n = counts[s]
+        n = float(counts[s])
         for a in range(k):
             for b in range(k):
                 RRt[o[a], o[b]] += RR[a, b]
@@ -276,22 +385,36 @@ def _derivatives(
                     w = Ws[d, b]
                     for i in range(p):
                         Nu[o[a], o[b], i] += V[a, d, i] * w
-        # NX[a, b] (a <= b) = sum_cd W[a, c] W[d, b] M_s[c, d][:p, :p]
+        # NX[a, b] (a <= b) = sum_c W[a, c] R[c, b], R[c, b] = sum_d M_s[c, d][:p, :p] W[d, b]
+        # (row i of R[c, b] is zero unless i is a column of visit c; rows are updated whole so
+        # the innermost loops run over contiguous memory)
         for c in range(k):
             gc = o[c]
-            for d in range(k):
-                gd = o[d]
+            for b in range(k):
                 for ii in range(ncx[gc]):
                     i = cols[gc, ii]
-                    for jj in range(ncx[gd]):
-                        j = cols[gd, jj]
-                        v = M[s, gc, gd, i, j]
-                        if v == 0.0:
-                            continue
-                        for a in range(k):
-                            wv = Ws[a, c] * v
-                            for b in range(a, k):
-                                NX[o[a], o[b], i, j] += wv * Ws[d, b]
+                    Rr = R[c, b, i]
+                    for j in range(p):
+                        Rr[j] = 0.0
+                    for d in range(k):
+                        gd = o[d]
+                        w = Ws[d, b]
+                        Mr = M[s, gc, gd, i]
+                        for jj in range(ncx[gd]):
+                            j = cols[gd, jj]
+                            Rr[j] += Mr[j] * w
+        for a in range(k):
+            for b in range(a, k):
+                NXab = NX[o[a], o[b]]
+                for c in range(k):
+                    gc = o[c]
+                    w = Ws[a, c]
+                    for ii in range(ncx[gc]):
+                        i = cols[gc, ii]
+                        Rr = R[c, b, i]
+                        Nr = NXab[i]
+                        for j in range(p):
+                            Nr[j] += w * Rr[j]
         _gather_add(G1, n, Ws, Ws, k, o, kidx)
         _gather_add(G2, 1.0, Ws, RR, k, o, kidx)
         if reml:
@@ -442,8 +565,8 @@ def _kr_cov(M, oidx, ks, cols, ncx, kidx, W, Phi, Pk, Wt):
 
 
 @njit
-def fit_un_c(M, counts, oidx, ks, s0, reml, kenward_roger, max_iter, tol_decrement):
-    """Newton (RE)ML fit from vech(S) = s0: the loop of :func:`.mmrm.fit_unstructured`.
+def fit_un_c(M, counts, masks, oidx, ks, reml, kenward_roger, max_iter, tol_decrement):
+    """Newton (RE)ML fit from :func:`start_c`: the loop of :func:`.mmrm.fit_unstructured`.
 
     Returns (code, iterations, converged, dec, s, f, beta, Phi, grad, hess, fisher, Pk,
     theta_cov, hess_pd, cov_kr): the derivatives (and theta_cov, P_k) are those of the last
@@ -480,7 +603,13 @@ def fit_un_c(M, counts, oidx, ks, s0, reml, kenward_roger, max_iter, tol_decreme
     Pk = np.empty((K, p, p))
     theta_cov = np.full((K, K), np.nan)
     cov_kr = np.full((p, p), np.nan)
-    s = s0.copy()
+    Sig0 = start_c(M, counts, masks)
+    s = np.empty(K)
+    kk = 0
+    for a in range(m):
+        for b in range(a, m):
+            s[kk] = Sig0[a, b]
+            kk += 1
     ok, f = _evaluate(s, reml, M, counts, oidx, ks, cols, ncol, Sig, W, A, Lp, Phi, beta, Ls, Ts)
     if not ok:
         return (
