@@ -279,35 +279,72 @@ def _evaluate(sv, reml, M, counts, oidx, ks, cols, ncol, Sig, W, A, Lp, Phi, bet
 
 
 @njit
-def _gather_add(G, w, X, Y, k, o, kidx):
-    """G[kl] += w tr(D_k X D_l Y) for the local pairs (a <= b), (c <= d) of one pattern."""
+def _gather2(G, H, X, Y, Z, k, o, kidx):
+    """G[kl] += tr(D_k X D_l Y) and H[kl] += tr(D_k X D_l Z) for the local pairs (a <= b),
+    (c <= d) of one pattern (tr(E_xy X E_zw Y) = X[y, z] Y[w, x]; linear in Y, Z)."""
     for a in range(k):
         for b in range(a, k):
             kk = kidx[o[a], o[b]]
             for c in range(k):
                 for d in range(c, k):
                     ll = kidx[o[c], o[d]]
-                    t = X[b, c] * Y[d, a]
+                    x = X[b, c]
+                    g = x * Y[d, a]
+                    h = x * Z[d, a]
                     if c != d:
-                        t += X[b, d] * Y[c, a]
+                        x = X[b, d]
+                        g += x * Y[c, a]
+                        h += x * Z[c, a]
                     if a != b:
-                        t += X[a, c] * Y[d, b]
+                        x = X[a, c]
+                        g += x * Y[d, b]
+                        h += x * Z[d, b]
                         if c != d:
-                            t += X[a, d] * Y[c, b]
-                    G[kk, ll] += w * t
+                            x = X[a, d]
+                            g += x * Y[c, b]
+                            h += x * Z[c, b]
+                    G[kk, ll] += g
+                    H[kk, ll] += h
+
+
+@njit
+def _dot(x, y, n):
+    """sum_i x[i] y[i] over contiguous 1-d arrays, in four interleaved partial sums (a fixed
+    order: deterministic, and not bound by the latency of one chain of additions)."""
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    i = 0
+    while i + 4 <= n:
+        s0 += x[i] * y[i]
+        s1 += x[i + 1] * y[i + 1]
+        s2 += x[i + 2] * y[i + 2]
+        s3 += x[i + 3] * y[i + 3]
+        i += 4
+    while i < n:
+        s0 += x[i] * y[i]
+        i += 1
+    return (s0 + s1) + (s2 + s3)
 
 
 @njit
 def _sandwich(W, X, k, out):
-    """out = W X W (k x k, W symmetric)."""
-    for a in range(k):
+    """out = W X W (k x k, W and X symmetric)."""
+    XW = np.empty((k, k))
+    for c in range(k):
         for b in range(k):
             t = 0.0
+            for d in range(k):
+                t += X[c, d] * W[d, b]
+            XW[c, b] = t
+    for a in range(k):
+        for b in range(a, k):
+            t = 0.0
             for c in range(k):
-                wac = W[a, c]
-                for d in range(k):
-                    t += wac * X[c, d] * W[d, b]
+                t += W[a, c] * XW[c, b]
             out[a, b] = t
+            out[b, a] = t
 
 
 @njit
@@ -334,9 +371,9 @@ def _derivatives(
     Nu = np.zeros((m, m, p))
     NX = np.zeros((m, m, p, p))
     R = np.zeros((m, m, p, p))
-    G1 = np.zeros((K, K))
+    GF = np.zeros((K, K))
     G2 = np.zeros((K, K))
-    G3 = np.zeros((K, K))
+    Bf = np.empty((m, m))
     for s in range(S):
         k = ks[s]
         o = oidx[s]
@@ -381,10 +418,12 @@ def _derivatives(
                         V[a, d, i] += w * Mx[c, d, i]
         for a in range(k):
             for b in range(k):
+                Nr = Nu[o[a], o[b]]
                 for d in range(k):
                     w = Ws[d, b]
+                    Vr = V[a, d]
                     for i in range(p):
-                        Nu[o[a], o[b], i] += V[a, d, i] * w
+                        Nr[i] += Vr[i] * w
         # NX[a, b] (a <= b) = sum_c W[a, c] R[c, b], R[c, b] = sum_d M_s[c, d][:p, :p] W[d, b]
         # (row i of R[c, b] is zero unless i is a column of visit c; rows are updated whole so
         # the innermost loops run over contiguous memory)
@@ -415,10 +454,11 @@ def _derivatives(
                         Nr = NXab[i]
                         for j in range(p):
                             Nr[j] += w * Rr[j]
-        _gather_add(G1, n, Ws, Ws, k, o, kidx)
-        _gather_add(G2, 1.0, Ws, RR, k, o, kidx)
-        if reml:
-            _gather_add(G3, 1.0, Ws, TT, k, o, kidx)
+        # tr(D_k W D_l (n W - 2 TT)) [ML: n W] and tr(D_k W D_l RR) summed over patterns
+        for a in range(k):
+            for b in range(k):
+                Bf[a, b] = n * Ws[a, b] - (2.0 * TT[a, b] if reml else 0.0)
+        _gather2(GF, G2, Ws, Bf, RR, k, o, kidx)
     h = np.empty((K, p))
     kk = 0
     for a in range(m):
@@ -431,38 +471,35 @@ def _derivatives(
             g = Wn[a, b] - RRt[a, b]
             if off:
                 g *= 2.0
-            if reml:
-                t = 0.0
-                for i in range(p):
-                    for j in range(p):
-                        t += Pk[kk, i, j] * Phi[i, j]
-                g -= t
             grad[kk] = g
             kk += 1
-    # rDPDr = G2 - h Phi h'
+    # h Phi (rows), for rDPDr = G2 - h Phi h'
     hP = np.zeros((K, p))
     for k1 in range(K):
-        for j in range(p):
-            t = 0.0
-            for i in range(p):
-                t += h[k1, i] * Phi[i, j]
-            hP[k1, j] = t
+        for i in range(p):
+            w = h[k1, i]
+            for j in range(p):
+                hP[k1, j] += w * Phi[i, j]
     trP = np.zeros((K, K))
     if reml:
-        PhiP = np.empty((K, p, p))
+        # PhiP_k = Phi P_k; tr(Phi P_k) enters the gradient, tr(Phi P_k Phi P_l) the Hessians
+        PhiP = np.zeros((K, p * p))
+        PhiPT = np.empty((K, p * p))
         for k1 in range(K):
             for i in range(p):
+                for r in range(p):
+                    w = Phi[i, r]
+                    for j in range(p):
+                        PhiP[k1, i * p + j] += w * Pk[k1, r, j]
+            t = 0.0
+            for i in range(p):
+                t += PhiP[k1, i * p + i]
                 for j in range(p):
-                    t = 0.0
-                    for r in range(p):
-                        t += Phi[i, r] * Pk[k1, r, j]
-                    PhiP[k1, i, j] = t
+                    PhiPT[k1, j * p + i] = PhiP[k1, i * p + j]
+            grad[k1] -= t
         for k1 in range(K):
             for k2 in range(k1, K):
-                t = 0.0
-                for i in range(p):
-                    for j in range(p):
-                        t += PhiP[k1, i, j] * PhiP[k2, j, i]
+                t = _dot(PhiP[k1], PhiPT[k2], p * p)
                 trP[k1, k2] = t
                 trP[k2, k1] = t
     T = np.empty((K, K))
@@ -472,13 +509,9 @@ def _derivatives(
             hh = 0.0
             for j in range(p):
                 hh += hP[k1, j] * h[k2, j]
-            r = G2[k1, k2] - hh
-            if reml:
-                tr = G1[k1, k2] - 2.0 * G3[k1, k2] + trP[k1, k2]
-            else:
-                tr = G1[k1, k2]
+            tr = GF[k1, k2] + trP[k1, k2]
             T[k1, k2] = tr
-            H[k1, k2] = -tr + 2.0 * r
+            H[k1, k2] = -tr + 2.0 * (G2[k1, k2] - hh)
     for k1 in range(K):
         for k2 in range(K):
             hess[k1, k2] = 0.5 * (H[k1, k2] + H[k2, k1])
