@@ -31,7 +31,8 @@ covariance), t CI and p-value with Satterthwaite (default), Kenward-Roger, resid
 or normal (``asymptotic``).
 
 Engines: ``fast`` = :func:`palliasim.estimators.fast.mmrm.fit_unstructured` (Newton on the
-pattern-batched profile likelihood, analytic derivatives); ``reference`` =
+pattern-batched profile likelihood, analytic derivatives; the whole fit one compiled call,
+:func:`palliasim.estimators.fast.mmrm_kernel.fit_un_c`); ``reference`` =
 :func:`un_reference` (an independent formulation: per-pattern dense algebra, standard
 deviations and spherical-angle correlations, scipy BFGS, numerical derivatives for the df).
 Statistical trouble (a visit without data in an arm, too few patients for an unstructured S,

@@ -53,7 +53,16 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._common import STATUS_FAILED, STATUS_OK, STATUS_WARNING, chol, chol_inv, chol_solve
+from ._common import STATUS_FAILED, STATUS_OK, STATUS_WARNING, chol, chol_inv
+from .mmrm_kernel import (
+    CODE_LINE_SEARCH,
+    CODE_MAX_ITER,
+    CODE_NO_INFO,
+    CODE_START,
+    fit_un_c,
+    pattern_stats,
+    start_c,
+)
 
 _LOG2PI = math.log(2.0 * math.pi)
 DF_METHODS = ("satterthwaite", "kenward-roger", "residual", "asymptotic")
@@ -76,47 +85,39 @@ class PatternData:
     n_patients: int
     p: int
     m: int
-    by_size: tuple  # ((patterns (P,), their visits (P, k)) for each pattern size k)
-    pair: np.ndarray  # (S, m, m) 1.0 where both visits are observed in pattern s
-    fill: np.ndarray  # (S, m, m) identity on the unobserved visits of pattern s
+    oidx: np.ndarray  # (S, m) int: the visits observed in pattern s (ascending; k_s valid)
+    ks: np.ndarray  # (S,) int: k_s, the number of visits observed in pattern s
+
+    @property
+    def by_size(self) -> tuple:
+        """((patterns (P,), their visits (P, k)) for each pattern size k)."""
+        return tuple(
+            (np.flatnonzero(self.ks == k), self.oidx[self.ks == k, :k]) for k in np.unique(self.ks)
+        )
+
+    @property
+    def pair(self) -> np.ndarray:
+        """(S, m, m) 1.0 where both visits are observed in pattern s."""
+        mf = self.masks.astype(float)
+        return mf[:, :, None] * mf[:, None, :]
+
+    @property
+    def fill(self) -> np.ndarray:
+        """(S, m, m) identity on the unobserved visits of pattern s."""
+        return np.eye(self.m)[None] * (1.0 - self.masks.astype(float))[:, :, None]
 
 
 def pattern_data(Y: np.ndarray, X: np.ndarray) -> PatternData:
-    """Batch ``Y`` (n, m; NaN = not observed) and per-visit designs ``X`` (n, m, p) by pattern.
+    """Batch ``Y`` (n, m; NaN = not observed) and per-visit designs ``X`` (n, m, p) by pattern
+    (patterns in ascending order of sum_a 2^a [visit a observed]; one compiled pass,
+    :func:`.mmrm_kernel.pattern_stats`).
 
     Patients with no observed visit are dropped. X rows of unobserved visits are ignored.
     """
-    Y = np.asarray(Y, float)
-    X = np.asarray(X, float)
-    n, m = Y.shape
-    p = X.shape[2]
-    obs = np.isfinite(Y)
-    keep = obs.any(axis=1)
-    Y, X, obs = Y[keep], X[keep], obs[keep]
-    Xa = np.concatenate([X, np.where(obs, Y, 0.0)[:, :, None]], axis=2)
-    Xa *= obs[:, :, None]
-    code = obs @ (1 << np.arange(m))
-    ucode, inv = np.unique(code, return_inverse=True)
-    S = ucode.size
-    masks = ((ucode[:, None] >> np.arange(m)) & 1).astype(bool)
-    counts = np.bincount(inv, minlength=S)
-    M = np.empty((S, m, m, p + 1, p + 1))
-    q = p + 1
-    order = np.argsort(inv, kind="stable")
-    flat = Xa.reshape(-1, m * q)[order]
-    start = np.r_[0, np.cumsum(counts)]
-    for s in range(S):
-        Z = flat[start[s] : start[s + 1]]
-        M[s] = (Z.T @ Z).reshape(m, q, m, q).transpose(0, 2, 1, 3)
-    sizes = masks.sum(axis=1)
-    by_size = tuple(
-        (np.flatnonzero(sizes == k), np.array([np.flatnonzero(r) for r in masks[sizes == k]]))
-        for k in np.unique(sizes)
-    )
-    mf = masks.astype(float)
-    pair = mf[:, :, None] * mf[:, None, :]
-    fill = np.eye(m)[None] * (1.0 - mf)[:, :, None]
-    return PatternData(masks, counts, M, int(obs.sum()), int(keep.sum()), p, m, by_size, pair, fill)
+    Y = np.ascontiguousarray(Y, float)
+    X = np.ascontiguousarray(X, float)
+    masks, counts, oidx, ks, M, n_obs, n_patients = pattern_stats(Y, X)
+    return PatternData(masks, counts, M, n_obs, n_patients, X.shape[2], Y.shape[1], oidx, ks)
 
 
 def sym_basis(m: int) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -323,32 +324,23 @@ class UNFit:
     message: str
     theta_cov: np.ndarray  # (K, K) Cov(s^) = 2 H^-1 (NaN if H is not positive definite)
     Pk: np.ndarray  # (K, p, p)
-    Qkl: np.ndarray | None  # (K, K, p, p) for Kenward-Roger (REML), else None
+    cov_kr: np.ndarray | None  # (p, p) Kenward-Roger's Phi_A (kenward_roger=True), else None
 
 
 def _start(d: PatternData) -> np.ndarray:
-    """Start: pairwise residual covariance of the OLS fit (the diagonal if not PD)."""
-    p, m = d.p, d.m
-    A = np.einsum("saajk->jk", d.M)  # unweighted [X, y]'[X, y]
-    beta = np.linalg.lstsq(A[:p, :p], A[:p, p], rcond=None)[0]
-    u = np.append(-beta, 1.0)
-    E = np.einsum("sabj,j->sab", d.M @ u, u).sum(axis=0)
-    both = np.einsum("s,sa,sb->ab", d.counts, d.masks, d.masks).astype(float)
-    Sig = np.where(both > 0, E / np.maximum(both, 1.0), 0.0)
-    dg = np.diagonal(Sig).copy()
-    if np.any(dg <= 0) or not np.all(np.isfinite(dg)):
-        dg = np.full(m, max(float(np.nanmax(np.r_[dg, 1.0])), 1e-8))
-        return np.diag(dg)
-    ev = np.linalg.eigvalsh(Sig)
-    if not ev[0] > 1e-3 * ev[-1]:  # not (safely) positive definite: start from the diagonal
-        return np.diag(dg)
-    return Sig
+    """Start: pairwise residual covariance of the OLS fit (the diagonal if not PD), compiled
+    (:func:`.mmrm_kernel.start_c`; :func:`fit_unstructured` starts there inside its kernel)."""
+    return start_c(d.M, d.counts, d.masks)
 
 
 def fit_unstructured(
     d: PatternData, reml: bool = True, kenward_roger: bool = False, max_iter: int = 200
 ) -> UNFit:
     """(RE)ML fit of the unstructured-covariance model by Newton's method (module docstring).
+
+    The whole fit (the Newton loop with its line search, the derivatives, Cov(s^) and, with
+    ``kenward_roger``, Phi_A) is one call of the compiled :func:`.mmrm_kernel.fit_un_c`; the
+    numpy :func:`_evaluate` / :func:`_derivatives` state the same formulas.
 
     Status: ``failed`` if S leaves the positive-definite cone (non-convergence, or a boundary
     optimum with singular S) or X'V^-1X is singular; ``warning`` if the Hessian of f at the
@@ -368,57 +360,21 @@ def fit_unstructured(
         status=STATUS_FAILED,
         theta_cov=np.full((K, K), np.nan),
         Pk=np.full((K, p, p), np.nan),
-        Qkl=None,
+        cov_kr=None,
     )
-    Sig = _start(d)
-    ev = _evaluate(d, Sig, reml)
-    if ev is None:
+    (code, it, converged, dec, s, f, beta, Phi, _grad, _hess, _fisher, Pk, theta_cov, hess_pd,
+     cov_kr) = fit_un_c(
+        d.M, d.counts, d.masks, d.oidx, d.ks, bool(reml), bool(kenward_roger),
+        int(max_iter), TOL_DECREMENT,
+    )  # fmt: skip
+    if code == CODE_START:
         return UNFit(**nan_fit, iterations=0, message="X'V^-1X is singular at the start")
-    s = vech(Sig)
-    it, converged, msg = 0, False, ""
-    dv = _derivatives(d, ev, reml)
-    while it < max_iter:
-        it += 1
-        step = None
-        for H in (dv.hess, dv.fisher):
-            c, info = chol(H)
-            if info == 0:
-                step = -chol_solve(c, dv.grad)
-                break
-        if step is None:
-            msg = "neither the observed nor the expected information is positive definite"
-            break
-        dec = float(-dv.grad @ step)  # Newton decrement g'H^-1 g
-        scale = max(1.0, abs(ev.f))
-        if dec < TOL_DECREMENT * scale:
-            # converged; one last full Newton step squares the remaining error (the
-            # derivatives for inference stay those of this point, ~1e-10 relative away)
-            cand = _evaluate(d, unvech(s + step, m), reml)
-            if cand is not None and cand.f <= ev.f + 1e-12 * scale:
-                s, ev = s + step, cand
-            converged = True
-            break
-        t, new = 1.0, None
-        for _ in range(60):
-            cand = _evaluate(d, unvech(s + t * step, m), reml)
-            if cand is not None and (
-                cand.f <= ev.f - 1e-4 * t * dec
-                # near the optimum f is flat to rounding: take the full Newton step
-                or (t == 1.0 and dec < 1e-8 * scale and cand.f <= ev.f + 1e-12 * scale)
-            ):
-                new = cand
-                break
-            t *= 0.5
-        if new is None:
-            # no decrease possible: at the optimum to rounding if the decrement is tiny
-            converged = dec < 1e-9 * max(1.0, abs(ev.f))
-            if not converged:
-                msg = f"line search failed (Newton decrement {dec:.3g})"
-            break
-        s = s + t * step
-        ev = new
-        dv = _derivatives(d, ev, reml)
-    if not converged and not msg:
+    msg = ""
+    if code == CODE_NO_INFO:
+        msg = "neither the observed nor the expected information is positive definite"
+    elif code == CODE_LINE_SEARCH:
+        msg = f"line search failed (Newton decrement {dec:.3g})"
+    elif code == CODE_MAX_ITER:
         msg = f"no convergence in {max_iter} Newton iterations"
     Sig = unvech(s, m)
     ev_w = np.linalg.eigvalsh(Sig)
@@ -435,24 +391,18 @@ def fit_unstructured(
             ),
         )
     status, message = STATUS_OK, ""
-    c, info = chol(dv.hess)
-    if info != 0:
+    if not hess_pd:
         status = STATUS_WARNING
         message = (
             "Hessian of the (RE)ML criterion not positive definite at the optimum: "
             "df from the expected information"
         )
-        c, info = chol(dv.fisher)
-    theta_cov = 2.0 * chol_inv(c) if info == 0 else np.full((K, K), np.nan)
-    Qkl = None
-    if kenward_roger:
-        Qkl = _q_matrices(d, ev, _pattern_n(d, ev.Winv))
     const = (d.n_obs - p if reml else d.n_obs) * _LOG2PI
     return UNFit(
-        beta=ev.beta,
-        cov_beta=ev.Phi,
+        beta=beta,
+        cov_beta=Phi,
         sigma=Sig,
-        loglik=-0.5 * (ev.f + const),
+        loglik=-0.5 * (f + const),
         reml=reml,
         n_obs=d.n_obs,
         n_patients=d.n_patients,
@@ -461,19 +411,17 @@ def fit_unstructured(
         status=status,
         message=message,
         theta_cov=theta_cov,
-        Pk=dv.Pk,
-        Qkl=Qkl,
+        Pk=Pk,
+        cov_kr=cov_kr if kenward_roger else None,
     )
 
 
 def kr_adjusted_cov(fit: UNFit) -> np.ndarray:
-    """Kenward-Roger's Phi_A = Phi + 2 Phi [sum_kl W_kl (Q_kl - P_k Phi P_l)] Phi."""
-    Phi, W, P, Q = fit.cov_beta, fit.theta_cov, fit.Pk, fit.Qkl
-    if Q is None:
+    """Kenward-Roger's Phi_A = Phi + 2 Phi [sum_kl W_kl (Q_kl - P_k Phi P_l)] Phi (computed in
+    the fit: ``fit_unstructured(..., kenward_roger=True)``; :func:`_q_matrices` gives Q_kl)."""
+    if fit.cov_kr is None:
         raise ValueError("fit_unstructured(..., kenward_roger=True) is needed")
-    PPhiP = np.tensordot(P @ Phi, P, axes=([2], [1])).transpose(0, 2, 1, 3)  # P_k Phi P_l
-    inner = np.tensordot(W, Q - PPhiP, axes=([0, 1], [0, 1]))
-    return Phi + 2.0 * Phi @ inner @ Phi
+    return fit.cov_kr
 
 
 def kr_df(v: float, gWg: float) -> float:
