@@ -49,6 +49,7 @@ from palliasim.estimators.design import (
     patient_covariates,
     patient_covariates_fast,
 )
+from palliasim.estimators.fast import mi as fast_mi
 from palliasim.sim.schedule import MONTHS_PER_WEEK, POST_WEEKS, STATUS_LABELS, WEEKS
 
 NRS_ESTIMANDS = tuple(f"nrs_diff_w{w}" for w in POST_WEEKS)
@@ -283,7 +284,14 @@ def mice_impute(
     Random numbers per regression (all m chains at once): chi2 (m), then N(0, 1) (m, p + number
     of missing cells); the chained start draws one rng.integers (m, missing cells) per column
     (indices of observed values).
+    Fast engine: the whole chain in one compiled call (:func:`estimators.fast.mi.impute_chains`,
+    the same random numbers drawn up front in the same order); it hands back to the numpy code
+    below (generator state restored) whenever a regression needs the QR path.
     """
+    if engine == "fast":
+        done = fast_mi.impute_chains(Y, P, rng, m, cycles)
+        if done is not None:
+            return done
     n, q = Y.shape
     k = P.shape[1]
     miss = np.isnan(Y)

@@ -1,0 +1,229 @@
+"""Compiled imputation chains of ``mi_ancova`` (:func:`estimators.longitudinal.mice_impute`,
+fast engine): every Bayesian regression of every chain, cycle and visit in one numba call.
+
+The numpy path (``mice_impute`` with ``engine="fast"`` before this kernel) spent ~20 small
+numpy calls per regression (cross-products, one batched Cholesky of the augmented matrix of
+:func:`estimators.fast.bayes.posterior_parts`, the draws, the fills) and ran 20 regressions per
+fit (4 visits x 5 cycles); here the whole chain is one loop over preallocated arrays.
+
+Random numbers: all drawn with the caller's numpy Generator **before** the kernel runs, in
+exactly the order the numpy path draws them while it goes (per regression, in cycle then visit
+order: ``chisquare(n_obs - p, m)`` then ``standard_normal((m, p + n_missing))``; the chained
+start's ``integers`` before any of them), so the numbers, and hence the imputations up to
+floating-point summation order, are those of the numpy path whatever the number of workers.
+
+Arithmetic per regression and chain (the same as ``posterior_parts``): M = [X y]'[X y] (the
+cross-products of the rows that are the same in every chain computed once), equilibrated to a
+unit diagonal, its Cholesky factor [[Rs', 0], [w', s]] gives beta_s = Rs^-1 w, rss = s^2 and
+R^-1 = D^-1 Rs^-1; beta* = beta_hat + sigma* R^-1 z, sigma*^2 = rss / chi2. The acceptance
+tests of ``posterior_parts`` are applied (positive finite diagonal, positive pivots, the
+diagonal-ratio bounds ``COND_RATIO`` and ``rank_tol``, and a bound that keeps its augmented
+matrix positive definite); when one fails the kernel stops and reports the regression, and the
+caller reruns the numpy path from the saved generator state (which then decides through the QR
+path, rank deficiency and messages included), so results and failures are unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._jit import njit
+from ._small import cholesky, tri_inv
+from .bayes import BIG, COND_RATIO
+
+RANK_TOL = 1e-10  # posterior_parts' default rank_tol (the QR path's threshold)
+
+
+@njit
+def posterior(Ms, Ls, Ts, da, bs, bh, Rinv, p, rank_tol):
+    """Least squares from the cross-products Ms = [X y]'[X y] ((p + 1) square, overwritten by
+    its equilibrated copy), as :func:`estimators.fast.bayes.posterior_parts` computes it:
+    beta_hat into bh[:p], R^-1 into Rinv[:p, :p] (upper; X'X = R'R), returns rss, or -1.0
+    when posterior_parts would not accept the factorisation (then the QR path decides).
+    Work arrays: Ls ((p + 1) square), Ts (p square), da (p + 1), bs (p)."""
+    q1 = p + 1
+    for a in range(q1):
+        d2 = Ms[a, a]
+        if not (d2 > 0.0 and d2 < np.inf):
+            return -1.0
+        da[a] = math.sqrt(d2)
+    for a in range(q1):
+        for b in range(a + 1):
+            Ms[a, b] = Ms[a, b] / (da[a] * da[b])
+            Ms[b, a] = Ms[a, b]
+    if cholesky(Ms, Ls) != 0:
+        return -1.0
+    # diagonal-ratio bounds, equilibrated and unscaled |diag R|
+    e_lo = e_hi = Ls[0, 0]
+    u_lo = u_hi = Ls[0, 0] * da[0]
+    for a in range(1, p):
+        e = Ls[a, a]
+        u = e * da[a]
+        e_lo, e_hi = min(e_lo, e), max(e_hi, e)
+        u_lo, u_hi = min(u_lo, u), max(u_hi, u)
+    if not (e_lo / e_hi > COND_RATIO and u_lo / u_hi > rank_tol):
+        return -1.0
+    # Rs^-1 = (Rs')^-1 transposed; beta_s = Rs^-1 w
+    tri_inv(Ls[:p, :p], Ts)
+    sl = Ls[p, p]
+    fro = 0.0
+    for a in range(p):
+        acc = 0.0
+        for b in range(a, p):
+            acc += Ts[b, a] * Ls[p, b]
+            fro += Ts[b, a] * Ts[b, a]
+        bs[a] = acc
+    nb = 0.0
+    for a in range(p):
+        nb += bs[a] * bs[a]
+    if not fro + nb / (sl * sl) < BIG:  # posterior_parts' augmented matrix PD
+        return -1.0
+    dy = da[p]
+    for a in range(p):
+        bh[a] = bs[a] * dy / da[a]
+        for b in range(p):
+            Rinv[a, b] = Ts[b, a] / da[a] if b >= a else 0.0
+    sd = sl * dy
+    return sd * sd
+
+
+@njit
+def _chains(X, Y, k, steps, tcol, cols, pcnt, vrows, nv, rrows, nr, Mc, chi2, z, rank_tol):
+    """Run the regressions ``steps`` (indices into the per-column plan) on the chains' state
+    ``X`` (m, n, k + q) in place. Plan of column t: visit tcol[t], predictors cols[t, :pcnt[t]]
+    (indices into X's last axis), rows varying between chains vrows[t, :nv[t]] (donors with an
+    imputed predictor), recipients rrows[t, :nr[t]], cross-products of the other donor rows
+    Mc[t, :p + 1, :p + 1]. Draws of step s: chi2[s, :] and z[s, :, :p + nr]. Returns 0, or
+    s + 1 when step s's factorisation is not accepted (X is then left part-way)."""
+    m = X.shape[0]
+    pmax = cols.shape[1]
+    M = np.empty((pmax + 1, pmax + 1))
+    L = np.empty((pmax + 1, pmax + 1))
+    T = np.empty((pmax, pmax))
+    xa = np.empty(pmax + 1)
+    da = np.empty(pmax + 1)
+    bs = np.empty(pmax)
+    bh = np.empty(pmax)
+    bst = np.empty(pmax)
+    Rinv = np.empty((pmax, pmax))
+    rss = 0.0
+    for s in range(steps.size):
+        t = steps[s]
+        j = tcol[t]
+        p = pcnt[t]
+        q1 = p + 1
+        Ms = M[:q1, :q1]
+        Ls = L[:q1, :q1]
+        Ts = T[:p, :p]
+        shared = nv[t] == 0
+        for i in range(m):
+            if not shared or i == 0:
+                # cross-products: common rows + this chain's varying rows
+                for a in range(q1):
+                    for b in range(a + 1):
+                        Ms[a, b] = Mc[t, a, b]
+                for v in range(nv[t]):
+                    r = vrows[t, v]
+                    for c in range(p):
+                        xa[c] = X[i, r, cols[t, c]]
+                    xa[p] = Y[r, j]
+                    for a in range(q1):
+                        xv = xa[a]
+                        for b in range(a + 1):
+                            Ms[a, b] += xv * xa[b]
+                rss = posterior(Ms, Ls, Ts, da, bs, bh, Rinv, p, rank_tol)
+                if rss < 0.0:
+                    return s + 1
+            sigma = math.sqrt(rss / chi2[s, i])
+            for a in range(p):
+                acc = 0.0
+                for b in range(a, p):
+                    acc += Rinv[a, b] * z[s, i, b]
+                bst[a] = bh[a] + sigma * acc
+            for rr in range(nr[t]):
+                r = rrows[t, rr]
+                acc = 0.0
+                for c in range(p):
+                    acc += X[i, r, cols[t, c]] * bst[c]
+                X[i, r, k + j] = acc + sigma * z[s, i, p + rr]
+    return 0
+
+
+def _pad(rows: list, dtype=np.int64) -> tuple[np.ndarray, np.ndarray]:
+    """Ragged integer lists as (padded (len, max), counts)."""
+    width = max([len(r) for r in rows] + [1])
+    out = np.zeros((len(rows), width), dtype)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return out, np.array([len(r) for r in rows], np.int64)
+
+
+def impute_chains(Y: np.ndarray, P: np.ndarray, rng: np.random.Generator, m: int, cycles: int):
+    """The m completed copies (m, n, q) of ``Y`` as :func:`estimators.longitudinal.
+    mice_impute` (fast engine) computes them, or None when a regression needs the numpy path
+    (too few observed values, or a factorisation the kernel does not accept): the generator is
+    then left where it was on entry, so the caller can rerun the numpy path with the same
+    numbers. Random numbers: module docstring."""
+    n, q = Y.shape
+    k = P.shape[1]
+    miss = np.isnan(Y)
+    todo = [j for j in range(q) if miss[:, j].any()]
+    X = np.empty((m, n, k + q))
+    X[:, :, :k] = P
+    X[:, :, k:] = Y
+    if not todo:
+        return X[:, :, k:].copy()
+    monotone = not np.any(miss[:, :-1] & ~miss[:, 1:])
+    plan_cols, vrows, rrows, Mc = [], [], [], []
+    if monotone:
+        for j in todo:
+            o = ~miss[:, j]
+            plan_cols.append(np.arange(k + j))
+            vrows.append([])
+            rrows.append(np.flatnonzero(~o))
+            Xa = np.column_stack([X[0, o, : k + j], Y[o, j]])
+            Mc.append(Xa.T @ Xa)
+        steps = np.arange(len(todo))
+    else:
+        n_miss = miss.sum(axis=1)
+        for j in todo:
+            r = miss[:, j]
+            cols = np.array([c for c in range(k + q) if c != k + j])
+            fixed = ~r & (n_miss == 0)
+            plan_cols.append(cols)
+            vrows.append(np.flatnonzero(~r & (n_miss > 0)))
+            rrows.append(np.flatnonzero(r))
+            Xa = np.column_stack([X[0, fixed][:, cols], Y[fixed, j]])
+            Mc.append(Xa.T @ Xa)
+        steps = np.tile(np.arange(len(todo)), cycles)
+    pcnt = np.array([c.size for c in plan_cols], np.int64)
+    nobs = np.array([n - len(r) for r in rrows])
+    if np.any(nobs - pcnt < 1):
+        return None  # bayes_draws raises its "too few observed values"
+    state = rng.bit_generator.state
+    if not monotone:  # the chained start: random observed values, column by column
+        V = X[:, :, k:]
+        for j in todo:
+            obs = Y[~miss[:, j], j]
+            V[:, miss[:, j], j] = obs[rng.integers(0, obs.size, size=(m, int(miss[:, j].sum())))]
+    cols_a, _ = _pad(plan_cols)
+    vr, nv = _pad(vrows)
+    rr, nr = _pad(rrows)
+    pmax = int(pcnt.max())
+    Mca = np.zeros((len(todo), pmax + 1, pmax + 1))
+    for t, M in enumerate(Mc):
+        Mca[t, : pcnt[t] + 1, : pcnt[t] + 1] = M
+    S = steps.size
+    chi2 = np.empty((S, m))
+    z = np.zeros((S, m, pmax + int(nr.max())))
+    for s, t in enumerate(steps):  # the numpy path's draws, in its order
+        chi2[s] = rng.chisquare(int(nobs[t] - pcnt[t]), size=m)
+        z[s, :, : pcnt[t] + nr[t]] = rng.standard_normal((m, pcnt[t] + nr[t]))
+    tcol = np.array(todo, np.int64)
+    Yf = np.ascontiguousarray(Y, dtype=float)
+    if _chains(X, Yf, k, steps, tcol, cols_a, pcnt, vr, nv, rr, nr, Mca, chi2, z, RANK_TOL):
+        rng.bit_generator.state = state
+        return None
+    return X[:, :, k:].copy()
