@@ -90,13 +90,15 @@ def posterior(Ms, Ls, Ts, da, bs, bh, Rinv, p, rank_tol):
 
 
 @njit
-def _chains(X, Y, k, steps, tcol, cols, pcnt, vrows, nv, rrows, nr, Mc, chi2, z, rank_tol):
+def _chains(X, Y, k, steps, tcol, cols, pcnt, vrows, nv, rrows, nr, Mc, chi2, z, zoff, rank_tol):
     """Run the regressions ``steps`` (indices into the per-column plan) on the chains' state
     ``X`` (m, n, k + q) in place. Plan of column t: visit tcol[t], predictors cols[t, :pcnt[t]]
     (indices into X's last axis), rows varying between chains vrows[t, :nv[t]] (donors with an
     imputed predictor), recipients rrows[t, :nr[t]], cross-products of the other donor rows
-    Mc[t, :p + 1, :p + 1]. Draws of step s: chi2[s, :] and z[s, :, :p + nr]. Returns 0, or
-    s + 1 when step s's factorisation is not accepted (X is then left part-way)."""
+    Mc[t, :p + 1, :p + 1]. Draws of step s: chi2[s, :] and the (m, p + nr) normals in C order
+    at z[zoff[s]:]. Returns 0, or
+    s + 1 when step s's factorisation is not accepted (X is then left part-way). Y: the
+    observed visits (NaN = imputed), X[0]'s observed values are every chain's."""
     m = X.shape[0]
     pmax = cols.shape[1]
     M = np.empty((pmax + 1, pmax + 1))
@@ -109,6 +111,24 @@ def _chains(X, Y, k, steps, tcol, cols, pcnt, vrows, nv, rrows, nr, Mc, chi2, z,
     bst = np.empty(pmax)
     Rinv = np.empty((pmax, pmax))
     rss = 0.0
+    # the varying rows' products of two values observed there (the same in every chain) are
+    # added to the common cross-products once; per chain only those with an imputed value
+    nt, vmax = vrows.shape
+    Mf = Mc.copy()
+    imp = np.zeros((nt, vmax, pmax + 1), np.bool_)  # imputed predictor of varying row v
+    for t in range(nt):
+        p = pcnt[t]
+        for v in range(nv[t]):
+            r = vrows[t, v]
+            for c in range(p):
+                imp[t, v, c] = cols[t, c] >= k and np.isnan(Y[r, cols[t, c] - k])
+                xa[c] = X[0, r, cols[t, c]]
+            xa[p] = Y[r, tcol[t]]
+            for a in range(p + 1):
+                if not imp[t, v, a]:
+                    for b in range(a + 1):
+                        if not imp[t, v, b]:
+                            Mf[t, a, b] += xa[a] * xa[b]
     for s in range(steps.size):
         t = steps[s]
         j = tcol[t]
@@ -123,31 +143,34 @@ def _chains(X, Y, k, steps, tcol, cols, pcnt, vrows, nv, rrows, nr, Mc, chi2, z,
                 # cross-products: common rows + this chain's varying rows
                 for a in range(q1):
                     for b in range(a + 1):
-                        Ms[a, b] = Mc[t, a, b]
+                        Ms[a, b] = Mf[t, a, b]
                 for v in range(nv[t]):
                     r = vrows[t, v]
                     for c in range(p):
                         xa[c] = X[i, r, cols[t, c]]
                     xa[p] = Y[r, j]
-                    for a in range(q1):
-                        xv = xa[a]
-                        for b in range(a + 1):
-                            Ms[a, b] += xv * xa[b]
+                    for a in range(p):
+                        if imp[t, v, a]:  # products with an imputed value, each pair once
+                            xv = xa[a]
+                            for b in range(q1):
+                                if b <= a or not imp[t, v, b]:
+                                    Ms[max(a, b), min(a, b)] += xv * xa[b]
                 rss = posterior(Ms, Ls, Ts, da, bs, bh, Rinv, p, rank_tol)
                 if rss < 0.0:
                     return s + 1
             sigma = math.sqrt(rss / chi2[s, i])
+            zi = z[zoff[s] + i * (p + nr[t]) : zoff[s] + (i + 1) * (p + nr[t])]
             for a in range(p):
                 acc = 0.0
                 for b in range(a, p):
-                    acc += Rinv[a, b] * z[s, i, b]
+                    acc += Rinv[a, b] * zi[b]
                 bst[a] = bh[a] + sigma * acc
             for rr in range(nr[t]):
                 r = rrows[t, rr]
                 acc = 0.0
                 for c in range(p):
                     acc += X[i, r, cols[t, c]] * bst[c]
-                X[i, r, k + j] = acc + sigma * z[s, i, p + rr]
+                X[i, r, k + j] = acc + sigma * zi[p + rr]
     return 0
 
 
@@ -217,13 +240,17 @@ def impute_chains(Y: np.ndarray, P: np.ndarray, rng: np.random.Generator, m: int
         Mca[t, : pcnt[t] + 1, : pcnt[t] + 1] = M
     S = steps.size
     chi2 = np.empty((S, m))
-    z = np.zeros((S, m, pmax + int(nr.max())))
-    for s, t in enumerate(steps):  # the numpy path's draws, in its order
-        chi2[s] = rng.chisquare(int(nobs[t] - pcnt[t]), size=m)
-        z[s, :, : pcnt[t] + nr[t]] = rng.standard_normal((m, pcnt[t] + nr[t]))
+    width = m * (pcnt + nr)[steps]
+    zoff = np.zeros(S + 1, np.int64)
+    np.cumsum(width, out=zoff[1:])
+    z = np.empty(zoff[-1])
+    df = (nobs - pcnt).tolist()
+    for s, t in enumerate(steps.tolist()):  # the numpy path's draws, in its order
+        chi2[s] = rng.chisquare(df[t], size=m)
+        rng.standard_normal(out=z[zoff[s] : zoff[s + 1]])  # = standard_normal((m, p + n_r))
     tcol = np.array(todo, np.int64)
     Yf = np.ascontiguousarray(Y, dtype=float)
-    if _chains(X, Yf, k, steps, tcol, cols_a, pcnt, vr, nv, rr, nr, Mca, chi2, z, RANK_TOL):
+    if _chains(X, Yf, k, steps, tcol, cols_a, pcnt, vr, nv, rr, nr, Mca, chi2, z, zoff, RANK_TOL):
         rng.bit_generator.state = state
         return None
     return X[:, :, k:].copy()
