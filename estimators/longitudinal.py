@@ -813,16 +813,20 @@ class AncovaMI(Estimator):
             raise StatisticalTrouble(f"observed week-12 NRS is constant ({y12[0]:g})")
         P = np.column_stack([np.ones(g.size), g, b, Zu])
         Yc = mice_impute(Y, P, rng, self.m, self.cycles, labels, self.engine)
-        q, se, df_com = engines.ancova_batch(
-            Yc[:, :, -1],
-            g,
-            b,
-            Zu,
-            znames,
-            engine=self.engine,
-            outcome="week-12 NRS",
-            base_name="nrs0",
-        )[:3]
+        got = fast_mi.ancova_rows(Yc[:, :, -1], P) if self.engine == "fast" else None
+        if got is not None:  # compiled; else ancova_batch decides (falls back or raises)
+            q, se, df_com = got
+        else:
+            q, se, df_com = engines.ancova_batch(
+                Yc[:, :, -1],
+                g,
+                b,
+                Zu,
+                znames,
+                engine=self.engine,
+                outcome="week-12 NRS",
+                base_name="nrs0",
+            )[:3]
         u = se**2
         est, se, df, lam = rubin(q, u, df_com)
         return [

@@ -30,7 +30,7 @@ import math
 import numpy as np
 
 from ._jit import njit
-from ._small import cholesky, tri_inv
+from ._small import chol_inverse, cholesky, rank_bound, tri_inv
 from .bayes import BIG, COND_RATIO
 
 RANK_TOL = 1e-10  # posterior_parts' default rank_tol (the QR path's threshold)
@@ -254,3 +254,110 @@ def impute_chains(Y: np.ndarray, P: np.ndarray, rng: np.random.Generator, m: int
         rng.bit_generator.state = state
         return None
     return X[:, :, k:].copy()
+
+
+@njit
+def _ancova(Y, X, out):
+    """The m analyses of :func:`estimators.engines.ancova_batch`'s fast path in one pass:
+    OLS of each row of Y (m, n) on the shared design X (n, p) (column 1 = group 0/1) through
+    the equilibrated Cholesky of :func:`estimators.fast.bayes.ols_shared_design`; out[0] the
+    group coefficients, out[1] their classical SEs. False (out unusable) unless every check of
+    that path certainly passes: finite, non-constant responses, both arms, full rank certified
+    by the bound of :func:`estimators.design.certainly_full_rank`, a residual df, the
+    conditioning switch, a non-degenerate residual variance."""
+    m, n = Y.shape
+    p = X.shape[1]
+    if n - p < 1:
+        return False
+    arm0 = arm1 = False
+    for r in range(n):
+        for c in range(p):
+            if not np.isfinite(X[r, c]):
+                return False
+        arm0 |= X[r, 1] == 0
+        arm1 |= X[r, 1] == 1
+    if not (arm0 and arm1):
+        return False
+    for i in range(m):
+        lo = hi = Y[i, 0]
+        for r in range(n):
+            v = Y[i, r]
+            if not np.isfinite(v):
+                return False
+            lo, hi = min(lo, v), max(hi, v)
+        if not hi > lo:
+            return False
+    lam, smin, smax = rank_bound(X, True)
+    if not (lam > 1e-6 and smin > 1e3 * smax * max(n, p) * 2.220446049250313e-16):
+        return False
+    G = np.zeros((p, p))
+    for r in range(n):
+        for a in range(p):
+            for b in range(a + 1):
+                G[a, b] += X[r, a] * X[r, b]
+    s = np.empty(p)
+    for a in range(p):
+        d = math.sqrt(G[a, a])
+        if not (d > 0.0 and d < np.inf):
+            return False
+        s[a] = 1.0 / d
+    for a in range(p):
+        for b in range(a + 1):
+            G[a, b] = G[a, b] * (s[a] * s[b])
+            G[b, a] = G[a, b]
+    Lc = np.empty((p, p))
+    if cholesky(G, Lc) != 0:
+        return False
+    dmin = dmax = Lc[0, 0]
+    for a in range(1, p):
+        dmin, dmax = min(dmin, Lc[a, a]), max(dmax, Lc[a, a])
+    if dmin <= 1e-4 * dmax:
+        return False
+    C = chol_inverse(Lc)
+    for a in range(p):
+        for b in range(p):
+            C[a, b] = C[a, b] * (s[a] * s[b])
+    xy = np.empty(p)
+    beta = np.empty(p)
+    for i in range(m):
+        for a in range(p):
+            acc = 0.0
+            for r in range(n):
+                acc += Y[i, r] * X[r, a]
+            xy[a] = acc
+        for a in range(p):
+            acc = 0.0
+            for b in range(p):
+                acc += xy[b] * C[b, a]
+            beta[a] = acc
+        rss = 0.0
+        mean = 0.0
+        for r in range(n):
+            acc = 0.0
+            for a in range(p):
+                acc += beta[a] * X[r, a]
+            e = Y[i, r] - acc
+            rss += e * e
+            mean += Y[i, r]
+        mean /= n
+        var = 0.0
+        for r in range(n):
+            var += (Y[i, r] - mean) ** 2
+        var /= n
+        scale = rss / (n - p)
+        if not (np.isfinite(scale) and scale > 1e-12 * max(var, 1e-300)):
+            return False
+        out[0, i] = beta[1]
+        out[1, i] = math.sqrt(scale * C[1, 1])
+    return True
+
+
+def ancova_rows(Y: np.ndarray, X: np.ndarray):
+    """(group estimates (m,), SEs (m,), residual df) of the m week-12 ANCOVAs as
+    :func:`estimators.engines.ancova_batch` (fast) gives them, or None when it must decide
+    (a check not certainly passed: it then falls back or raises as before)."""
+    out = np.empty((2, Y.shape[0]))
+    Yc = np.ascontiguousarray(Y, dtype=float)
+    if not _ancova(Yc, np.ascontiguousarray(X, dtype=float), out):
+        return None
+    return out[0], out[1], float(X.shape[0] - X.shape[1])
