@@ -30,7 +30,7 @@ import math
 import numpy as np
 
 from ._jit import njit
-from ._small import chol_inverse, cholesky, rank_bound, tri_inv
+from ._small import chol_inverse, cholesky, rank_bound
 from .bayes import BIG, COND_RATIO
 
 RANK_TOL = 1e-10  # posterior_parts' default rank_tol (the QR path's threshold)
@@ -38,11 +38,13 @@ RANK_TOL = 1e-10  # posterior_parts' default rank_tol (the QR path's threshold)
 
 @njit
 def posterior(Ms, Ls, Ts, da, bs, bh, Rinv, p, rank_tol):
-    """Least squares from the cross-products Ms = [X y]'[X y] ((p + 1) square, overwritten by
-    its equilibrated copy), as :func:`estimators.fast.bayes.posterior_parts` computes it:
-    beta_hat into bh[:p], R^-1 into Rinv[:p, :p] (upper; X'X = R'R), returns rss, or -1.0
-    when posterior_parts would not accept the factorisation (then the QR path decides).
-    Work arrays: Ls ((p + 1) square), Ts (p square), da (p + 1), bs (p)."""
+    """Least squares from the cross-products Ms = [X y]'[X y] ((p + 1) square, lower triangle
+    read, overwritten by its equilibrated copy), as :func:`estimators.fast.bayes.
+    posterior_parts` computes it: beta_hat into bh[:p], R^-1 into Rinv[:p, :p] (upper;
+    X'X = R'R), returns rss, or -1.0 when posterior_parts would not accept the factorisation
+    (then the QR path decides). Work arrays: Ls ((p + 1) square), Ts (p square), da (p + 1),
+    bs (p). Divisions are done once per pivot (reciprocals): rounding differs from numpy's
+    batched Cholesky in the last bits only."""
     q1 = p + 1
     for a in range(q1):
         d2 = Ms[a, a]
@@ -50,11 +52,27 @@ def posterior(Ms, Ls, Ts, da, bs, bh, Rinv, p, rank_tol):
             return -1.0
         da[a] = math.sqrt(d2)
     for a in range(q1):
+        Ls[a, a] = 1.0 / da[a]  # the scales' reciprocals, parked on L's diagonal until used
+    for a in range(q1):
         for b in range(a + 1):
-            Ms[a, b] = Ms[a, b] / (da[a] * da[b])
-            Ms[b, a] = Ms[a, b]
-    if cholesky(Ms, Ls) != 0:
-        return -1.0
+            Ms[a, b] = Ms[a, b] * (Ls[a, a] * Ls[b, b])
+    # Cholesky (lower, Banachiewicz) of the equilibrated Ms; Ts's diagonal holds 1 / pivots
+    for j in range(q1):
+        sj = Ms[j, j]
+        for c in range(j):
+            sj -= Ls[j, c] * Ls[j, c]
+        if not sj > 0.0:
+            return -1.0
+        dj = math.sqrt(sj)
+        inv = 1.0 / dj
+        Ls[j, j] = dj
+        if j < p:
+            Ts[j, j] = inv
+        for i in range(j + 1, q1):
+            t = Ms[i, j]
+            for c in range(j):
+                t -= Ls[i, c] * Ls[j, c]
+            Ls[i, j] = t * inv
     # diagonal-ratio bounds, equilibrated and unscaled |diag R|
     e_lo = e_hi = Ls[0, 0]
     u_lo = u_hi = Ls[0, 0] * da[0]
@@ -65,8 +83,14 @@ def posterior(Ms, Ls, Ts, da, bs, bh, Rinv, p, rank_tol):
         u_lo, u_hi = min(u_lo, u), max(u_hi, u)
     if not (e_lo / e_hi > COND_RATIO and u_lo / u_hi > rank_tol):
         return -1.0
-    # Rs^-1 = (Rs')^-1 transposed; beta_s = Rs^-1 w
-    tri_inv(Ls[:p, :p], Ts)
+    # Ts = (Rs')^-1 (lower), with the pivots' reciprocals already on its diagonal
+    for j in range(p):
+        for i in range(j + 1, p):
+            t = 0.0
+            for c in range(j, i):
+                t -= Ls[i, c] * Ts[c, j]
+            Ts[i, j] = t * Ts[i, i]
+    # beta_s = Rs^-1 w (w' = Ls[p, :p]); Rs^-1 = Ts'
     sl = Ls[p, p]
     fro = 0.0
     for a in range(p):
@@ -82,9 +106,10 @@ def posterior(Ms, Ls, Ts, da, bs, bh, Rinv, p, rank_tol):
         return -1.0
     dy = da[p]
     for a in range(p):
-        bh[a] = bs[a] * dy / da[a]
+        ia = 1.0 / da[a]
+        bh[a] = bs[a] * dy * ia
         for b in range(p):
-            Rinv[a, b] = Ts[b, a] / da[a] if b >= a else 0.0
+            Rinv[a, b] = Ts[b, a] * ia if b >= a else 0.0
     sd = sl * dy
     return sd * sd
 
