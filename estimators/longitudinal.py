@@ -750,8 +750,11 @@ class AncovaMI(Estimator):
     related to pain). ``impute_dead=True`` imputes them too: the hypothetical "had they lived"
     estimand under MAR. Patients missing covariates are excluded (noted).
 
-    Engines: ``fast`` (default) draws for all chains in one batched Cholesky per imputation model
-    and fits the m ANCOVAs in one least-squares call on their shared design; ``reference`` uses
+    Engines: ``fast`` (default) runs every imputation chain in one compiled call
+    (:func:`estimators.fast.mi.impute_chains`: the same random numbers, drawn up front in the
+    numpy order) and the m ANCOVAs in another (:func:`estimators.fast.mi.ancova_rows`), each
+    handing back to the numpy code (batched Cholesky draws, one least-squares call on the shared
+    design, QR when ill conditioned) whenever a check is not certainly passed; ``reference`` uses
     numpy's QR chain by chain and statsmodels OLS per imputation
     (:func:`estimators.engines.bayes_draws`, :func:`estimators.engines.ancova_batch`: the same
     random numbers). Same rows to ~1e-10.
