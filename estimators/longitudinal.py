@@ -49,6 +49,7 @@ from palliasim.estimators.design import (
     patient_covariates,
     patient_covariates_fast,
 )
+from palliasim.estimators.fast import mi as fast_mi
 from palliasim.sim.schedule import MONTHS_PER_WEEK, POST_WEEKS, STATUS_LABELS, WEEKS
 
 NRS_ESTIMANDS = tuple(f"nrs_diff_w{w}" for w in POST_WEEKS)
@@ -283,7 +284,14 @@ def mice_impute(
     Random numbers per regression (all m chains at once): chi2 (m), then N(0, 1) (m, p + number
     of missing cells); the chained start draws one rng.integers (m, missing cells) per column
     (indices of observed values).
+    Fast engine: the whole chain in one compiled call (:func:`estimators.fast.mi.impute_chains`,
+    the same random numbers drawn up front in the same order); it hands back to the numpy code
+    below (generator state restored) whenever a regression needs the QR path.
     """
+    if engine == "fast":
+        done = fast_mi.impute_chains(Y, P, rng, m, cycles)
+        if done is not None:
+            return done
     n, q = Y.shape
     k = P.shape[1]
     miss = np.isnan(Y)
@@ -750,8 +758,11 @@ class AncovaMI(Estimator):
     related to pain). ``impute_dead=True`` imputes them too: the hypothetical "had they lived"
     estimand under MAR. Patients missing covariates are excluded (noted).
 
-    Engines: ``fast`` (default) draws for all chains in one batched Cholesky per imputation model
-    and fits the m ANCOVAs in one least-squares call on their shared design; ``reference`` uses
+    Engines: ``fast`` (default) runs every imputation chain in one compiled call
+    (:func:`estimators.fast.mi.impute_chains`: the same random numbers, drawn up front in the
+    numpy order) and the m ANCOVAs in another (:func:`estimators.fast.mi.ancova_rows`), each
+    handing back to the numpy code (batched Cholesky draws, one least-squares call on the shared
+    design, QR when ill conditioned) whenever a check is not certainly passed; ``reference`` uses
     numpy's QR chain by chain and statsmodels OLS per imputation
     (:func:`estimators.engines.bayes_draws`, :func:`estimators.engines.ancova_batch`: the same
     random numbers). Same rows to ~1e-10.
@@ -813,16 +824,20 @@ class AncovaMI(Estimator):
             raise StatisticalTrouble(f"observed week-12 NRS is constant ({y12[0]:g})")
         P = np.column_stack([np.ones(g.size), g, b, Zu])
         Yc = mice_impute(Y, P, rng, self.m, self.cycles, labels, self.engine)
-        q, se, df_com = engines.ancova_batch(
-            Yc[:, :, -1],
-            g,
-            b,
-            Zu,
-            znames,
-            engine=self.engine,
-            outcome="week-12 NRS",
-            base_name="nrs0",
-        )[:3]
+        got = fast_mi.ancova_rows(Yc[:, :, -1], P) if self.engine == "fast" else None
+        if got is not None:  # compiled; else ancova_batch decides (falls back or raises)
+            q, se, df_com = got
+        else:
+            q, se, df_com = engines.ancova_batch(
+                Yc[:, :, -1],
+                g,
+                b,
+                Zu,
+                znames,
+                engine=self.engine,
+                outcome="week-12 NRS",
+                base_name="nrs0",
+            )[:3]
         u = se**2
         est, se, df, lam = rubin(q, u, df_com)
         return [

@@ -41,6 +41,7 @@ from scipy.special import ndtr, ndtri, stdtr, stdtrit
 
 from palliasim.estimators import engines
 from palliasim.estimators.base import Estimate, Estimator, StatisticalTrouble, register
+from palliasim.estimators.fast import mi_pmm as fast_pmm
 from palliasim.estimators.longitudinal import DEAD, nrs_wide
 from palliasim.sim.pain import PARTIAL, consensus_category
 from palliasim.sim.truth import ADJUSTMENT_SET
@@ -62,7 +63,10 @@ def _bayes_pmm(y, D: Donors, Xr, rng, donors: int, m: int) -> np.ndarray:
     imputations from the donors (values ``y`` (n,), design ``D``), all imputations at once
     (module doc). Columns constant among the donors (e.g. strong_opioid among non-users) are
     left out. Random numbers: those of :func:`estimators.engines.bayes_draws` (chi2 (m),
-    N(0, 1) (m, k)), then the donor choice, integers (m, n_r)."""
+    N(0, 1) (m, k)), then the donor choice, integers (m, n_r). The draws, predictions, donor
+    search and picks run compiled (:func:`estimators.fast.mi_pmm.pmm_draws`, the same numbers
+    drawn up front); the numpy code below runs only when that hands back (generator state
+    restored: a factorisation for the QR path to decide)."""
     if D.Xf.shape[0]:
         const = np.zeros((1 if D.Xv is None else D.Xv.shape[0], D.Xf.shape[1]), bool)
         for j in np.flatnonzero(np.ptp(D.Xf, axis=0) == 0):  # and among the other donors?
@@ -82,6 +86,9 @@ def _bayes_pmm(y, D: Donors, Xr, rng, donors: int, m: int) -> np.ndarray:
     n, k = y.size, cols.size
     if n < k + 2:
         raise StatisticalTrouble(f"imputation model: {n} observed patients for {k} parameters")
+    got = fast_pmm.pmm_draws(y, Xf, D.fi, Xv, D.vi, Xr, rng, donors, m)
+    if got is not None:  # the compiled plan (same random numbers); else the numpy code below
+        return got
     try:
         if Xv is None:
             draw = engines.bayes_draws(y, Xf, m, rng, engine="fast")
@@ -255,6 +262,7 @@ class MIResponse(Estimator):
         )
         W0 = d["W"]
         W = np.repeat(W0[None], m, axis=0)
+        dm = (self.donors, m)
 
         def donors(rows, extra) -> Donors:
             """[base, extra visits] of the donor ``rows``, split by whether an extra visit
@@ -277,14 +285,13 @@ class MIResponse(Estimator):
             rec = np.flatnonzero(~obs & ~d["dead"][:, j])
             if rec.size:
                 prev = [] if j == 0 else [j - 1]
-                W[:, rec, j] = _bayes_pmm(
-                    W0[obs, j],
-                    donors(np.flatnonzero(obs), prev),
-                    recipients(rec, prev),
-                    rng,
-                    self.donors,
-                    m,
-                )
+                rows = np.flatnonzero(obs)
+                got = fast_pmm.pmm_plan(W0[obs, j], base, W, W0, rows, prev, rec, rng, *dm)
+                if got is None:  # the numpy path (same random numbers)
+                    got = _bayes_pmm(
+                        W0[obs, j], donors(rows, prev), recipients(rec, prev), rng, *dm
+                    )
+                W[:, rec, j] = got
         target = d["missing"]
         y = np.repeat(d["y"][None], m, axis=0)
         if not target.any():
@@ -296,14 +303,14 @@ class MIResponse(Estimator):
             rec, don = np.flatnonzero(target & s), np.flatnonzero(assessed & s)
             if not rec.size:
                 continue
-            Zd, Zr = donors(don, [2, 3]), recipients(rec, [2, 3])
             if users:
-                ratio = np.log(d["omed12"][don] / d["omed0"][don])
-                omed12[:, rec] = d["omed0"][rec] * np.exp(
-                    _bayes_pmm(ratio, Zd, Zr, rng, self.donors, m)
-                )
+                yd = np.log(d["omed12"][don] / d["omed0"][don])
             else:
-                omed12[:, rec] = _bayes_pmm(d["omed12"][don], Zd, Zr, rng, self.donors, m)
+                yd = d["omed12"][don]
+            got = fast_pmm.pmm_plan(yd, base, W, W0, don, [2, 3], rec, rng, *dm)
+            if got is None:  # the numpy path (same random numbers)
+                got = _bayes_pmm(yd, donors(don, [2, 3]), recipients(rec, [2, 3]), rng, *dm)
+            omed12[:, rec] = d["omed0"][rec] * np.exp(got) if users else got
         cat = consensus_category(
             d["nrs0"][target],
             W[:, target, 3],
@@ -325,8 +332,12 @@ class MIResponse(Estimator):
         ok = np.isfinite(y)
         g1, g0 = ok & (d["g"] == 1), ok & (d["g"] == 0)
         cells = np.stack(
-            [(g1 & (y == 1)).sum(1), (g1 & (y == 0)).sum(1), (g0 & (y == 1)).sum(1),
-             (g0 & (y == 0)).sum(1)]
+            [
+                (g1 & (y == 1)).sum(1),
+                (g1 & (y == 0)).sum(1),
+                (g0 & (y == 1)).sum(1),
+                (g0 & (y == 0)).sum(1),
+            ]
         ).astype(float)  # (4, m): a, b, c, d of each imputation's 2 x 2 table
         zero = np.flatnonzero(cells.min(axis=0) == 0)
         if zero.size:
