@@ -514,6 +514,8 @@ class UnstructuredModel(Estimator):
     ``covariates``, ``reml`` (REML or ML) and ``df`` (satterthwaite | kenward-roger | residual |
     asymptotic), validated once."""
 
+    draws_random = False  # fit never draws from rng: the runner passes rng=None
+
     covariates: list[str] = field(default_factory=list)
     reml: bool = True
     df: str = "satterthwaite"

@@ -29,9 +29,7 @@ LABELS = tuple(f"week-{w} NRS" for w in (1, 4, 8, 12))
 
 
 def _study(intermittent: float, n: int = 205, seed: int = 0, **extra) -> Cohort:
-    sc = load_scenario(
-        "study", {"cohort.n": n, "missingness.intermittent": intermittent, **extra}
-    )
+    sc = load_scenario("study", {"cohort.n": n, "missingness.intermittent": intermittent, **extra})
     return generate(sc, rng_for(11, sc.key, "data", seed))
 
 
