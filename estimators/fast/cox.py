@@ -55,16 +55,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._common import (
-    STATUS_FAILED,
-    STATUS_OK,
-    Z975,
-    chol,
-    chol_inv,
-    chol_solve,
-    p_chi2,
-    p_norm2,
-)
+from ._common import STATUS_FAILED, STATUS_OK, Z975, p_chi2, p_norm2
+from .surv_cox_jit import MSG_LINE_SEARCH, MSG_NONE, MSG_SINGULAR, cox_newton
+
+_EMPTY = np.empty(0)
+_MESSAGES = {
+    MSG_NONE: "",
+    MSG_LINE_SEARCH: "line search failed",
+    MSG_SINGULAR: "singular information matrix",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,27 +115,21 @@ def _failed(p, n, nev, msg, params=None, llf=np.nan, ll0=np.nan, score=np.nan, n
 
 
 class _CoxData:
-    """Sorted data and index structures that do not depend on beta."""
+    """Sorted data and index structures of :func:`_score_residuals_sorted` (numpy; the
+    reference engine's robust covariance, :func:`robust_cov`)."""
 
     __slots__ = (
         "X",
-        "XT",
         "w",
         "idx_d",
-        "Xd",
         "gstart",
         "gid",
         "f",
         "wb",
-        "sqrt_wb",
         "rstart_d",
-        "cp_buf",
         "cnt",
-        "xdw",
-        "wsum_d",
         "efron_ties",
         "order",
-        "e_sorted",
     )
 
     def __init__(self, time, event, Xc, w, ties):
@@ -145,13 +138,10 @@ class _CoxData:
         es = event[order]
         X = Xc[order]
         self.order = order
-        self.e_sorted = es
         self.X = X
-        self.XT = np.ascontiguousarray(X.T)
         self.w = None if w is None else w[order]
         idx_d = np.flatnonzero(es)
         self.idx_d = idx_d
-        self.Xd = X[idx_d]
         dt = ts[idx_d]
         nd = idx_d.shape[0]
         brk = np.flatnonzero(dt[1:] != dt[:-1]) + 1
@@ -167,177 +157,12 @@ class _CoxData:
             self.f = None
         udt = dt[gstart]
         self.rstart_d = np.searchsorted(ts, udt, side="left")[gid]
-        self.cp_buf = np.zeros(gstart.shape[0] + 1)
         self.cnt = np.searchsorted(udt, ts, side="right")
         if self.w is None:
             self.wb = None
-            self.sqrt_wb = None
-            self.xdw = self.Xd.sum(axis=0)
-            self.wsum_d = float(nd)
         else:
-            wd = self.w[idx_d]
-            wbar = np.add.reduceat(wd, gstart) / dg
+            wbar = np.add.reduceat(self.w[idx_d], gstart) / dg
             self.wb = wbar[gid]
-            self.sqrt_wb = np.sqrt(self.wb)
-            self.xdw = wd @ self.Xd
-            self.wsum_d = float(wd.sum())
-
-
-class _BinaryCoxData:
-    """Cox data of one 0/1 covariate x, reduced to one pair (A_i, B_i) per death.
-
-    With theta = exp(beta) the Efron-corrected denominator of death i (tied group k, sub-term
-    f_i = r/d_k; 0 for Breslow) is den_i = A_i + theta B_i, A_i = R0_k - f_i D0_k and
-    B_i = R1_k - f_i D1_k (R_xk: weight at risk at t_k with x, D_xk: of the deaths at t_k), so
-    ll = beta s1 - sum_i wbar_i log den_i, U = s1 - sum_i wbar_i p_i, I = sum_i wbar_i p_i (1 - p_i)
-    with p_i = theta B_i / den_i and s1 the weight of the deaths with x = 1: a Newton step costs
-    a few operations on arrays of one entry per death, whatever p or the data's size.
-    """
-
-    __slots__ = ("A", "B", "wb", "s1", "order", "ts", "xs", "udt", "idx_d", "gstart", "gid", "f")
-
-    def __init__(self, time, event, x, w, ties):
-        order = np.lexsort((event, time))
-        ts, es, xs = time[order], event[order], x[order]
-        ws = None if w is None else w[order]
-        idx_d = np.flatnonzero(es)
-        nd = idx_d.shape[0]
-        dt = ts[idx_d]
-        gstart = np.flatnonzero(np.concatenate(([True], dt[1:] != dt[:-1])))
-        ng = gstart.shape[0]
-        udt = dt[gstart]
-        rstart = np.searchsorted(ts, udt, side="left")
-        wx = xs if ws is None else ws * xs
-        c1 = np.concatenate(([0.0], np.cumsum(wx)))
-        r1 = c1[-1] - c1[rstart]  # weight at risk with x = 1 at each distinct death time
-        if ws is None:
-            r0 = (ts.shape[0] - rstart) - r1
-        else:
-            call = np.concatenate(([0.0], np.cumsum(ws)))
-            r0 = (call[-1] - call[rstart]) - r1
-        self.order, self.ts, self.xs, self.udt = order, ts, xs, udt
-        self.idx_d, self.gstart = idx_d, gstart
-        self.s1 = float(wx[idx_d].sum())
-        tied = nd > ng
-        if tied:
-            dg = np.diff(np.concatenate((gstart, [nd])))
-            gid = np.repeat(np.arange(ng), dg)
-            d1 = np.add.reduceat(wx[idx_d], gstart)
-            dall = dg.astype(float) if ws is None else np.add.reduceat(ws[idx_d], gstart)
-            self.wb = None if ws is None else (dall / dg)[gid]
-            self.gid = gid
-            if ties == "efron":
-                f = (np.arange(nd) - gstart[gid]) / dg[gid]
-                self.f = f
-                self.A = r0[gid] - f * (dall - d1)[gid]
-                self.B = r1[gid] - f * d1[gid]
-            else:
-                self.f = None
-                self.A, self.B = r0[gid], r1[gid]
-        else:
-            self.gid = None
-            self.f = None
-            self.wb = None if ws is None else ws[idx_d]
-            self.A, self.B = r0, r1
-
-    def derivs(self, beta: np.ndarray):
-        """Log partial likelihood, gradient (1,) and Hessian (1, 1) at beta."""
-        b = float(beta[0])
-        tb = math.exp(b) * self.B if b < 700.0 else np.full_like(self.B, np.inf)
-        den = self.A + tb
-        pr = tb / den
-        wb = self.wb
-        if wb is None:
-            ll = b * self.s1 - float(np.log(den).sum())
-            u = self.s1 - float(pr.sum())
-            info = float((pr - pr * pr).sum())
-        else:
-            ll = b * self.s1 - float(wb @ np.log(den))
-            u = self.s1 - float(wb @ pr)
-            info = float(wb @ (pr - pr * pr))
-        return ll, np.array([u]), np.array([[-info]])
-
-    def score_residuals(self, beta: np.ndarray) -> np.ndarray:
-        """Unweighted score residuals (sorted order, (n, 1)): :func:`_score_residuals_sorted`
-        for one 0/1 covariate (x uncentred and risk scores theta^x: both cancel in them)."""
-        theta = math.exp(float(beta[0]))
-        tb = theta * self.B
-        den = self.A + tb
-        xbar = tb / den
-        h = 1.0 / den if self.wb is None else self.wb / den
-        hx = xbar * h
-        gstart, gid, f, idx_d = self.gstart, self.gid, self.f, self.idx_d
-        ng = gstart.shape[0]
-        ch = np.zeros(ng + 1)
-        chx = np.zeros(ng + 1)
-        if gid is None:  # one death per distinct time
-            np.cumsum(h, out=ch[1:])
-            np.cumsum(hx, out=chx[1:])
-            xbar_mean = xbar
-        else:
-            np.cumsum(np.add.reduceat(h, gstart), out=ch[1:])
-            np.cumsum(np.add.reduceat(hx, gstart), out=chx[1:])
-            dg = np.diff(np.concatenate((gstart, [idx_d.shape[0]])))
-            xbar_mean = (np.add.reduceat(xbar, gstart) / dg)[gid]
-        cnt = np.searchsorted(self.udt, self.ts, side="right")  # death times <= t_j
-        a = ch[cnt]
-        bx = chx[cnt]
-        if f is not None:
-            a[idx_d] -= np.add.reduceat(h * f, gstart)[gid]
-            bx[idx_d] -= np.add.reduceat(hx * f, gstart)[gid]
-        xs = self.xs
-        e = np.where(xs != 0.0, theta, 1.0)
-        resid = -e * (xs * a - bx)
-        resid[idx_d] += xs[idx_d] - xbar_mean
-        return resid[:, None]
-
-
-def _efron_derivs(dat: _CoxData, beta: np.ndarray):
-    """Log partial likelihood, gradient and Hessian at beta (sorted data)."""
-    X = dat.X
-    eta = X @ beta
-    emax = eta.max()
-    if emax > 300.0:  # guard exp overflow; rarely needed (X is centred)
-        e = np.exp(eta - emax)
-    else:
-        emax = 0.0
-        e = np.exp(eta)
-    ew = e if dat.w is None else e * dat.w
-    idx_d = dat.idx_d
-    gid = dat.gid
-    rstart_d = dat.rstart_d
-    r0d = np.cumsum(ew[::-1])[::-1][rstart_d]
-    efron = dat.efron_ties
-    if efron:
-        f = dat.f
-        den = r0d - f * np.add.reduceat(ew[idx_d], dat.gstart)[gid]
-    else:
-        den = r0d
-    q = 1.0 / den
-    if dat.wb is None:
-        ll = float(dat.xdw @ beta - np.log(den).sum()) - emax * dat.wsum_d
-    else:
-        q *= dat.wb
-        ll = float(dat.xdw @ beta - dat.wb @ np.log(den)) - emax * dat.wsum_d
-    cp = dat.cp_buf
-    np.cumsum(np.add.reduceat(q, dat.gstart), out=cp[1:])
-    a = cp[dat.cnt]
-    if efron:
-        a[idx_d] -= np.add.reduceat(q * f, dat.gstart)[gid]
-    ewa = ew * a
-    XT = dat.XT
-    grad = dat.xdw - XT @ ewa
-    # risk-set first moments per death (Efron-corrected)
-    ewx = X * ew[:, None]
-    num1 = np.cumsum(ewx[::-1], axis=0)[::-1][rstart_d]
-    if efron:
-        num1 -= f[:, None] * np.add.reduceat(ewx[idx_d], dat.gstart, axis=0)[gid]
-    if dat.sqrt_wb is None:
-        nrm = num1 * q[:, None]
-    else:
-        nrm = num1 * (dat.sqrt_wb / den)[:, None]
-    hess = nrm.T @ nrm - (XT * ewa) @ X
-    return ll, grad, hess
 
 
 def _score_residuals_sorted(dat: _CoxData, beta: np.ndarray) -> np.ndarray:
@@ -480,8 +305,6 @@ def cox_fit(
     # binary covariates with no events in one level -> infinite coefficient
     e1 = evf @ X
     cand = (e1 == 0.0) | (e1 == nev)
-    # one 0/1 covariate (a two-arm comparison): the reduced per-death form of _BinaryCoxData
-    binary = p == 1 and bool(((X == 0.0) | (X == 1.0)).all())
     if cand.any():
         for j in np.flatnonzero(cand):
             xj = X[:, j]
@@ -490,78 +313,25 @@ def cox_fit(
                 what = f"arm {lvl}" if p == 1 else f"group covariate {j} == {lvl}"
                 return _failed(p, n, nev, f"no events in {what} (monotone likelihood)")
 
-    if p == 1 and binary:
-        dat = _BinaryCoxData(time, event, X[:, 0], w, ties)
-        derivs = dat.derivs
-    else:
-        dat = _CoxData(time, event, Xc, w, ties)
-
-        def derivs(b):
-            return _efron_derivs(dat, b)
-
-    beta = np.zeros(p)
-    ll, grad, hess = derivs(beta)
-    ll0 = ll
-    # information at 0: one Cholesky gives the rank check (L_jj / sqrt(I_jj)
-    # is sqrt(1 - R^2) of covariate j on the previous ones), the score test
-    # and the first Newton step
-    info = -hess
-    c, inf0 = chol(info)
-    if inf0 != 0 or not np.all(np.diagonal(c) > 1e-7 * np.sqrt(np.diagonal(info))):
+    order = np.lexsort((event, time))  # like lifelines: by time, then event
+    weighted = w is not None
+    (beta, ll, ll0, score_stat, it, converged, monotone, code, singular0, cov_naive, cov) = (
+        cox_newton(
+            time[order],
+            event[order],
+            np.ascontiguousarray(Xc[order]),
+            w[order] if weighted else _EMPTY,
+            weighted,
+            ties == "efron",
+            sd,
+            maxiter,
+            tol,
+            robust,
+        )
+    )
+    if singular0:
         return _failed(p, n, nev, "singular information matrix (collinear covariates)", ll0=ll0)
-    step = chol_solve(c, grad)
-    score_stat = float(grad @ step)
-
-    converged = False
-    monotone = False
-    msg = ""
-    it = 0
-    with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
-        while True:
-            # here: ll, grad, hess, c = chol(-hess) and the Newton step at beta
-            ssz = np.abs(step * sd).max()
-            if ssz <= tol:
-                # quadratic convergence: beta + step is exact to O(tol^2); the
-                # information (for the SEs) is taken at beta, O(tol) away
-                beta = beta + step
-                converged = True
-                break
-            if it >= maxiter:
-                break
-            it += 1
-            # damped Newton: halve while the log-likelihood decreases
-            t = 1.0
-            ll_new, grad_new, hess_new = derivs(beta + step)
-            while not (ll_new >= ll - 1e-12 * abs(ll)) and t > 1e-4:
-                t *= 0.5
-                ll_new, grad_new, hess_new = derivs(beta + t * step)
-            ok = ll_new >= ll - 1e-12 * abs(ll) and np.isfinite(hess_new).all()
-            if not ok:
-                if ssz <= 1e-6:
-                    # at the optimum to within floating-point resolution
-                    beta = beta + step
-                    converged = True
-                elif np.any(np.abs(beta) * sd > 5.0):
-                    monotone = True
-                else:
-                    msg = "line search failed"
-                break
-            beta = beta + t * step
-            dll = ll_new - ll
-            ll, grad, hess = ll_new, grad_new, hess_new
-            if dll <= 1e-13 * max(1.0, abs(ll)) and ssz > 1e-4:
-                # likelihood flat but the Newton step is not shrinking
-                monotone = True
-                break
-            c, info_ = chol(-hess)
-            if info_ != 0:
-                msg = "singular information matrix"
-                monotone = bool(np.any(np.abs(beta) * sd > 5.0))
-                break
-            step = chol_solve(c, grad)
-
-    if converged and np.any(np.abs(beta) * sd > 30.0):
-        monotone = True
+    msg = _MESSAGES[code]
     if monotone or not converged:
         if monotone:
             big = np.flatnonzero(np.abs(beta) * sd > 5.0)
@@ -575,19 +345,6 @@ def cox_fit(
 
     # the information was evaluated at the last iterate, within tol (1e-9 SD units) of beta:
     # the SEs are exact to ~1e-9 relative (quadratic convergence usually leaves ~1e-14)
-    cov = chol_inv(c)
-    cov_naive = cov
-    if robust:
-        if isinstance(dat, _BinaryCoxData):
-            r = dat.score_residuals(beta)
-            ws = None if w is None else w[dat.order]
-        else:
-            r = _score_residuals_sorted(dat, beta)
-            ws = dat.w
-        if ws is not None:
-            r = r * ws[:, None]
-        db = r @ cov
-        cov = db.T @ db
     bse = np.sqrt(np.diag(cov))
     z = beta / bse
     lr = 2.0 * (ll - ll0)
