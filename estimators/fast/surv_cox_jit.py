@@ -392,3 +392,126 @@ def cox_newton(ts, ev, X, w, weighted, efron, sd, maxiter, tol, robust):
     else:
         rob = cov
     return beta, ll, ll0, score, it, True, False, msg, False, cov, rob
+
+
+# codes of :func:`cox_fit_c`'s data checks (the order of cox_fit's checks)
+CHECK_OK = 0
+CHECK_EVENT = 1  # event not coded 0/1
+CHECK_WEIGHTS = 2  # weights not finite and > 0 (or of the wrong length)
+CHECK_NO_EVENTS = 3
+CHECK_CONSTANT = 4  # covariate j constant
+CHECK_MONOTONE = 5  # 0/1 covariate j without events at level lvl
+
+
+@njit
+def sort_order(time, evf):
+    """``np.lexsort((event, time))``: by time, censorings first at equal times, else stable."""
+    n = time.shape[0]
+    o = np.argsort(time, kind="mergesort")
+    order = np.empty(n, dtype=np.int64)
+    i = 0
+    while i < n:
+        t = time[o[i]]
+        j = i
+        while j + 1 < n and time[o[j + 1]] == t:
+            j += 1
+        pos = i
+        for k in range(i, j + 1):
+            if evf[o[k]] == 0.0:
+                order[pos] = o[k]
+                pos += 1
+        for k in range(i, j + 1):
+            if evf[o[k]] != 0.0:
+                order[pos] = o[k]
+                pos += 1
+        i = j + 1
+    return order
+
+
+@njit
+def cox_fit_c(time, evf, X, mean, w, weighted, w_ok, efron, maxiter, tol, robust):
+    """:func:`estimators.fast.cox.cox_fit` after its length and finiteness checks: the
+    centring on ``mean`` (numpy's column means, so a constant column centres to exactly the
+    zeros it did), the SDs, the remaining data checks, the sort and :func:`cox_newton`, in
+    one call.
+
+    Returns (check, j, lvl, nev, sd, newton) with ``check`` a CHECK_* code (``j``, ``lvl``: the
+    covariate and level it concerns) and ``newton`` :func:`cox_newton`'s tuple (only
+    meaningful when check is CHECK_OK).
+    """
+    n, p = X.shape
+    Xc = np.empty((n, p))
+    sd = np.zeros(p)
+    for i in range(n):
+        for a in range(p):
+            v = X[i, a] - mean[a]
+            Xc[i, a] = v
+            sd[a] += v * v
+    for a in range(p):
+        sd[a] = math.sqrt(sd[a] * (1.0 / n))
+    dummy = (
+        np.zeros(p),
+        np.nan,
+        np.nan,
+        np.nan,
+        0,
+        False,
+        False,
+        MSG_NONE,
+        False,
+        np.zeros((p, p)),
+        np.zeros((p, p)),
+    )
+    for i in range(n):
+        v = evf[i]
+        if v * (1.0 - v) != 0.0 or v != v:
+            return CHECK_EVENT, 0, 0, 0, sd, dummy
+    nev = 0
+    for i in range(n):
+        if evf[i] != 0.0:
+            nev += 1
+    if weighted:
+        if not w_ok:
+            return CHECK_WEIGHTS, 0, 0, nev, sd, dummy
+        for i in range(n):
+            if not (w[i] > 0.0 and w[i] < np.inf):
+                return CHECK_WEIGHTS, 0, 0, nev, sd, dummy
+    if nev == 0:
+        return CHECK_NO_EVENTS, 0, 0, nev, sd, dummy
+    for a in range(p):
+        if sd[a] == 0.0:
+            return CHECK_CONSTANT, a, 0, nev, sd, dummy
+    # 0/1 covariates with no events at one level -> infinite coefficient
+    for a in range(p):
+        binary = True
+        e1 = 0.0
+        for i in range(n):
+            x = X[i, a]
+            if x != 0.0 and x != 1.0:
+                binary = False
+                break
+            if evf[i] != 0.0:
+                e1 += x
+        if binary and (e1 == 0.0 or e1 == nev):
+            return CHECK_MONOTONE, a, 1 if e1 == 0.0 else 0, nev, sd, dummy
+    order = sort_order(time, evf)
+    ts = np.empty(n)
+    ev = np.empty(n, dtype=np.bool_)
+    Xs = np.empty((n, p))
+    ws = np.empty(n if weighted else 0)
+    for i in range(n):
+        k = order[i]
+        ts[i] = time[k]
+        ev[i] = evf[k] != 0.0
+        for a in range(p):
+            Xs[i, a] = Xc[k, a]
+        if weighted:
+            ws[i] = w[k]
+    return (
+        CHECK_OK,
+        0,
+        0,
+        nev,
+        sd,
+        cox_newton(ts, ev, Xs, ws, weighted, efron, sd, maxiter, tol, robust),
+    )
