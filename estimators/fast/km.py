@@ -35,6 +35,7 @@ import numpy as np
 from scipy.special import ndtri
 
 from ._common import STATUS_FAILED, STATUS_OK, STATUS_WARNING, Z975
+from .surv_km_jit import km_medians_counted_c
 
 #: R's ``quantile.survfit(tolerance = sqrt(.Machine$double.eps))``
 R_TOLERANCE = float(np.sqrt(np.finfo(float).eps))
@@ -84,6 +85,21 @@ def r_quantile(times, surv, xmax: float, p: float = 0.5, tol: float = R_TOLERANC
     if i2 is None:
         return np.inf
     return float((x[i1] + x[i2]) / 2.0)
+
+
+def km_medians_counted(time, event, counts) -> np.ndarray:
+    """Kaplan-Meier medians of B resamples given as multiplicities ``counts`` (B, n) of the rows
+    of (``time``, ``event``) by R's rule (:func:`r_quantile`), in one compiled call
+    (:func:`estimators.fast.surv_km_jit.km_medians_counted_c`): bit-identical to the numpy
+    :func:`estimators.survival.km_medians_counted` (the product form of S, the first t with
+    S <= 0.5 + tol, the midpoint of a flat stretch at 0.5, to the resample's last time if the
+    curve ends there; inf if never reached)."""
+    time = np.asarray(time, dtype=float).reshape(-1)
+    ev = np.asarray(event).reshape(-1) > 0
+    counts = np.asarray(counts)
+    if counts.dtype != np.int64:
+        counts = counts.astype(np.int64)
+    return km_medians_counted_c(time, ev, counts, 0.5 + R_TOLERANCE, 0.5 - R_TOLERANCE, R_TOLERANCE)
 
 
 @dataclass(frozen=True, slots=True)
