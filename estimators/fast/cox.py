@@ -65,7 +65,11 @@ from .surv_cox_jit import (
     MSG_LINE_SEARCH,
     MSG_NONE,
     MSG_SINGULAR,
+    PROBLEM_CONSTANT,  # noqa: F401  (used by estimators.engines.cox_data_problem)
+    PROBLEM_MONOTONE,  # noqa: F401
+    PROBLEM_NO_EVENTS,  # noqa: F401
     cox_fit_c,
+    cox_problem_c,  # noqa: F401
 )
 
 _EMPTY = np.empty(0)

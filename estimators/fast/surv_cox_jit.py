@@ -515,3 +515,43 @@ def cox_fit_c(time, evf, X, mean, w, weighted, w_ok, efron, maxiter, tol, robust
         sd,
         cox_newton(ts, ev, Xs, ws, weighted, efron, sd, maxiter, tol, robust),
     )
+
+
+PROBLEM_NONE = 0
+PROBLEM_NO_EVENTS = 1
+PROBLEM_CONSTANT = 2  # covariate j constant
+PROBLEM_MONOTONE = 3  # 0/1 covariate j without events at level lvl
+
+
+@njit
+def cox_problem_c(e, X):
+    """(code, j, lvl) of :func:`estimators.engines.cox_data_problem`: no events (e != 0 counts,
+    NaN included, as ``np.count_nonzero``), else the first covariate in column order that is
+    constant (max == min: a NaN makes it not constant) or 0/1 without events at one level."""
+    n, p = X.shape
+    nev = 0
+    for i in range(n):
+        if e[i] != 0.0:
+            nev += 1
+    if nev == 0:
+        return PROBLEM_NO_EVENTS, 0, 0
+    for a in range(p):
+        x0 = X[0, a]
+        constant = x0 == x0
+        binary = True
+        ev1 = 0.0
+        for i in range(n):
+            x = X[i, a]
+            if x != x0:
+                constant = False
+            if not (x == 0.0 or x == 1.0):
+                binary = False
+            if e[i] != 0.0:
+                ev1 += x
+            if not (constant or binary):
+                break
+        if constant:
+            return PROBLEM_CONSTANT, a, 0
+        if binary and (ev1 == 0.0 or ev1 == nev):
+            return PROBLEM_MONOTONE, a, 1 if ev1 == 0.0 else 0
+    return PROBLEM_NONE, 0, 0
