@@ -99,3 +99,76 @@ def km_medians_counted_c(time, ev, counts, hi, lo, tol):
                 end -= 1
             med[b] = (x1 + ts[end]) / 2
     return med
+
+
+@njit
+def km_counts(time, ev):
+    """(ts, udt, nr, d) of the Kaplan-Meier curve: the times sorted (stable), the distinct event
+    times, the numbers at risk (rows with time >= udt[k]) and of deaths there (floats)."""
+    n = time.shape[0]
+    o = np.argsort(time, kind="mergesort")
+    ts = np.empty(n)
+    udt = np.empty(n)
+    nr = np.empty(n)
+    d = np.empty(n)
+    ng = 0
+    i = 0
+    while i < n:
+        t = time[o[i]]
+        j = i
+        dk = 0
+        while j < n and time[o[j]] == t:
+            ts[j] = t
+            if ev[o[j]]:
+                dk += 1
+            j += 1
+        if dk > 0:
+            udt[ng] = t
+            nr[ng] = n - i
+            d[ng] = dk
+            ng += 1
+        i = j
+    return ts, udt[:ng], nr[:ng], d[:ng]
+
+
+@njit
+def r_quantile_monotone(times, surv, xmax, p, tol):
+    """(done, q) of :func:`estimators.fast.km.r_quantile`'s first branch: x = (0, times),
+    y = (0, 1 - surv) with the NaNs dropped when the last one is NaN; when y is non-decreasing
+    (and has 2+ points) q is the first-crossing rule, else done = False (the caller's general
+    rule)."""
+    m = times.shape[0] + 1
+    x = np.empty(m)
+    y = np.empty(m)
+    x[0] = 0.0
+    y[0] = 0.0
+    drop = m > 1 and surv[m - 2] != surv[m - 2]
+    k = 1
+    for i in range(m - 1):
+        v = 1.0 - surv[i]
+        if drop and v != v:
+            continue
+        x[k] = times[i]
+        y[k] = v
+        k += 1
+    if k < 2:
+        return False, 0.0
+    for i in range(1, k):
+        if not (y[i] >= y[i - 1]):
+            return False, 0.0
+    last = y[k - 1]
+    if last < p - 1e-12:
+        return True, np.inf
+    lo = p - tol
+    i1 = 0
+    while i1 < k and y[i1] < lo:
+        i1 += 1
+    if abs(p - last) < tol:
+        return True, (x[i1] + xmax) / 2.0
+    hi = p + tol
+    i2 = 0
+    while i2 < k and y[i2] < hi:
+        i2 += 1
+    if i2 < k:
+        return True, (x[i1] + x[i2]) / 2.0
+    return True, np.inf
