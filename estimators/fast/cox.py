@@ -26,14 +26,14 @@ forms row-wise Breslow-type residuals and so differs with tied event times.)
 
 Algorithm
 ---------
-Rows are sorted once. For a given beta the risk-set sums are reverse cumulative sums; the Efron
-corrections are done per death (vectorised over all deaths at once). The Hessian is assembled as
-``X' diag(e * a) X - N'N`` where ``a`` collects, for every row, the sum of 1/denominator over the
-deaths whose risk set contains that row (minus the Efron tie correction for the deaths
-themselves) -- so no n x p x p arrays are ever formed. A single 0/1 covariate (the two-arm
-comparison of the unadjusted and IPTW models) is reduced once to two numbers per death,
-den_i = A_i + exp(beta) B_i (:class:`_BinaryCoxData`): a Newton step then costs a few
-operations on arrays of one entry per death; the same Newton rules, optimum and SEs.
+One compiled call per fit (:func:`estimators.fast.surv_cox_jit.cox_fit_c`): the data checks,
+the centring, the sort (by time, censorings first at equal times) and the whole damped Newton
+loop (:func:`estimators.fast.surv_cox_jit.cox_newton`). For a given beta one backward pass over
+the rows accumulates the risk-set sums S0, S1, S2 and, per death time, the Efron sub-terms
+den_r = S0 - (r/d) D0 (D: the sums over its tied deaths), so no n x p x p arrays are ever
+formed; the robust sandwich's score residuals are two more passes. The numpy
+:func:`_score_residuals_sorted` (used by :func:`score_residuals` and :func:`robust_cov`, the
+reference engine's sandwich) computes the same residuals.
 
 Score test
 ----------

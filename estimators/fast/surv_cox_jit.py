@@ -8,8 +8,8 @@ of their time block; the risk set of group k is every row from its block's first
 ``bs[k]`` on. One derivative evaluation is a backward pass over the rows accumulating the
 risk-set sums S0, S1, S2 (weighted by exp(eta) w), with the Efron sub-terms
 den_r = S0 - (r / d) D0 (D: the sums over the group's deaths, weighted by the mean death
-weight), exactly the quantities of the numpy version (:func:`estimators.fast.cox._efron_derivs`);
-nothing of size n x p x p is formed.
+weight), the quantities of the former numpy ``_efron_derivs`` (agreeing to ~1e-12); nothing of
+size n x p x p is formed.
 
 Codes returned by :func:`cox_newton` (the Python wrapper turns them into the messages):
 ``msg`` 0 none, 1 "line search failed", 2 "singular information matrix"; ``singular0`` True when
