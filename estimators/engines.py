@@ -100,20 +100,14 @@ def cox_data_problem(t: np.ndarray, e: np.ndarray, X: np.ndarray, names) -> str:
     No events; a constant covariate (singular information); a 0/1 covariate with no events at
     one level (monotone likelihood: the coefficient diverges).
     """
-    nev = int(np.count_nonzero(e))
-    if nev == 0:
+    # one compiled pass (estimators.fast.surv_cox_jit.cox_problem_c); the message from its code
+    code, j, lvl = fast_cox.cox_problem_c(e, X)
+    if code == fast_cox.PROBLEM_NO_EVENTS:
         return "no events"
-    constant = X.max(axis=0) == X.min(axis=0)
-    binary = ((X == 0) | (X == 1)).all(axis=0)
-    ev1 = (e != 0) @ X  # events at x == 1 of each binary covariate
-    monotone = binary & ((ev1 == 0) | (ev1 == nev))
-    if constant.any() or monotone.any():
-        for j in range(X.shape[1]):  # the first problem in column order
-            if constant[j]:
-                return f"singular information matrix (covariate {names[j]} is constant)"
-            if monotone[j]:
-                lvl = 1 if ev1[j] == 0 else 0
-                return f"no events in {names[j]} == {lvl} (monotone likelihood)"
+    if code == fast_cox.PROBLEM_CONSTANT:
+        return f"singular information matrix (covariate {names[j]} is constant)"
+    if code == fast_cox.PROBLEM_MONOTONE:
+        return f"no events in {names[j]} == {lvl} (monotone likelihood)"
     return ""
 
 

@@ -26,14 +26,14 @@ forms row-wise Breslow-type residuals and so differs with tied event times.)
 
 Algorithm
 ---------
-Rows are sorted once. For a given beta the risk-set sums are reverse cumulative sums; the Efron
-corrections are done per death (vectorised over all deaths at once). The Hessian is assembled as
-``X' diag(e * a) X - N'N`` where ``a`` collects, for every row, the sum of 1/denominator over the
-deaths whose risk set contains that row (minus the Efron tie correction for the deaths
-themselves) -- so no n x p x p arrays are ever formed. A single 0/1 covariate (the two-arm
-comparison of the unadjusted and IPTW models) is reduced once to two numbers per death,
-den_i = A_i + exp(beta) B_i (:class:`_BinaryCoxData`): a Newton step then costs a few
-operations on arrays of one entry per death; the same Newton rules, optimum and SEs.
+One compiled call per fit (:func:`estimators.fast.surv_cox_jit.cox_fit_c`): the data checks,
+the centring, the sort (by time, censorings first at equal times) and the whole damped Newton
+loop (:func:`estimators.fast.surv_cox_jit.cox_newton`). For a given beta one backward pass over
+the rows accumulates the risk-set sums S0, S1, S2 and, per death time, the Efron sub-terms
+den_r = S0 - (r/d) D0 (D: the sums over its tied deaths), so no n x p x p arrays are ever
+formed; the robust sandwich's score residuals are two more passes. The numpy
+:func:`_score_residuals_sorted` (used by :func:`score_residuals` and :func:`robust_cov`, the
+reference engine's sandwich) computes the same residuals.
 
 Score test
 ----------
@@ -55,16 +55,29 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._common import (
-    STATUS_FAILED,
-    STATUS_OK,
-    Z975,
-    chol,
-    chol_inv,
-    chol_solve,
-    p_chi2,
-    p_norm2,
+from ._common import STATUS_FAILED, STATUS_OK, Z975, p_chi2, p_norm2
+from .surv_cox_jit import (
+    CHECK_CONSTANT,
+    CHECK_EVENT,
+    CHECK_NO_EVENTS,
+    CHECK_OK,
+    CHECK_WEIGHTS,
+    MSG_LINE_SEARCH,
+    MSG_NONE,
+    MSG_SINGULAR,
+    PROBLEM_CONSTANT,  # noqa: F401  (used by estimators.engines.cox_data_problem)
+    PROBLEM_MONOTONE,  # noqa: F401
+    PROBLEM_NO_EVENTS,  # noqa: F401
+    cox_fit_c,
+    cox_problem_c,  # noqa: F401
 )
+
+_EMPTY = np.empty(0)
+_MESSAGES = {
+    MSG_NONE: "",
+    MSG_LINE_SEARCH: "line search failed",
+    MSG_SINGULAR: "singular information matrix",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +101,17 @@ class CoxResult:
     converged: bool
     status: str
     message: str
+
+
+def _p_chi2(x: float, df: int) -> float:
+    """Upper chi-square tail: closed forms for 1 and 2 degrees of freedom (scipy's chdtrc costs
+    ~15 us a call at df = 1; these agree with it to ~1e-14 relative), else chdtrc."""
+    if x >= 0.0 and x < math.inf:
+        if df == 1:
+            return math.erfc(math.sqrt(0.5 * x))
+        if df == 2:
+            return math.exp(-0.5 * x)
+    return float(p_chi2(x, df))
 
 
 def _failed(p, n, nev, msg, params=None, llf=np.nan, ll0=np.nan, score=np.nan, n_iter=0):
@@ -116,27 +140,21 @@ def _failed(p, n, nev, msg, params=None, llf=np.nan, ll0=np.nan, score=np.nan, n
 
 
 class _CoxData:
-    """Sorted data and index structures that do not depend on beta."""
+    """Sorted data and index structures of :func:`_score_residuals_sorted` (numpy; the
+    reference engine's robust covariance, :func:`robust_cov`)."""
 
     __slots__ = (
         "X",
-        "XT",
         "w",
         "idx_d",
-        "Xd",
         "gstart",
         "gid",
         "f",
         "wb",
-        "sqrt_wb",
         "rstart_d",
-        "cp_buf",
         "cnt",
-        "xdw",
-        "wsum_d",
         "efron_ties",
         "order",
-        "e_sorted",
     )
 
     def __init__(self, time, event, Xc, w, ties):
@@ -145,13 +163,10 @@ class _CoxData:
         es = event[order]
         X = Xc[order]
         self.order = order
-        self.e_sorted = es
         self.X = X
-        self.XT = np.ascontiguousarray(X.T)
         self.w = None if w is None else w[order]
         idx_d = np.flatnonzero(es)
         self.idx_d = idx_d
-        self.Xd = X[idx_d]
         dt = ts[idx_d]
         nd = idx_d.shape[0]
         brk = np.flatnonzero(dt[1:] != dt[:-1]) + 1
@@ -167,177 +182,12 @@ class _CoxData:
             self.f = None
         udt = dt[gstart]
         self.rstart_d = np.searchsorted(ts, udt, side="left")[gid]
-        self.cp_buf = np.zeros(gstart.shape[0] + 1)
         self.cnt = np.searchsorted(udt, ts, side="right")
         if self.w is None:
             self.wb = None
-            self.sqrt_wb = None
-            self.xdw = self.Xd.sum(axis=0)
-            self.wsum_d = float(nd)
         else:
-            wd = self.w[idx_d]
-            wbar = np.add.reduceat(wd, gstart) / dg
+            wbar = np.add.reduceat(self.w[idx_d], gstart) / dg
             self.wb = wbar[gid]
-            self.sqrt_wb = np.sqrt(self.wb)
-            self.xdw = wd @ self.Xd
-            self.wsum_d = float(wd.sum())
-
-
-class _BinaryCoxData:
-    """Cox data of one 0/1 covariate x, reduced to one pair (A_i, B_i) per death.
-
-    With theta = exp(beta) the Efron-corrected denominator of death i (tied group k, sub-term
-    f_i = r/d_k; 0 for Breslow) is den_i = A_i + theta B_i, A_i = R0_k - f_i D0_k and
-    B_i = R1_k - f_i D1_k (R_xk: weight at risk at t_k with x, D_xk: of the deaths at t_k), so
-    ll = beta s1 - sum_i wbar_i log den_i, U = s1 - sum_i wbar_i p_i, I = sum_i wbar_i p_i (1 - p_i)
-    with p_i = theta B_i / den_i and s1 the weight of the deaths with x = 1: a Newton step costs
-    a few operations on arrays of one entry per death, whatever p or the data's size.
-    """
-
-    __slots__ = ("A", "B", "wb", "s1", "order", "ts", "xs", "udt", "idx_d", "gstart", "gid", "f")
-
-    def __init__(self, time, event, x, w, ties):
-        order = np.lexsort((event, time))
-        ts, es, xs = time[order], event[order], x[order]
-        ws = None if w is None else w[order]
-        idx_d = np.flatnonzero(es)
-        nd = idx_d.shape[0]
-        dt = ts[idx_d]
-        gstart = np.flatnonzero(np.concatenate(([True], dt[1:] != dt[:-1])))
-        ng = gstart.shape[0]
-        udt = dt[gstart]
-        rstart = np.searchsorted(ts, udt, side="left")
-        wx = xs if ws is None else ws * xs
-        c1 = np.concatenate(([0.0], np.cumsum(wx)))
-        r1 = c1[-1] - c1[rstart]  # weight at risk with x = 1 at each distinct death time
-        if ws is None:
-            r0 = (ts.shape[0] - rstart) - r1
-        else:
-            call = np.concatenate(([0.0], np.cumsum(ws)))
-            r0 = (call[-1] - call[rstart]) - r1
-        self.order, self.ts, self.xs, self.udt = order, ts, xs, udt
-        self.idx_d, self.gstart = idx_d, gstart
-        self.s1 = float(wx[idx_d].sum())
-        tied = nd > ng
-        if tied:
-            dg = np.diff(np.concatenate((gstart, [nd])))
-            gid = np.repeat(np.arange(ng), dg)
-            d1 = np.add.reduceat(wx[idx_d], gstart)
-            dall = dg.astype(float) if ws is None else np.add.reduceat(ws[idx_d], gstart)
-            self.wb = None if ws is None else (dall / dg)[gid]
-            self.gid = gid
-            if ties == "efron":
-                f = (np.arange(nd) - gstart[gid]) / dg[gid]
-                self.f = f
-                self.A = r0[gid] - f * (dall - d1)[gid]
-                self.B = r1[gid] - f * d1[gid]
-            else:
-                self.f = None
-                self.A, self.B = r0[gid], r1[gid]
-        else:
-            self.gid = None
-            self.f = None
-            self.wb = None if ws is None else ws[idx_d]
-            self.A, self.B = r0, r1
-
-    def derivs(self, beta: np.ndarray):
-        """Log partial likelihood, gradient (1,) and Hessian (1, 1) at beta."""
-        b = float(beta[0])
-        tb = math.exp(b) * self.B if b < 700.0 else np.full_like(self.B, np.inf)
-        den = self.A + tb
-        pr = tb / den
-        wb = self.wb
-        if wb is None:
-            ll = b * self.s1 - float(np.log(den).sum())
-            u = self.s1 - float(pr.sum())
-            info = float((pr - pr * pr).sum())
-        else:
-            ll = b * self.s1 - float(wb @ np.log(den))
-            u = self.s1 - float(wb @ pr)
-            info = float(wb @ (pr - pr * pr))
-        return ll, np.array([u]), np.array([[-info]])
-
-    def score_residuals(self, beta: np.ndarray) -> np.ndarray:
-        """Unweighted score residuals (sorted order, (n, 1)): :func:`_score_residuals_sorted`
-        for one 0/1 covariate (x uncentred and risk scores theta^x: both cancel in them)."""
-        theta = math.exp(float(beta[0]))
-        tb = theta * self.B
-        den = self.A + tb
-        xbar = tb / den
-        h = 1.0 / den if self.wb is None else self.wb / den
-        hx = xbar * h
-        gstart, gid, f, idx_d = self.gstart, self.gid, self.f, self.idx_d
-        ng = gstart.shape[0]
-        ch = np.zeros(ng + 1)
-        chx = np.zeros(ng + 1)
-        if gid is None:  # one death per distinct time
-            np.cumsum(h, out=ch[1:])
-            np.cumsum(hx, out=chx[1:])
-            xbar_mean = xbar
-        else:
-            np.cumsum(np.add.reduceat(h, gstart), out=ch[1:])
-            np.cumsum(np.add.reduceat(hx, gstart), out=chx[1:])
-            dg = np.diff(np.concatenate((gstart, [idx_d.shape[0]])))
-            xbar_mean = (np.add.reduceat(xbar, gstart) / dg)[gid]
-        cnt = np.searchsorted(self.udt, self.ts, side="right")  # death times <= t_j
-        a = ch[cnt]
-        bx = chx[cnt]
-        if f is not None:
-            a[idx_d] -= np.add.reduceat(h * f, gstart)[gid]
-            bx[idx_d] -= np.add.reduceat(hx * f, gstart)[gid]
-        xs = self.xs
-        e = np.where(xs != 0.0, theta, 1.0)
-        resid = -e * (xs * a - bx)
-        resid[idx_d] += xs[idx_d] - xbar_mean
-        return resid[:, None]
-
-
-def _efron_derivs(dat: _CoxData, beta: np.ndarray):
-    """Log partial likelihood, gradient and Hessian at beta (sorted data)."""
-    X = dat.X
-    eta = X @ beta
-    emax = eta.max()
-    if emax > 300.0:  # guard exp overflow; rarely needed (X is centred)
-        e = np.exp(eta - emax)
-    else:
-        emax = 0.0
-        e = np.exp(eta)
-    ew = e if dat.w is None else e * dat.w
-    idx_d = dat.idx_d
-    gid = dat.gid
-    rstart_d = dat.rstart_d
-    r0d = np.cumsum(ew[::-1])[::-1][rstart_d]
-    efron = dat.efron_ties
-    if efron:
-        f = dat.f
-        den = r0d - f * np.add.reduceat(ew[idx_d], dat.gstart)[gid]
-    else:
-        den = r0d
-    q = 1.0 / den
-    if dat.wb is None:
-        ll = float(dat.xdw @ beta - np.log(den).sum()) - emax * dat.wsum_d
-    else:
-        q *= dat.wb
-        ll = float(dat.xdw @ beta - dat.wb @ np.log(den)) - emax * dat.wsum_d
-    cp = dat.cp_buf
-    np.cumsum(np.add.reduceat(q, dat.gstart), out=cp[1:])
-    a = cp[dat.cnt]
-    if efron:
-        a[idx_d] -= np.add.reduceat(q * f, dat.gstart)[gid]
-    ewa = ew * a
-    XT = dat.XT
-    grad = dat.xdw - XT @ ewa
-    # risk-set first moments per death (Efron-corrected)
-    ewx = X * ew[:, None]
-    num1 = np.cumsum(ewx[::-1], axis=0)[::-1][rstart_d]
-    if efron:
-        num1 -= f[:, None] * np.add.reduceat(ewx[idx_d], dat.gstart, axis=0)[gid]
-    if dat.sqrt_wb is None:
-        nrm = num1 * q[:, None]
-    else:
-        nrm = num1 * (dat.sqrt_wb / den)[:, None]
-    hess = nrm.T @ nrm - (XT * ewa) @ X
-    return ll, grad, hess
 
 
 def _score_residuals_sorted(dat: _CoxData, beta: np.ndarray) -> np.ndarray:
@@ -457,111 +307,35 @@ def cox_fit(
     if not (math.isfinite(time.sum()) and math.isfinite(X.sum())):
         return _failed(p, n, 0, "non-finite values in time or X")
     evf = event.astype(float)
-    if event.dtype != bool:
-        if (evf * (1.0 - evf)).any():
-            return _failed(p, n, 0, "event must be coded 0/1")
-        event = evf != 0.0
-    nev = int(evf.sum())
-    w = None
-    if weights is not None:
+    weighted = weights is not None
+    w_ok = True
+    if weighted:
         w = np.asarray(weights, dtype=float).reshape(-1)
-        if w.shape[0] != n or not np.isfinite(w).all() or np.any(w <= 0):
-            return _failed(p, n, nev, "weights must be finite and > 0")
-    if nev == 0:
-        return _failed(p, n, nev, "no events")
+        w_ok = w.shape[0] == n
+    else:
+        w = _EMPTY
 
     # centre (and measure scale of) the covariates; estimates are invariant
-    Xc = X - X.sum(axis=0) * (1.0 / n)
-    sd = np.sqrt(np.einsum("ij,ij->j", Xc, Xc) * (1.0 / n))
-    if not sd.all():
-        j = int(np.flatnonzero(sd == 0.0)[0])
-        return _failed(p, n, nev, f"singular information matrix (covariate {j} is constant)")
-
-    # binary covariates with no events in one level -> infinite coefficient
-    e1 = evf @ X
-    cand = (e1 == 0.0) | (e1 == nev)
-    # one 0/1 covariate (a two-arm comparison): the reduced per-death form of _BinaryCoxData
-    binary = p == 1 and bool(((X == 0.0) | (X == 1.0)).all())
-    if cand.any():
-        for j in np.flatnonzero(cand):
-            xj = X[:, j]
-            if np.all((xj == 0.0) | (xj == 1.0)):
-                lvl = 1 if e1[j] == 0.0 else 0
-                what = f"arm {lvl}" if p == 1 else f"group covariate {j} == {lvl}"
-                return _failed(p, n, nev, f"no events in {what} (monotone likelihood)")
-
-    if p == 1 and binary:
-        dat = _BinaryCoxData(time, event, X[:, 0], w, ties)
-        derivs = dat.derivs
-    else:
-        dat = _CoxData(time, event, Xc, w, ties)
-
-        def derivs(b):
-            return _efron_derivs(dat, b)
-
-    beta = np.zeros(p)
-    ll, grad, hess = derivs(beta)
-    ll0 = ll
-    # information at 0: one Cholesky gives the rank check (L_jj / sqrt(I_jj)
-    # is sqrt(1 - R^2) of covariate j on the previous ones), the score test
-    # and the first Newton step
-    info = -hess
-    c, inf0 = chol(info)
-    if inf0 != 0 or not np.all(np.diagonal(c) > 1e-7 * np.sqrt(np.diagonal(info))):
+    mean = X.sum(axis=0) * (1.0 / n)
+    # the centring, the remaining checks, the sort and the whole Newton iteration: one call
+    check, j, lvl, nev, sd, out = cox_fit_c(
+        time, evf, X, mean, w, weighted, w_ok, ties == "efron", maxiter, tol, robust
+    )
+    if check != CHECK_OK:
+        if check == CHECK_EVENT:
+            return _failed(p, n, 0, "event must be coded 0/1")
+        if check == CHECK_WEIGHTS:
+            return _failed(p, n, nev, "weights must be finite and > 0")
+        if check == CHECK_NO_EVENTS:
+            return _failed(p, n, nev, "no events")
+        if check == CHECK_CONSTANT:
+            return _failed(p, n, nev, f"singular information matrix (covariate {j} is constant)")
+        what = f"arm {lvl}" if p == 1 else f"group covariate {j} == {lvl}"
+        return _failed(p, n, nev, f"no events in {what} (monotone likelihood)")
+    beta, ll, ll0, score_stat, it, converged, monotone, code, singular0, cov_naive, cov = out
+    if singular0:
         return _failed(p, n, nev, "singular information matrix (collinear covariates)", ll0=ll0)
-    step = chol_solve(c, grad)
-    score_stat = float(grad @ step)
-
-    converged = False
-    monotone = False
-    msg = ""
-    it = 0
-    with np.errstate(over="ignore", divide="ignore", invalid="ignore", under="ignore"):
-        while True:
-            # here: ll, grad, hess, c = chol(-hess) and the Newton step at beta
-            ssz = np.abs(step * sd).max()
-            if ssz <= tol:
-                # quadratic convergence: beta + step is exact to O(tol^2); the
-                # information (for the SEs) is taken at beta, O(tol) away
-                beta = beta + step
-                converged = True
-                break
-            if it >= maxiter:
-                break
-            it += 1
-            # damped Newton: halve while the log-likelihood decreases
-            t = 1.0
-            ll_new, grad_new, hess_new = derivs(beta + step)
-            while not (ll_new >= ll - 1e-12 * abs(ll)) and t > 1e-4:
-                t *= 0.5
-                ll_new, grad_new, hess_new = derivs(beta + t * step)
-            ok = ll_new >= ll - 1e-12 * abs(ll) and np.isfinite(hess_new).all()
-            if not ok:
-                if ssz <= 1e-6:
-                    # at the optimum to within floating-point resolution
-                    beta = beta + step
-                    converged = True
-                elif np.any(np.abs(beta) * sd > 5.0):
-                    monotone = True
-                else:
-                    msg = "line search failed"
-                break
-            beta = beta + t * step
-            dll = ll_new - ll
-            ll, grad, hess = ll_new, grad_new, hess_new
-            if dll <= 1e-13 * max(1.0, abs(ll)) and ssz > 1e-4:
-                # likelihood flat but the Newton step is not shrinking
-                monotone = True
-                break
-            c, info_ = chol(-hess)
-            if info_ != 0:
-                msg = "singular information matrix"
-                monotone = bool(np.any(np.abs(beta) * sd > 5.0))
-                break
-            step = chol_solve(c, grad)
-
-    if converged and np.any(np.abs(beta) * sd > 30.0):
-        monotone = True
+    msg = _MESSAGES[code]
     if monotone or not converged:
         if monotone:
             big = np.flatnonzero(np.abs(beta) * sd > 5.0)
@@ -575,19 +349,6 @@ def cox_fit(
 
     # the information was evaluated at the last iterate, within tol (1e-9 SD units) of beta:
     # the SEs are exact to ~1e-9 relative (quadratic convergence usually leaves ~1e-14)
-    cov = chol_inv(c)
-    cov_naive = cov
-    if robust:
-        if isinstance(dat, _BinaryCoxData):
-            r = dat.score_residuals(beta)
-            ws = None if w is None else w[dat.order]
-        else:
-            r = _score_residuals_sorted(dat, beta)
-            ws = dat.w
-        if ws is not None:
-            r = r * ws[:, None]
-        db = r @ cov
-        cov = db.T @ db
     bse = np.sqrt(np.diag(cov))
     z = beta / bse
     lr = 2.0 * (ll - ll0)
@@ -602,9 +363,9 @@ def cox_fit(
         llf=ll,
         ll_null=ll0,
         lr_stat=lr,
-        lr_pvalue=float(p_chi2(lr, p)),
+        lr_pvalue=_p_chi2(lr, p),
         score_stat=score_stat,
-        score_pvalue=float(p_chi2(score_stat, p)),
+        score_pvalue=_p_chi2(score_stat, p),
         nobs=n,
         n_events=nev,
         n_iter=it,

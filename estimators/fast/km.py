@@ -35,6 +35,7 @@ import numpy as np
 from scipy.special import ndtri
 
 from ._common import STATUS_FAILED, STATUS_OK, STATUS_WARNING, Z975
+from .surv_km_jit import km_counts, km_medians_counted_c, r_quantile_monotone
 
 #: R's ``quantile.survfit(tolerance = sqrt(.Machine$double.eps))``
 R_TOLERANCE = float(np.sqrt(np.finfo(float).eps))
@@ -49,8 +50,14 @@ def r_quantile(times, surv, xmax: float, p: float = 0.5, tol: float = R_TOLERANC
     y >= p + tol; the quantile is (x[i1] + x[i2]) / 2, i.e. the midpoint of a flat stretch at
     p, else the crossing time; (x[i1] + xmax) / 2 when the curve ends within tol of p.
     """
-    x = np.concatenate(([0.0], np.asarray(times, dtype=float)))
-    y = np.concatenate(([0.0], 1.0 - np.asarray(surv, dtype=float)))
+    times = np.asarray(times, dtype=float)
+    surv = np.asarray(surv, dtype=float)
+    if times.ndim == 1 and surv.shape == times.shape:  # the monotone case compiled
+        done, q = r_quantile_monotone(times, surv, float(xmax), float(p), float(tol))
+        if done:
+            return float(q)
+    x = np.concatenate(([0.0], times))
+    y = np.concatenate(([0.0], 1.0 - surv))
     if y[-1] != y[-1]:  # a band is NA from where S = 0: drop the NAs (R does too)
         ok = ~np.isnan(y)
         x, y = x[ok], y[ok]
@@ -84,6 +91,21 @@ def r_quantile(times, surv, xmax: float, p: float = 0.5, tol: float = R_TOLERANC
     if i2 is None:
         return np.inf
     return float((x[i1] + x[i2]) / 2.0)
+
+
+def km_medians_counted(time, event, counts) -> np.ndarray:
+    """Kaplan-Meier medians of B resamples given as multiplicities ``counts`` (B, n) of the rows
+    of (``time``, ``event``) by R's rule (:func:`r_quantile`), in one compiled call
+    (:func:`estimators.fast.surv_km_jit.km_medians_counted_c`): bit-identical to the numpy
+    :func:`estimators.survival.km_medians_counted` (the product form of S, the first t with
+    S <= 0.5 + tol, the midpoint of a flat stretch at 0.5, to the resample's last time if the
+    curve ends there; inf if never reached)."""
+    time = np.asarray(time, dtype=float).reshape(-1)
+    ev = np.asarray(event).reshape(-1) > 0
+    counts = np.asarray(counts)
+    if counts.dtype != np.int64:
+        counts = counts.astype(np.int64)
+    return km_medians_counted_c(time, ev, counts, 0.5 + R_TOLERANCE, 0.5 - R_TOLERANCE, R_TOLERANCE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,12 +151,9 @@ class _KMCore:
     __slots__ = ("ts", "udt", "nr", "d", "S", "V", "n", "nev", "t0", "zero_last")
 
     def __init__(self, time, event):
-        order = np.argsort(time, kind="stable")
-        ts = time[order]
-        es = event[order]
+        ts, udt, nr, d = km_counts(time, event)  # sorted times, event times, at risk, deaths
         n = ts.shape[0]
-        idx_d = np.flatnonzero(es)
-        nd = idx_d.shape[0]
+        nd = int(d.sum())
         self.ts = ts
         self.n = n
         self.nev = nd
@@ -147,11 +166,6 @@ class _KMCore:
             self.S = np.empty(0)
             self.V = np.empty(0)
             return
-        dt = ts[idx_d]
-        gstart = np.concatenate(([0], np.flatnonzero(dt[1:] != dt[:-1]) + 1))
-        udt = dt[gstart]
-        d = np.diff(np.concatenate((gstart, [nd]))).astype(float)
-        nr = (n - np.searchsorted(ts, udt, side="left")).astype(float)
         nmd = nr - d
         # n_j - d_j can only be 0 at the last event time (nobody left at risk)
         self.zero_last = nmd[-1] == 0.0

@@ -1,0 +1,557 @@
+"""Compiled Cox kernels of :func:`estimators.fast.cox.cox_fit`: the whole damped Newton loop
+(Efron or Breslow ties, case weights, the convergence rule) and the Lin-Wei sandwich from the
+score residuals, in one call per fit.
+
+The data come sorted by time, censorings before deaths at the same time (``np.lexsort((event,
+time))``), covariates centred. Death groups (the deaths at one distinct time) are the last rows
+of their time block; the risk set of group k is every row from its block's first row
+``bs[k]`` on. One derivative evaluation is a backward pass over the rows accumulating the
+risk-set sums S0, S1, S2 (weighted by exp(eta) w), with the Efron sub-terms
+den_r = S0 - (r / d) D0 (D: the sums over the group's deaths, weighted by the mean death
+weight), the quantities of the former numpy ``_efron_derivs`` (agreeing to ~1e-12); nothing of
+size n x p x p is formed.
+
+Codes returned by :func:`cox_newton` (the Python wrapper turns them into the messages):
+``msg`` 0 none, 1 "line search failed", 2 "singular information matrix"; ``singular0`` True when
+the rank check at beta = 0 failed (collinear covariates).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ._jit import njit
+from ._small import chol_inverse, chol_solve, cholesky
+
+MSG_NONE = 0
+MSG_LINE_SEARCH = 1
+MSG_SINGULAR = 2
+
+
+@njit
+def death_groups(ts, ev):
+    """(gs, ge, bs, ng): death group k is rows gs[k] .. ge[k] - 1, its time block starts at bs[k]."""
+    n = ts.shape[0]
+    gs = np.empty(n, dtype=np.int64)
+    ge = np.empty(n, dtype=np.int64)
+    bs = np.empty(n, dtype=np.int64)
+    ng = 0
+    i = 0
+    while i < n:
+        j = i
+        while j + 1 < n and ts[j + 1] == ts[i]:
+            j += 1
+        # block i .. j; deaths are its last rows
+        k = j
+        while k >= i and ev[k]:
+            k -= 1
+        if k < j:
+            bs[ng] = i
+            gs[ng] = k + 1
+            ge[ng] = j + 1
+            ng += 1
+        i = j + 1
+    return gs[:ng], ge[:ng], bs[:ng]
+
+
+@njit
+def _derivs(X, w, weighted, gs, ge, bs, wsum, efron, xdw, wsum_d, beta, ew, info, grad):
+    """Log partial likelihood at beta; the gradient into ``grad`` and the information (minus
+    the Hessian) into ``info``. Returns (ll, finite) with finite: info has no inf/NaN."""
+    n, p = X.shape
+    ng = gs.shape[0]
+    emax = -np.inf
+    for i in range(n):
+        s = 0.0
+        for a in range(p):
+            s += X[i, a] * beta[a]
+        ew[i] = s
+        if s > emax:
+            emax = s
+    shift = emax if emax > 300.0 else 0.0  # guard exp overflow (X is centred: rarely needed)
+    for i in range(n):
+        v = math.exp(ew[i] - shift)
+        ew[i] = v * w[i] if weighted else v
+    S1 = np.zeros(p)
+    S2 = np.zeros((p, p))
+    D1 = np.zeros(p)
+    D2 = np.zeros((p, p))
+    num1 = np.zeros(p)
+    for a in range(p):
+        grad[a] = 0.0
+        for b in range(p):
+            info[a, b] = 0.0
+    S0 = 0.0
+    ll = 0.0
+    ptr = n
+    for k in range(ng - 1, -1, -1):
+        for i in range(ptr - 1, bs[k] - 1, -1):
+            e = ew[i]
+            S0 += e
+            for a in range(p):
+                xa = e * X[i, a]
+                S1[a] += xa
+                for b in range(a + 1):
+                    S2[a, b] += xa * X[i, b]
+        ptr = bs[k]
+        d = ge[k] - gs[k]
+        if efron and d > 1:
+            D0 = 0.0
+            for a in range(p):
+                D1[a] = 0.0
+                for b in range(a + 1):
+                    D2[a, b] = 0.0
+            for i in range(gs[k], ge[k]):
+                e = ew[i]
+                D0 += e
+                for a in range(p):
+                    xa = e * X[i, a]
+                    D1[a] += xa
+                    for b in range(a + 1):
+                        D2[a, b] += xa * X[i, b]
+            wb = wsum[k] / d
+            for r in range(d):
+                f = r / d
+                den = S0 - f * D0
+                q = wb / den
+                ll -= wb * math.log(den)
+                for a in range(p):
+                    num1[a] = S1[a] - f * D1[a]
+                for a in range(p):
+                    grad[a] -= q * num1[a]
+                    qa = q * num1[a] / den
+                    for b in range(a + 1):
+                        info[a, b] += q * (S2[a, b] - f * D2[a, b]) - qa * num1[b]
+        else:
+            wk = wsum[k]
+            q = wk / S0
+            ll -= wk * math.log(S0)
+            for a in range(p):
+                grad[a] -= q * S1[a]
+                qa = q * S1[a] / S0
+                for b in range(a + 1):
+                    info[a, b] += q * S2[a, b] - qa * S1[b]
+    s = 0.0
+    for a in range(p):
+        s += xdw[a] * beta[a]
+        grad[a] += xdw[a]
+    ll += s - shift * wsum_d
+    finite = True
+    for a in range(p):
+        for b in range(a + 1):
+            v = info[a, b]
+            info[b, a] = v
+            if not (v - v == 0.0):
+                finite = False
+    return ll, finite
+
+
+@njit
+def score_residuals_sorted(X, w, weighted, gs, ge, bs, wsum, efron, beta):
+    """Unweighted per-row score residuals (sorted order) as R's ``coxscore``: the numpy
+    :func:`estimators.fast.cox._score_residuals_sorted` as two passes over the rows."""
+    n, p = X.shape
+    ng = gs.shape[0]
+    e = np.empty(n)
+    emax = -np.inf
+    for i in range(n):
+        s = 0.0
+        for a in range(p):
+            s += X[i, a] * beta[a]
+        e[i] = s
+        if s > emax:
+            emax = s
+    for i in range(n):
+        e[i] = math.exp(e[i] - emax)  # residuals are invariant to a common factor
+    # risk-set sums at each death group (backward pass)
+    S0k = np.empty(ng)
+    S1k = np.empty((ng, p))
+    D0k = np.empty(ng)
+    D1k = np.empty((ng, p))
+    S0 = 0.0
+    S1 = np.zeros(p)
+    ptr = n
+    for k in range(ng - 1, -1, -1):
+        for i in range(ptr - 1, bs[k] - 1, -1):
+            v = e[i] * w[i] if weighted else e[i]
+            S0 += v
+            for a in range(p):
+                S1[a] += v * X[i, a]
+        ptr = bs[k]
+        S0k[k] = S0
+        D0 = 0.0
+        for a in range(p):
+            S1k[k, a] = S1[a]
+            D1k[k, a] = 0.0
+        for i in range(gs[k], ge[k]):
+            v = e[i] * w[i] if weighted else e[i]
+            D0 += v
+            for a in range(p):
+                D1k[k, a] += v * X[i, a]
+        D0k[k] = D0
+    # forward pass: cumulative hazard increments and their x-bar weighted sums
+    resid = np.zeros((n, p))
+    A = 0.0
+    B = np.zeros(p)
+    cB = np.zeros(p)
+    xm = np.zeros(p)
+    xb = np.zeros(p)
+    for k in range(ng):
+        d = ge[k] - gs[k]
+        wb = wsum[k] / d
+        cA = 0.0
+        for a in range(p):
+            cB[a] = 0.0
+            xm[a] = 0.0
+        for r in range(d):
+            f = r / d if efron else 0.0
+            den = S0k[k] - f * D0k[k]
+            h = wb / den
+            A += h
+            cA += f * h
+            for a in range(p):
+                xb[a] = (S1k[k, a] - f * D1k[k, a]) / den
+                B[a] += h * xb[a]
+                cB[a] += f * h * xb[a]
+                xm[a] += xb[a]
+        for a in range(p):
+            xm[a] /= d
+        end = bs[k + 1] if k + 1 < ng else n
+        for j in range(bs[k], end):
+            dead = gs[k] <= j and j < ge[k]
+            aj = A - cA if dead else A
+            for a in range(p):
+                bj = B[a] - cB[a] if dead else B[a]
+                r_ = -e[j] * (X[j, a] * aj - bj)
+                if dead:
+                    r_ += X[j, a] - xm[a]
+                resid[j, a] = r_
+    return resid
+
+
+@njit
+def _sandwich(resid, w, weighted, cov):
+    """D'D with D = diag(w) resid cov (R's robust covariance), as cov (R'R) cov."""
+    n, p = resid.shape
+    M = np.zeros((p, p))
+    for i in range(n):
+        wi = w[i] if weighted else 1.0
+        for a in range(p):
+            ra = resid[i, a] * wi
+            for b in range(a + 1):
+                M[a, b] += ra * (resid[i, b] * wi)
+    for a in range(p):
+        for b in range(a):
+            M[b, a] = M[a, b]
+    T = np.zeros((p, p))
+    for a in range(p):
+        for b in range(p):
+            s = 0.0
+            for c in range(p):
+                s += M[a, c] * cov[c, b]
+            T[a, b] = s
+    out = np.empty((p, p))
+    for a in range(p):
+        for b in range(a + 1):
+            s = 0.0
+            for c in range(p):
+                s += cov[c, a] * T[c, b]
+            out[a, b] = s
+            out[b, a] = s
+    return out
+
+
+@njit
+def cox_newton(ts, ev, X, w, weighted, efron, sd, maxiter, tol, robust):
+    """The Newton-Raphson fit of :func:`estimators.fast.cox.cox_fit` in one compiled call.
+
+    Returns (beta, ll, ll0, score_stat, n_iter, converged, monotone, msg, singular0, cov_naive,
+    cov_robust): cov_robust is the Lin-Wei sandwich when ``robust`` (else cov_naive); both are
+    only meaningful when converged and not monotone.
+    """
+    n, p = X.shape
+    gs, ge, bs = death_groups(ts, ev)
+    ng = gs.shape[0]
+    wsum = np.empty(ng)
+    xdw = np.zeros(p)
+    wsum_d = 0.0
+    for k in range(ng):
+        s = 0.0
+        for i in range(gs[k], ge[k]):
+            wi = w[i] if weighted else 1.0
+            s += wi
+            for a in range(p):
+                xdw[a] += wi * X[i, a]
+        wsum[k] = s
+        wsum_d += s
+    ew = np.empty(n)
+    info = np.empty((p, p))
+    grad = np.empty(p)
+    info_new = np.empty((p, p))
+    grad_new = np.empty(p)
+    L = np.zeros((p, p))
+    step = np.zeros(p)
+    beta = np.zeros(p)
+    bt = np.zeros(p)
+    nan_pp = np.full((p, p), np.nan)
+
+    ll, _ = _derivs(X, w, weighted, gs, ge, bs, wsum, efron, xdw, wsum_d, beta, ew, info, grad)
+    ll0 = ll
+    # information at 0: one Cholesky gives the rank check (L_jj / sqrt(I_jj) is
+    # sqrt(1 - R^2) of covariate j on the previous ones), the score test and the first step
+    bad = cholesky(info, L) != 0
+    if not bad:
+        for a in range(p):
+            if not (L[a, a] > 1e-7 * math.sqrt(info[a, a])):
+                bad = True
+    if bad:
+        return beta, ll, ll0, np.nan, 0, False, False, MSG_NONE, True, nan_pp, nan_pp
+    chol_solve(L, grad, step)
+    score = 0.0
+    for a in range(p):
+        score += grad[a] * step[a]
+
+    converged = False
+    monotone = False
+    msg = MSG_NONE
+    it = 0
+    while True:
+        ssz = 0.0
+        for a in range(p):
+            v = abs(step[a] * sd[a])
+            if v > ssz:
+                ssz = v
+        if ssz <= tol:
+            for a in range(p):
+                beta[a] = beta[a] + step[a]
+            converged = True
+            break
+        if it >= maxiter:
+            break
+        it += 1
+        t = 1.0
+        for a in range(p):
+            bt[a] = beta[a] + step[a]
+        ll_new, fin = _derivs(
+            X, w, weighted, gs, ge, bs, wsum, efron, xdw, wsum_d, bt, ew, info_new, grad_new
+        )
+        while not (ll_new >= ll - 1e-12 * abs(ll)) and t > 1e-4:
+            t *= 0.5
+            for a in range(p):
+                bt[a] = beta[a] + t * step[a]
+            ll_new, fin = _derivs(
+                X, w, weighted, gs, ge, bs, wsum, efron, xdw, wsum_d, bt, ew, info_new, grad_new
+            )
+        ok = ll_new >= ll - 1e-12 * abs(ll) and fin
+        if not ok:
+            if ssz <= 1e-6:
+                for a in range(p):
+                    beta[a] = beta[a] + step[a]
+                converged = True
+            else:
+                big = False
+                for a in range(p):
+                    if abs(beta[a]) * sd[a] > 5.0:
+                        big = True
+                if big:
+                    monotone = True
+                else:
+                    msg = MSG_LINE_SEARCH
+            break
+        for a in range(p):
+            beta[a] = bt[a]
+        dll = ll_new - ll
+        ll = ll_new
+        for a in range(p):
+            grad[a] = grad_new[a]
+            for b in range(p):
+                info[a, b] = info_new[a, b]
+        if dll <= 1e-13 * max(1.0, abs(ll)) and ssz > 1e-4:
+            monotone = True  # likelihood flat but the Newton step is not shrinking
+            break
+        if cholesky(info, L) != 0:
+            msg = MSG_SINGULAR
+            for a in range(p):
+                if abs(beta[a]) * sd[a] > 5.0:
+                    monotone = True
+            break
+        chol_solve(L, grad, step)
+
+    if converged:
+        for a in range(p):
+            if abs(beta[a]) * sd[a] > 30.0:
+                monotone = True
+    if monotone or not converged:
+        return beta, ll, ll0, score, it, converged, monotone, msg, False, nan_pp, nan_pp
+    cov = chol_inverse(L)
+    if robust:
+        resid = score_residuals_sorted(X, w, weighted, gs, ge, bs, wsum, efron, beta)
+        rob = _sandwich(resid, w, weighted, cov)
+    else:
+        rob = cov
+    return beta, ll, ll0, score, it, True, False, msg, False, cov, rob
+
+
+# codes of :func:`cox_fit_c`'s data checks (the order of cox_fit's checks)
+CHECK_OK = 0
+CHECK_EVENT = 1  # event not coded 0/1
+CHECK_WEIGHTS = 2  # weights not finite and > 0 (or of the wrong length)
+CHECK_NO_EVENTS = 3
+CHECK_CONSTANT = 4  # covariate j constant
+CHECK_MONOTONE = 5  # 0/1 covariate j without events at level lvl
+
+
+@njit
+def sort_order(time, evf):
+    """``np.lexsort((event, time))``: by time, censorings first at equal times, else stable."""
+    n = time.shape[0]
+    o = np.argsort(time, kind="mergesort")
+    order = np.empty(n, dtype=np.int64)
+    i = 0
+    while i < n:
+        t = time[o[i]]
+        j = i
+        while j + 1 < n and time[o[j + 1]] == t:
+            j += 1
+        pos = i
+        for k in range(i, j + 1):
+            if evf[o[k]] == 0.0:
+                order[pos] = o[k]
+                pos += 1
+        for k in range(i, j + 1):
+            if evf[o[k]] != 0.0:
+                order[pos] = o[k]
+                pos += 1
+        i = j + 1
+    return order
+
+
+@njit
+def cox_fit_c(time, evf, X, mean, w, weighted, w_ok, efron, maxiter, tol, robust):
+    """:func:`estimators.fast.cox.cox_fit` after its length and finiteness checks: the
+    centring on ``mean`` (numpy's column means, so a constant column centres to exactly the
+    zeros it did), the SDs, the remaining data checks, the sort and :func:`cox_newton`, in
+    one call.
+
+    Returns (check, j, lvl, nev, sd, newton) with ``check`` a CHECK_* code (``j``, ``lvl``: the
+    covariate and level it concerns) and ``newton`` :func:`cox_newton`'s tuple (only
+    meaningful when check is CHECK_OK).
+    """
+    n, p = X.shape
+    Xc = np.empty((n, p))
+    sd = np.zeros(p)
+    for i in range(n):
+        for a in range(p):
+            v = X[i, a] - mean[a]
+            Xc[i, a] = v
+            sd[a] += v * v
+    for a in range(p):
+        sd[a] = math.sqrt(sd[a] * (1.0 / n))
+    dummy = (
+        np.zeros(p),
+        np.nan,
+        np.nan,
+        np.nan,
+        0,
+        False,
+        False,
+        MSG_NONE,
+        False,
+        np.zeros((p, p)),
+        np.zeros((p, p)),
+    )
+    for i in range(n):
+        v = evf[i]
+        if v * (1.0 - v) != 0.0 or v != v:
+            return CHECK_EVENT, 0, 0, 0, sd, dummy
+    nev = 0
+    for i in range(n):
+        if evf[i] != 0.0:
+            nev += 1
+    if weighted:
+        if not w_ok:
+            return CHECK_WEIGHTS, 0, 0, nev, sd, dummy
+        for i in range(n):
+            if not (w[i] > 0.0 and w[i] < np.inf):
+                return CHECK_WEIGHTS, 0, 0, nev, sd, dummy
+    if nev == 0:
+        return CHECK_NO_EVENTS, 0, 0, nev, sd, dummy
+    for a in range(p):
+        if sd[a] == 0.0:
+            return CHECK_CONSTANT, a, 0, nev, sd, dummy
+    # 0/1 covariates with no events at one level -> infinite coefficient
+    for a in range(p):
+        binary = True
+        e1 = 0.0
+        for i in range(n):
+            x = X[i, a]
+            if x != 0.0 and x != 1.0:
+                binary = False
+                break
+            if evf[i] != 0.0:
+                e1 += x
+        if binary and (e1 == 0.0 or e1 == nev):
+            return CHECK_MONOTONE, a, 1 if e1 == 0.0 else 0, nev, sd, dummy
+    order = sort_order(time, evf)
+    ts = np.empty(n)
+    ev = np.empty(n, dtype=np.bool_)
+    Xs = np.empty((n, p))
+    ws = np.empty(n if weighted else 0)
+    for i in range(n):
+        k = order[i]
+        ts[i] = time[k]
+        ev[i] = evf[k] != 0.0
+        for a in range(p):
+            Xs[i, a] = Xc[k, a]
+        if weighted:
+            ws[i] = w[k]
+    return (
+        CHECK_OK,
+        0,
+        0,
+        nev,
+        sd,
+        cox_newton(ts, ev, Xs, ws, weighted, efron, sd, maxiter, tol, robust),
+    )
+
+
+PROBLEM_NONE = 0
+PROBLEM_NO_EVENTS = 1
+PROBLEM_CONSTANT = 2  # covariate j constant
+PROBLEM_MONOTONE = 3  # 0/1 covariate j without events at level lvl
+
+
+@njit
+def cox_problem_c(e, X):
+    """(code, j, lvl) of :func:`estimators.engines.cox_data_problem`: no events (e != 0 counts,
+    NaN included, as ``np.count_nonzero``), else the first covariate in column order that is
+    constant (max == min: a NaN makes it not constant) or 0/1 without events at one level."""
+    n, p = X.shape
+    nev = 0
+    for i in range(n):
+        if e[i] != 0.0:
+            nev += 1
+    if nev == 0:
+        return PROBLEM_NO_EVENTS, 0, 0
+    for a in range(p):
+        x0 = X[0, a]
+        constant = x0 == x0
+        binary = True
+        ev1 = 0.0
+        for i in range(n):
+            x = X[i, a]
+            if x != x0:
+                constant = False
+            if not (x == 0.0 or x == 1.0):
+                binary = False
+            if e[i] != 0.0:
+                ev1 += x
+            if not (constant or binary):
+                break
+        if constant:
+            return PROBLEM_CONSTANT, a, 0
+        if binary and (ev1 == 0.0 or ev1 == nev):
+            return PROBLEM_MONOTONE, a, 1 if ev1 == 0.0 else 0
+    return PROBLEM_NONE, 0, 0
