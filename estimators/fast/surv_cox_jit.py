@@ -24,6 +24,7 @@ import numpy as np
 
 from ._jit import njit
 from ._small import chol_inverse, chol_solve, cholesky
+from ._ties import tie_order
 
 MSG_NONE = 0
 MSG_LINE_SEARCH = 1
@@ -406,26 +407,7 @@ CHECK_MONOTONE = 5  # 0/1 covariate j without events at level lvl
 @njit
 def sort_order(time, evf):
     """``np.lexsort((event, time))``: by time, censorings first at equal times, else stable."""
-    n = time.shape[0]
-    o = np.argsort(time, kind="mergesort")
-    order = np.empty(n, dtype=np.int64)
-    i = 0
-    while i < n:
-        t = time[o[i]]
-        j = i
-        while j + 1 < n and time[o[j + 1]] == t:
-            j += 1
-        pos = i
-        for k in range(i, j + 1):
-            if evf[o[k]] == 0.0:
-                order[pos] = o[k]
-                pos += 1
-        for k in range(i, j + 1):
-            if evf[o[k]] != 0.0:
-                order[pos] = o[k]
-                pos += 1
-        i = j + 1
-    return order
+    return tie_order(time, evf != 0.0, False)
 
 
 @njit

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import njit
+from ._ties import tie_order
 
 
 @njit
@@ -24,8 +25,7 @@ def km_medians_counted_c(time, ev, counts, hi, lo, tol):
     n = time.shape[0]
     B = counts.shape[0]
     med = np.full(B, np.inf)
-    o = np.argsort(time, kind="mergesort")
-    order = np.empty(n, dtype=np.int64)
+    order = tie_order(time, ev, True)
     ts = np.empty(n)
     # event groups: rows rstart[k] .. rstart[k] + d0[k] - 1 of the sorted rows die at udt[k]
     rstart = np.empty(n, dtype=np.int64)
@@ -34,26 +34,20 @@ def km_medians_counted_c(time, ev, counts, hi, lo, tol):
     ng = 0
     i = 0
     while i < n:
-        t = time[o[i]]
+        t = time[order[i]]
         j = i
-        while j + 1 < n and time[o[j + 1]] == t:
+        while j + 1 < n and time[order[j + 1]] == t:
             j += 1
-        pos = i
-        for k in range(i, j + 1):
-            if ev[o[k]]:
-                order[pos] = o[k]
-                pos += 1
-        if pos > i:
-            rstart[ng] = i
-            d0[ng] = pos - i
-            udt[ng] = t
-            ng += 1
-        for k in range(i, j + 1):
-            if not ev[o[k]]:
-                order[pos] = o[k]
-                pos += 1
+        dk = 0
         for k in range(i, j + 1):
             ts[k] = t
+            if ev[order[k]]:
+                dk += 1
+        if dk > 0:
+            rstart[ng] = i
+            d0[ng] = dk
+            udt[ng] = t
+            ng += 1
         i = j + 1
     if ng == 0:
         return med
