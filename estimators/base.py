@@ -163,6 +163,13 @@ class Estimator:
         other streams are unaffected (each cell has its own SeedSequence)."""
         return self.draws_random
 
+    def needs(self) -> frozenset[str] | None:
+        """The patient columns ``fit`` reads with these options, or None (the default: the whole
+        cohort, visits included). The runner generates only what a replication's estimators
+        need (``sim.generate.level_for``): a column read but not listed is a KeyError that says
+        so, and tests/test_needs.py checks every configured estimator against the whole cohort."""
+        return None
+
     def _fit(self, cohort, rng) -> list[Estimate]:  # pragma: no cover - abstract
         raise NotImplementedError
 

@@ -324,6 +324,13 @@ class _SurvivalEstimator(Estimator):
     def _targets_for(self, ep: str) -> tuple[str, ...]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def needs(self) -> frozenset[str]:
+        """group, each endpoint's time and event, and the ``covariates`` option if any."""
+        cols = {"group", *getattr(self, "covariates", ())}
+        for ep in self.endpoints:
+            cols.update((f"{ep}_months", f"{ep}_event"))
+        return frozenset(cols)
+
     def targets(self) -> tuple[str, ...]:
         return tuple(name for ep in self.endpoints for name in self._targets_for(ep))
 

@@ -60,8 +60,29 @@ PATIENT_REQUIRED = (
 VISIT_REQUIRED = ("id", "group", "week", "nrs")
 
 
+class PartialColumns(dict):
+    """The patient arrays of a cohort generated below level ``all``: a missing column is a
+    KeyError that says so (the reading estimator's ``needs()`` must list it)."""
+
+    level = "all"
+
+    def __missing__(self, col):
+        raise KeyError(_absent(col, self.level))
+
+
+def _absent(what: str, level: str) -> str:
+    return (
+        f"{what!r} is not in this cohort: it was generated at level '{level}' (sim.generate "
+        "LEVELS), because the estimators' needs() did not ask for it; an estimator that reads "
+        "it must return it from needs() (or None: the whole cohort)"
+    )
+
+
 class Cohort:
-    """An analysable cohort. Build with ``sim.generate`` or :meth:`from_frames`."""
+    """An analysable cohort. Build with ``sim.generate`` or :meth:`from_frames`.
+
+    ``level`` (``all`` unless ``sim.generate`` was asked for less): ``os`` / ``pfs`` cohorts have
+    only the patient columns of ``sim.generate.level_columns(level)`` and no visits table."""
 
     def __init__(
         self,
@@ -70,12 +91,17 @@ class Cohort:
         categories: dict | None = None,
         patients: pd.DataFrame | None = None,
         visits: pd.DataFrame | None = None,
+        level: str = "all",
     ):
+        if level != "all" and patient_arrays is not None:
+            patient_arrays = PartialColumns(patient_arrays)
+            patient_arrays.level = level
         self._pa = patient_arrays
         self._va = visit_arrays
         self._cats = categories or {}
         self._patients = patients
         self._visits = visits
+        self.level = level
 
     @classmethod
     def from_frames(cls, patients: pd.DataFrame, visits: pd.DataFrame) -> Cohort:
@@ -126,8 +152,13 @@ class Cohort:
             return None
         return (self._patients[col].astype(str) == label).to_numpy()
 
+    def _require_visits(self) -> None:
+        if self._va is None and self._visits is None:
+            raise KeyError(_absent("the visits table", self.level))
+
     @property
     def visit_arrays(self) -> dict:
+        self._require_visits()
         if self._va is None:
             return {c: self._visits[c].to_numpy() for c in self._visits.columns}
         return self._va
@@ -146,6 +177,7 @@ class Cohort:
 
     @property
     def visits(self) -> pd.DataFrame:
+        self._require_visits()
         if self._visits is None:
             df = pd.DataFrame(self._va, copy=False)
             if "status" in self._cats:
@@ -156,7 +188,11 @@ class Cohort:
         return self._visits
 
     def __repr__(self) -> str:
-        return f"Cohort(n={self.n})"
+        return (
+            f"Cohort(n={self.n})"
+            if self.level == "all"
+            else f"Cohort(n={self.n}, level={self.level!r})"
+        )
 
 
 class PotentialOutcomes:

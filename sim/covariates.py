@@ -108,8 +108,18 @@ def draw_covariates(p: dict, k: dict, rng: np.random.Generator, n: int) -> dict:
     rt = np.searchsorted(k["rt_cum"], Uni[5], side="right")
     out["rt_dose_gy"] = RT_DOSE[rt]
     out["rt_fractions"] = RT_FRACTIONS[rt]
-    # markers: inflammation factor I loads on F
-    infl = _latent(F, Z[11], load["inflammation"])
+    out["F"] = F
+    out["z_inflammation"] = Z[11]
+    return out
+
+
+def draw_baseline_markers(p: dict, cov_draws: dict, rng: np.random.Generator, n: int) -> None:
+    """The baseline markers (log_<inflammatory>0, <nutritional>0) into ``cov_draws``: the
+    inflammation factor I = latent(F, z) loads on the burden factor F; drawn after the survival
+    and pain draws (sim/generate.py), so survival-only cohorts skip them."""
+    cov = p["covariates"]
+    out = cov_draws
+    infl = _latent(out["F"], out["z_inflammation"], cov["burden_loading"]["inflammation"])
     li = cov["inflammation_loading"]
     zm = rng.standard_normal((len(INFLAMMATORY) + len(NUTRITIONAL), n))
     # every marker of a kind at once (rows; the same elementwise arithmetic as one at a time)
@@ -128,5 +138,3 @@ def draw_covariates(p: dict, k: dict, rng: np.random.Generator, n: int) -> dict:
     v = np.maximum(mean + sd * _latent(infl, zm[ki:], c), low)
     for j, m in enumerate(NUTRITIONAL):
         out[f"{m}0"] = v[j]
-    out["F"] = F
-    return out

@@ -32,10 +32,42 @@ from palliasim.sim.seeding import rng_for
 _CONSTANTS: dict[str, dict] = {}
 SOLVE_N = 100_000
 
+#: how much of a cohort :func:`generate` draws, smallest first. ``os``: id, group, the baseline
+#: covariates of ``BASELINE_COLUMNS`` (after covariate missingness), os_months, os_event;
+#: ``pfs``: also pfs_months, pfs_event (needs the pain process); ``all``: every column (baseline
+#: markers and QoL included) and the visits table. The random draws come in this order
+#: (covariates, treatment, covariate missingness, survival, pain, then baseline markers, QoL,
+#: AEs, week-12 markers and visit missingness), so the lower levels are prefixes of the stream.
+LEVELS = ("os", "pfs", "all")
+_BASE = ("id", "group", *BASELINE_COLUMNS)
+_LEVEL_COLUMNS = {
+    "os": frozenset(_BASE + ("os_months", "os_event")),
+    "pfs": frozenset(_BASE + ("pfs_months", "pfs_event", "os_months", "os_event")),
+}
+
+
+def level_columns(level: str) -> frozenset[str] | None:
+    """The patient columns a cohort of ``level`` has (None for ``all``: every column)."""
+    return _LEVEL_COLUMNS.get(level)
+
+
+def level_for(columns) -> str:
+    """The smallest level whose cohort has every column in ``columns`` (None: ``all``)."""
+    if columns is None:
+        return "all"
+    need = set(columns)
+    for level in LEVELS[:-1]:
+        if need <= _LEVEL_COLUMNS[level]:
+            return level
+    return "all"
+
 
 def constants(scenario: Scenario) -> dict:
-    """Derived constants of a scenario (cached by content hash; deterministic)."""
-    k = _CONSTANTS.get(scenario.key)
+    """Derived constants of a scenario (deterministic; cached by :attr:`Scenario.constants_key`,
+    the content hash without ``cohort.n``: solved on fixed-seed samples of ``SOLVE_N``, the
+    same for every cohort size)."""
+    ck = scenario.constants_key
+    k = _CONSTANTS.get(ck)
     if k is not None:
         return k
     p = scenario.params
@@ -43,14 +75,12 @@ def constants(scenario: Scenario) -> dict:
         "cov": covariates.covariate_constants(p["covariates"]),
         "ae": adverse.ae_constants(p["adverse_events"]),
     }
-    rng = rng_for(p["truth"]["seed"], scenario.key, "solve", 0)
+    rng = rng_for(p["truth"]["seed"], ck, "solve", 0)
     cov = covariates.draw_covariates(p, k["cov"], rng, SOLVE_N)
     k["a0"] = treatment.solve_intercept(p, treatment.propensity_score(p, cov))
     k["alpha"] = 0.0
     if p["missingness"]["mechanism"] != "none":
-        arr = _simulate(
-            p, k, rng_for(p["truth"]["seed"], scenario.key, "solve", 1), SOLVE_N, solve=True
-        )
+        arr = _simulate(p, k, rng_for(p["truth"]["seed"], ck, "solve", 1), SOLVE_N, solve=True)
         k["alpha"] = missingness.solve_dropout_intercept(
             p["missingness"],
             arr["nrs_obs_full"],
@@ -59,7 +89,7 @@ def constants(scenario: Scenario) -> dict:
             arr["nrs0"],
             arr["u_miss"],
         )
-    _CONSTANTS[scenario.key] = k
+    _CONSTANTS[ck] = k
     return k
 
 
@@ -67,24 +97,52 @@ def _pick(a, x0, x1):
     return np.where(a == 1, x1, x0)
 
 
+def _partial(cov, A, u_cov, C, t_death, t_pfs=None) -> dict:
+    return {"cov": cov, "A": A, "u_cov": u_cov, "C": C, "t_death": t_death, "t_pfs": t_pfs}
+
+
+def _survival_only(p: dict, cov: dict, A, u_cov, sv, potential: bool) -> dict:
+    """Level ``os``: death and censoring times of the received arm (the arithmetic of the whole
+    cohort's, on the same draws)."""
+    if potential:
+        raise ValueError("potential outcomes need the whole cohort (level 'all')")
+    return _partial(
+        cov, A, u_cov, survival.censoring_times(p, sv), survival.death_times(p, cov, sv, A)
+    )
+
+
 def _simulate(
-    p: dict, k: dict, rng: np.random.Generator, n: int, solve: bool = False, potential: bool = False
+    p: dict,
+    k: dict,
+    rng: np.random.Generator,
+    n: int,
+    solve: bool = False,
+    potential: bool = False,
+    level: str = "all",
 ) -> dict:
     """All draws of one cohort. ``potential``: outcomes under both arms (keys 0 and 1, for the
     truth); otherwise only under the received arm (key "obs", a = A elementwise: half the cost).
-    The random draws are identical either way, so the observed cohort does not depend on it."""
+    The random draws are identical either way, so the observed cohort does not depend on it.
+
+    The draws come in the order of :data:`LEVELS` (baseline, survival, pain, then the rest), so
+    a cohort generated at a lower ``level`` stops drawing early and its columns are identical
+    to those of the whole cohort from the same generator."""
     cov = covariates.draw_covariates(p, k["cov"], rng, n)
     A = treatment.assign(p, cov, k.get("a0", 0.0), rng, n)
+    u_cov = rng.random((len(p["missingness"]["covariates"]["columns"]), n))
+    sv = survival.draw_survival_uniforms(rng, n)
+    if level == "os":
+        return _survival_only(p, cov, A, u_cov, sv, potential)
     lat = pain.draw_nrs_latent(p, cov, rng, n)
     op_draws = pain.draw_opioid_uniforms(rng, n)
-    qz = qol.draw_qol_noise(rng, n)
-    ae_draws = adverse.draw_ae_latent(
-        p["adverse_events"]["correlation"], len(k["ae"]["names"]), rng, n
-    )
-    mz = markers.draw_marker_noise(rng, n)
-    sv = survival.draw_survival_uniforms(rng, n)
-    u_miss = missingness.draw_missing_uniforms(rng, n)
-    u_cov = rng.random((len(p["missingness"]["covariates"]["columns"]), n))
+    if level == "all":
+        covariates.draw_baseline_markers(p, cov, rng, n)
+        qz = qol.draw_qol_noise(rng, n)
+        ae_draws = adverse.draw_ae_latent(
+            p["adverse_events"]["correlation"], len(k["ae"]["names"]), rng, n
+        )
+        mz = markers.draw_marker_noise(rng, n)
+        u_miss = missingness.draw_missing_uniforms(rng, n)
 
     arm_values = {0: 0, 1: 1} if potential else {"obs": A}
     thresholds = pain.category_thresholds(p["response"])
@@ -118,6 +176,9 @@ def _simulate(
 
     nrs_full = view("nrs")
     t_death = view("t_death")
+    if level == "pfs":
+        C = survival.censoring_times(p, sv)
+        return _partial(cov, A, u_cov, C, t_death, view("t_pfs"))
     alive = t_death[:, None] > missingness.VISIT_MONTHS[None, :]
     if solve:
         return {
@@ -191,6 +252,49 @@ DEAD_CODE = CATEGORY_LABELS.index("dead")
 MISSING_CODE = CATEGORY_LABELS.index("missing")
 
 
+def _baseline_columns(cov: dict, A: np.ndarray) -> dict:
+    """id, group, the baseline covariates and (when drawn) the baseline markers (before
+    covariate masking)."""
+    pa: dict = {"id": np.arange(1, A.shape[0] + 1), "group": A}
+    for c in BASELINE_COLUMNS:
+        pa[c] = cov[c]
+    if f"log_{covariates.INFLAMMATORY[0]}0" not in cov:  # below level all: markers not drawn
+        return pa
+    # markers: every marker of a kind in one array (rows), the same elementwise arithmetic
+    infl, nutr = covariates.INFLAMMATORY, covariates.NUTRITIONAL
+    w0 = np.round(np.exp(np.array([cov[f"log_{m}0"] for m in infl])), 3)
+    pa.update({f"{m}_w0": w0[i] for i, m in enumerate(infl)})
+    w0 = np.round(np.array([cov[f"{m}0"] for m in nutr]), 2)
+    pa.update({f"{m}_w0": w0[j] for j, m in enumerate(nutr)})
+    return pa
+
+
+def _survival_columns(pa: dict, t_pfs, t_death, C) -> None:
+    """pfs_* (when ``t_pfs`` is given) and os_*: min(T, C) rounded to 1e-4 months, T <= C."""
+    if t_pfs is not None:
+        pa["pfs_months"] = np.round(np.minimum(t_pfs, C), 4)
+        pa["pfs_event"] = (t_pfs <= C).astype(np.int8)
+    pa["os_months"] = np.round(np.minimum(t_death, C), 4)
+    pa["os_event"] = (t_death <= C).astype(np.int8)
+
+
+def _mask_covariates(p: dict, pa: dict, cov: dict, u_cov: np.ndarray) -> None:
+    """Missing baseline covariates (``missingness.covariates``): NaN where masked."""
+    mc = p["missingness"]["covariates"]
+    for i, col in enumerate(mc["columns"]):
+        mask = missingness.covariate_missing(p["missingness"], cov["age"], u_cov[i])
+        if col in pa and mask.any():  # (markers are absent below level all)
+            pa[col] = np.where(mask, np.nan, pa[col].astype(float))
+
+
+def _partial_tables(p: dict, draws: dict) -> tuple[dict, None, dict]:
+    """The patients columns of a cohort generated below level ``all`` (no visits table)."""
+    pa = _baseline_columns(draws["cov"], draws["A"])
+    _survival_columns(pa, draws["t_pfs"], draws["t_death"], draws["C"])
+    _mask_covariates(p, pa, draws["cov"], draws["u_cov"])
+    return pa, None, {"primary": covariates.PRIMARIES, "site": covariates.SITES}
+
+
 def _tables(p: dict, draws: dict) -> tuple[dict, dict, dict]:
     cov, A, arms, st = draws["cov"], draws["A"], draws["arms"], draws["status"]
     n = A.shape[0]
@@ -206,15 +310,8 @@ def _tables(p: dict, draws: dict) -> tuple[dict, dict, dict]:
     nrs_obs = np.where(obs, draws["nrs_full"], np.nan)
     obs12 = obs[:, 3]
     dead12 = st[:, 3] == missingness.DEAD
-    pa: dict = {"id": np.arange(1, n + 1), "group": A}
-    for c in BASELINE_COLUMNS:
-        pa[c] = cov[c]
-    # markers: every marker of a kind in one array (rows), the same elementwise arithmetic
+    pa = _baseline_columns(cov, A)
     infl, nutr = covariates.INFLAMMATORY, covariates.NUTRITIONAL
-    w0 = np.round(np.exp(np.array([cov[f"log_{m}0"] for m in infl])), 3)
-    pa.update({f"{m}_w0": w0[i] for i, m in enumerate(infl)})
-    w0 = np.round(np.array([cov[f"{m}0"] for m in nutr]), 2)
-    pa.update({f"{m}_w0": w0[j] for j, m in enumerate(nutr)})
     q0 = draws["q0"]
     for i, d in enumerate(qol.DOMAINS):
         pa[f"qol_{d}_w0"] = q0[i]
@@ -250,19 +347,8 @@ def _tables(p: dict, draws: dict) -> tuple[dict, dict, dict]:
     pa["relief_duration_event"] = dur_ev
     for key in next(iter(arms.values()))["ae"]:
         pa[key] = received(lambda x, key=key: x["ae"][key])
-    C = draws["C"]
-    t_pfs = received(lambda x: x["t_pfs"])
-    t_death = draws["t_death"]
-    pa["pfs_months"] = np.round(np.minimum(t_pfs, C), 4)
-    pa["pfs_event"] = (t_pfs <= C).astype(np.int8)
-    pa["os_months"] = np.round(np.minimum(t_death, C), 4)
-    pa["os_event"] = (t_death <= C).astype(np.int8)
-    # missing baseline covariates
-    mc = p["missingness"]["covariates"]
-    for i, col in enumerate(mc["columns"]):
-        mask = missingness.covariate_missing(p["missingness"], cov["age"], draws["u_cov"][i])
-        if mask.any():
-            pa[col] = np.where(mask, np.nan, pa[col].astype(float))
+    _survival_columns(pa, received(lambda x: x["t_pfs"]), draws["t_death"], draws["C"])
+    _mask_covariates(p, pa, cov, draws["u_cov"])
     # visits, long: patient-major, weeks 0, 1, 4, 8, 12
     nrs_all = np.column_stack([cov["nrs0"], nrs_obs])
     st_all = np.column_stack([np.zeros(n, dtype=np.int8), st])
@@ -282,12 +368,20 @@ def _tables(p: dict, draws: dict) -> tuple[dict, dict, dict]:
     return pa, va, cats
 
 
-def generate(scenario: Scenario, rng: np.random.Generator, n: int | None = None) -> Cohort:
-    """Draw one cohort of ``n`` (default ``cohort.n``) patients."""
+def generate(
+    scenario: Scenario, rng: np.random.Generator, n: int | None = None, level: str = "all"
+) -> Cohort:
+    """Draw one cohort of ``n`` (default ``cohort.n``) patients, up to ``level`` (:data:`LEVELS`:
+    ``all`` the whole cohort; ``os`` / ``pfs`` only the columns of :func:`level_columns`, equal
+    to the whole cohort's from the same generator state, at a fraction of the cost)."""
+    if level not in LEVELS:
+        raise ValueError(f"level must be one of {', '.join(LEVELS)}; got {level!r}")
     k = constants(scenario)
-    draws = _simulate(scenario.params, k, rng, n or scenario.n)
-    pa, va, cats = _tables(scenario.params, draws)
-    return Cohort(pa, va, cats)
+    draws = _simulate(scenario.params, k, rng, n or scenario.n, level=level)
+    if level == "all":
+        return Cohort(*_tables(scenario.params, draws))
+    pa, va, cats = _partial_tables(scenario.params, draws)
+    return Cohort(pa, va, cats, level=level)
 
 
 def generate_with_potential(scenario: Scenario, rng: np.random.Generator, n: int | None = None):

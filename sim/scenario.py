@@ -10,6 +10,7 @@ and the truth cache depend on content, not on names or positions.
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import json
 import os
@@ -113,6 +114,17 @@ class Scenario:
         for dotted, value in {**(overrides or {}), **kw}.items():
             set_dotted(params, dotted, value)
         return Scenario.from_dict(params)
+
+    @functools.cached_property
+    def constants_key(self) -> str:
+        """Content hash of the parameters without ``cohort.n``: the key of the scenario's
+        derived constants (``sim.generate.constants``), which do not depend on the cohort size,
+        so every size of a power grid shares one solve (and the same intercepts)."""
+        params = {
+            **self.params,
+            "cohort": {k: v for k, v in self.params["cohort"].items() if k != "n"},
+        }
+        return content_hash(params)
 
     def key_ints(self) -> tuple[int, int]:
         """Two 32-bit integers from the content hash, for ``SeedSequence(spawn_key=...)``."""

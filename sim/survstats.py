@@ -54,16 +54,20 @@ def cox_loghr(time, event, x, max_iter: int = 50, tol: float = 1e-10):
     last = np.append(inv_first[1:] - 1, t.shape[0] - 1)
     grp_of = np.searchsorted(inv_first, np.arange(t.shape[0]), side="right") - 1
     p = X.shape[1]
+    end = last[grp_of]  # row i's risk set: rows 0..end[i] (decreasing time, ties included)
     beta = np.zeros(p)
     converged = False
     for _ in range(max_iter):
         w = np.exp(X @ beta)
-        s0 = np.cumsum(w)[last][grp_of]
-        s1 = np.cumsum(w[:, None] * X, axis=0)[last][grp_of]
-        s2 = np.cumsum(w[:, None, None] * X[:, :, None] * X[:, None, :], axis=0)[last][grp_of]
+        s0 = np.cumsum(w)[end]
+        s1 = np.cumsum(w[:, None] * X, axis=0)[end]
         xbar = s1[d] / s0[d][:, None]
         grad = (X[d] - xbar).sum(axis=0)
-        info = (s2[d] / s0[d][:, None, None]).sum(axis=0) - np.einsum("ij,ik->jk", xbar, xbar)
+        # sum over events i of S2_i / S0_i = sum_j w_j c_j x_j x_j', c_j = sum of 1 / S0_i over
+        # the events whose risk set holds j (end[i] >= j): a reverse cumulative sum, so no
+        # (n, p, p) array is ever built
+        c = np.cumsum(np.bincount(end[d], weights=1.0 / s0[d], minlength=t.shape[0])[::-1])[::-1]
+        info = (X * (w * c)[:, None]).T @ X - xbar.T @ xbar
         if not np.all(np.isfinite(info)) or np.linalg.matrix_rank(info) < p:
             raise ValueError("singular information matrix in the Cox fit")
         step = np.linalg.solve(info, grad)

@@ -142,14 +142,19 @@ def test_cox_matches_lifelines(cohort, covs):
         r = rows[f"{ep}_loghr_adj" if covs else f"{ep}_loghr"]
         assert r.status == "ok", r.message
         np.testing.assert_allclose(
-            [r.estimate, r.se, r.ci_low, r.ci_high, r.p_value],
+            [r.estimate, r.se, r.ci_low, r.ci_high],
             [
                 cph.params_["group"],
                 cph.standard_errors_["group"],
                 *cph.confidence_intervals_.loc["group"],
-                cph.summary.loc["group", "p"],
             ],
             rtol=1e-10,
+        )
+        # p = 2 Phi(-|z|): d log p / d log z is about z^2 (~10 at p ~ 0.002), so the same
+        # agreement in z allows 10x the relative difference in p
+        z = abs(r.estimate / r.se)
+        np.testing.assert_allclose(
+            r.p_value, cph.summary.loc["group", "p"], rtol=1e-10 * max(1.0, z * z)
         )
         assert r.n_used == cohort.n
 

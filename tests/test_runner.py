@@ -483,11 +483,11 @@ def test_scenario_constants_are_solved_once_and_shipped_to_the_workers(tmp_path)
     gen = importlib.import_module("palliasim.sim.generate")
     pts = expand_design("study", {"truth.seed": 424242, "truth.n": 4000}, {"cohort.n": [61, 62]})
     for p in pts:
-        gen._CONSTANTS.pop(p.key, None)
+        gen._CONSTANTS.pop(p.scenario.constants_key, None)
     specs = {"ancova": {"kind": "ancova_w12"}}
     runner = runner_settings(reps=4, seed=2, n_jobs=2, quiet=True)
     res = run_experiment(pts, specs, runner, tmp_path / "run")
-    solved = {p.key: constants.known(p.key) for p in pts}
+    solved = {p.key: constants.known(p.scenario) for p in pts}
     assert all(v is not None for v in solved.values())
     p0 = pts[0]
     task = ChunkTask("c", p0.scenario, specs, ("ancova",), 0, 3, 2, constants=solved[p0.key])
@@ -500,12 +500,14 @@ def test_scenario_constants_are_solved_once_and_shipped_to_the_workers(tmp_path)
     mine = res[res["scenario_key"] == p0.key]
     want = mine.sort_values(["rep", "estimand"])["estimate"].to_numpy()
     assert np.array_equal(same, want, equal_nan=True)
-    gen._CONSTANTS.pop(p0.key)  # a worker that never saw it, given altered constants
+    gen._CONSTANTS.pop(
+        p0.scenario.constants_key
+    )  # a worker that never saw it, given altered constants
     altered = {**solved[p0.key], "alpha": solved[p0.key]["alpha"] + 3.0}
     other = estimates(worker.run_chunk(dc_replace(task, constants=altered)))
     assert not np.array_equal(other, want, equal_nan=True)
-    gen._CONSTANTS.pop(p0.key)
-    constants.prime({p0.key: solved[p0.key]})
+    gen._CONSTANTS.pop(p0.scenario.constants_key)
+    constants.prime({p0.scenario.constants_key: solved[p0.key]})
 
 
 def test_prepare_solves_truths_and_constants_up_front():
@@ -520,8 +522,8 @@ def test_prepare_solves_truths_and_constants_up_front():
     gen = importlib.import_module("palliasim.sim.generate")
     pts = expand_design("study", {"truth.seed": 515152, "truth.n": 4000}, {"cohort.n": [41, 42]})
     for p in pts:
-        gen._CONSTANTS.pop(p.key, None)
+        gen._CONSTANTS.pop(p.scenario.constants_key, None)
     assert not (cache_dir() / f"{truth_key(pts[0].scenario)}.json").exists()
     prepare(pts, runner_settings(seed=2, n_jobs=2, quiet=True))
-    assert all(constants.known(p.key) is not None for p in pts)
+    assert all(constants.known(p.scenario) is not None for p in pts)
     assert (cache_dir() / f"{truth_key(pts[0].scenario)}.json").exists()

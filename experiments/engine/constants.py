@@ -1,11 +1,11 @@
 """Scenario constants (``sim.generate.constants``: the propensity and dropout intercepts solved on
-the DGM's fixed-seed sample of 100,000 patients, ~0.8 s of CPU per scenario) solved once per
-scenario key and run, and shipped to the workers with the chunk tasks.
+the DGM's fixed-seed sample of 100,000 patients, ~1 s of CPU per scenario) solved once per
+run and constants key (``Scenario.constants_key``: the scenario without ``cohort.n``, so the
+sizes of a power grid share one solve), and shipped to the workers with the chunk tasks.
 
-``sim.generate`` caches them per process, keyed by the scenario's content hash; without this
-module every worker process solved every scenario it met again (a power grid of 30 design
-points cost 30 x 0.8 s in each worker). The values are deterministic functions of the scenario,
-so a worker given them draws exactly the cohorts it would have drawn after solving them itself.
+``sim.generate`` caches them per process by that key; without this module every worker process
+solved every scenario it met again. The values are deterministic functions of the scenario, so
+a worker given them draws exactly the cohorts it would have drawn after solving them itself.
 """
 
 from __future__ import annotations
@@ -25,14 +25,14 @@ def _cache() -> dict | None:
     return cache if isinstance(cache, dict) else None
 
 
-def known(key: str) -> dict | None:
-    """The constants of scenario ``key`` already solved in this process, else None."""
+def known(scenario: Scenario) -> dict | None:
+    """The constants of ``scenario`` already solved in this process, else None."""
     cache = _cache()
-    return None if cache is None else cache.get(key)
+    return None if cache is None else cache.get(scenario.constants_key)
 
 
 def prime(values: Mapping[str, dict]) -> None:
-    """Put solved constants (scenario key -> constants) into this process's cache, so
+    """Put solved constants (constants key -> constants) into this process's cache, so
     ``sim.generate`` does not solve them again (a no-op if that cache is not there)."""
     cache = _cache()
     if cache is not None:

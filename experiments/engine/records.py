@@ -40,7 +40,8 @@ class ConstantsTask:
 
 @dataclass(frozen=True)
 class ConstantsReply:
-    """The solved constants of scenario ``key`` or the traceback (``error``)."""
+    """The solved constants of the scenarios of constants key ``key`` (``Scenario.constants_key``)
+    or the traceback (``error``)."""
 
     key: str
     ok: bool

@@ -255,9 +255,10 @@ def prepare(
     tasks: list = [
         dataclasses.replace(t, parent_pid=parent) for t in uncached_truths([*points, *truths_only])
     ]
-    for p in points:
-        if p.key not in seen and constants.known(p.key) is None:
-            seen.add(p.key)
+    for p in points:  # one solve per constants key (the sizes of a grid share it)
+        ck = p.scenario.constants_key
+        if ck not in seen and constants.known(p.scenario) is None:
+            seen.add(ck)
             tasks.append(ConstantsTask(p.scenario, parent_pid=parent))
     if not tasks:
         return
@@ -284,23 +285,26 @@ def _run_in_pool(tasks, runner: RunnerSettings):
 def _solve_constants(plan: RunPlan, by_key, runner) -> dict[str, dict]:
     """The scenario constants of every point with chunks to compute: those this process
     solved before (an earlier call, e.g. an adaptive step), the others solved in the pool, one
-    task per scenario (in parallel; a scenario whose solve fails gets None, and its chunks
+    task per constants key (in parallel; a scenario whose solve fails gets None, and its chunks
     report the error). Returns scenario key -> constants, shipped with the chunk tasks."""
     keys = list(dict.fromkeys(c.scenario_key for c in plan.todo))
-    out = {k: v for k in keys if (v := constants.known(k)) is not None}
+    scen = {k: by_key[k].scenario for k in keys}
+    out = {k: v for k in keys if (v := constants.known(scen[k])) is not None}
     missing = [k for k in keys if k not in out]
     if not missing:
         return out
     parent = os.getpid() if runner.backend == "loky" else None
-    todo = [ConstantsTask(by_key[k].scenario, parent_pid=parent) for k in missing]
+    by_ck = {scen[k].constants_key: scen[k] for k in reversed(missing)}  # first scenario wins
+    todo = [ConstantsTask(s, parent_pid=parent) for s in reversed(by_ck.values())]
     if len(todo) == 1 or runner.workers == 1:  # no pool round trip for one solve
         replies = map(run_task, todo)
     else:
         replies = _run_in_pool(todo, runner)
-    for reply in replies:
-        if reply.ok:
-            out[reply.key] = reply.values
-    constants.prime(out)
+    solved = {reply.key: reply.values for reply in replies if reply.ok}
+    constants.prime(solved)
+    out.update(
+        {k: solved[scen[k].constants_key] for k in missing if scen[k].constants_key in solved}
+    )
     return out
 
 

@@ -2,8 +2,11 @@
 
 For each replication ``rep`` of a :class:`ChunkTask`, with BLAS pinned to one thread:
 
-1. ``cohort = sim.generate(scenario, rng_for(seed, scenario.key, "data", rep))`` - one data set
-   shared by every estimator (common random numbers: method comparisons are paired);
+1. ``cohort = sim.generate(scenario, rng_for(seed, scenario.key, "data", rep), level=level)`` -
+   one data set shared by every estimator (common random numbers: method comparisons are
+   paired); ``level`` is the smallest ``sim.generate.LEVELS`` that has every column the chunk's
+   estimators read (:func:`chunk_level`: ``os`` for survival tests of OS alone), whose columns
+   equal the whole cohort's;
 2. for each estimator, in name order: ``est.fit(cohort, rng_for(seed, scenario.key, "estimator",
    rep, name_int(name)))``, or ``est.fit(cohort, None)`` when ``est.uses_rng()`` is False (a
    deterministic fit: the Generator would be built for nothing).
@@ -39,6 +42,7 @@ from palliasim.experiments.engine.records import (
     TruthTask,
 )
 from palliasim.sim import generate, rng_for, truth
+from palliasim.sim.generate import level_for
 from palliasim.sim.seeding import name_int
 
 #: message prefix of rows produced by an unexpected exception in ``fit``
@@ -113,6 +117,18 @@ def _error_rows(name: str, est, exc: BaseException, seconds: float) -> list[dict
     ]
 
 
+def chunk_level(ests) -> str:
+    """The generation level a chunk's estimators need: the smallest of ``sim.generate.LEVELS``
+    with every column of their ``needs()`` (``all`` as soon as one needs the whole cohort)."""
+    cols: set[str] = set()
+    for _name, est in ests:
+        need = est.needs()
+        if need is None:
+            return "all"
+        cols.update(need)
+    return level_for(cols)
+
+
 def run_chunk(task: ChunkTask) -> ChunkReply:
     """Compute one chunk: reps ``first..last`` of one scenario for the listed estimators."""
     t0 = time.perf_counter()
@@ -121,7 +137,7 @@ def run_chunk(task: ChunkTask) -> ChunkReply:
         scenario, seed = task.scenario, int(task.seed)
         key = scenario.key
         if task.constants is not None:
-            constants.prime({key: task.constants})
+            constants.prime({scenario.constants_key: task.constants})
         ests = []
         for name in task.methods:  # sorted by name in the parent
             opts = {k: v for k, v in task.specs[name].items() if k != "kind"}
@@ -130,9 +146,11 @@ def run_chunk(task: ChunkTask) -> ChunkReply:
         errors: list[FitError] = []
         errors_by_method = {name: 0 for name, _ in ests}
         fit_lock = _FIT_LOCK if task.serial_fits else contextlib.nullcontext()
+        level = chunk_level(ests)
+        gen_kw = {} if level == "all" else {"level": level}
         with single_thread_blas():
             for rep in range(int(task.first), int(task.last) + 1):
-                cohort = _generate(scenario, rng_for(seed, key, "data", rep))
+                cohort = _generate(scenario, rng_for(seed, key, "data", rep), **gen_kw)
                 for name, est in ests:
                     rng_e = (
                         rng_for(seed, key, "estimator", rep, name_int(name))
@@ -195,10 +213,15 @@ def run_constants(task: ConstantsTask) -> ConstantsReply:
     try:
         with single_thread_blas():
             values = constants.solve(task.scenario)
-        return ConstantsReply(task.scenario.key, True, time.perf_counter() - t0, values=values)
+        return ConstantsReply(
+            task.scenario.constants_key, True, time.perf_counter() - t0, values=values
+        )
     except Exception:
         return ConstantsReply(
-            task.scenario.key, False, time.perf_counter() - t0, error=traceback.format_exc()
+            task.scenario.constants_key,
+            False,
+            time.perf_counter() - t0,
+            error=traceback.format_exc(),
         )
 
 

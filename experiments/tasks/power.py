@@ -65,7 +65,7 @@ def run(settings: Settings) -> int:
 
     for n in notes:
         say(n)
-    say(f"truth and formula inputs of '{alt.name}' (first run of a scenario: ~20 s) ...")
+    say(f"truth and formula inputs of '{alt.name}' (first run of a scenario: ~10 s) ...")
     # the truths (when not cached) of both scenarios and the constants of the formula
     # inputs' scenario, in parallel; the grid points' constants follow once the grid is known
     prepare([DesignPoint({}, alt, "alt")], runner, [DesignPoint({}, null, "null")] if null else [])
