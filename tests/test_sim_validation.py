@@ -262,6 +262,19 @@ def test_key_independent_of_dict_order(study):
     assert sc.key == study.with_overrides({"survival.os.log_hr": -0.2, "cohort.n": 300}).key
 
 
+def test_constants_key_ignores_only_the_cohort_size(study):
+    """Scenario constants (propensity / dropout intercepts) do not depend on cohort.n: every
+    size of a power grid shares one solve and the same values; any other key changes them."""
+    import importlib
+
+    gen = importlib.import_module("palliasim.sim.generate")
+    s100, s300 = study.with_overrides({"cohort.n": 100}), study.with_overrides({"cohort.n": 300})
+    assert s100.key != s300.key and s100.constants_key == s300.constants_key
+    assert gen.constants(s100) is gen.constants(s300)
+    for key, value in (("treatment.allocation", 0.3), ("missingness.target_week12", 0.2)):
+        assert study.with_overrides({key: value}).constants_key != study.constants_key, key
+
+
 def _numeric_leaves(node, prefix=""):
     if isinstance(node, dict):
         for k, v in node.items():
