@@ -120,6 +120,7 @@ def cox(
     engine: str,
     weights: np.ndarray | None = None,
     robust: bool = False,
+    order=None,
 ) -> CoxFit:
     """Cox PH regression, Efron ties, to the maximum partial likelihood (R's ``coxph``).
 
@@ -127,14 +128,15 @@ def cox(
     deaths, as R). ``robust``: R's ``coxph(robust = TRUE)`` sandwich with Efron-tie score
     residuals (:func:`estimators.fast.cox.robust_cov`), for both engines (lifelines' own
     sandwich ignores ties). Reference: lifelines ``CoxPHFitter`` with
-    :data:`LIFELINES_FIT_OPTIONS`; fast: :func:`estimators.fast.cox.cox_fit`.
+    :data:`LIFELINES_FIT_OPTIONS`; fast: :func:`estimators.fast.cox.cox_fit` (``order``: the
+    stable time order if known, the same result).
     """
     _check_engine(engine)
     problem = cox_data_problem(t, e, X, names)
     if problem:
         raise StatisticalTrouble(problem)
     if engine == "fast":
-        r = fast_cox.cox_fit(t, e, X, weights=weights, robust=robust)
+        r = fast_cox.cox_fit(t, e, X, weights=weights, robust=robust, order=order)
         if r.status != "ok":
             raise StatisticalTrouble(f"Cox model: {r.message}")
         return CoxFit(r.params, r.bse, r.cov_params, r.n_events)
@@ -846,12 +848,13 @@ class LogrankFit(NamedTuple):
     p_value: float
 
 
-def logrank(t: np.ndarray, e: np.ndarray, g: np.ndarray, *, engine: str) -> LogrankFit:
+def logrank(t: np.ndarray, e: np.ndarray, g: np.ndarray, *, engine: str, order=None) -> LogrankFit:
     """Two-sample log-rank test of group 1 vs 0: lifelines ``logrank_test`` (+ Peto's sums,
-    :func:`peto_logrank`) or :func:`estimators.fast.logrank_test` (the same sums)."""
+    :func:`peto_logrank`) or :func:`estimators.fast.logrank_test` (the same sums; ``order``:
+    the stable time order if known)."""
     _check_engine(engine)
     if engine == "fast":
-        res = fast_logrank(t, e, g == 1)
+        res = fast_logrank(t, e, g == 1, order=order)
         o_e, v = float(res.observed[1] - res.expected[1]), float(res.variance)
         if res.status != "ok" and v > 0:
             raise StatisticalTrouble(f"log-rank test: {res.message}")

@@ -164,9 +164,19 @@ def covariate_arrays(cohort, endpoint: str, covariates):
     return t, e, g, X, list(covariates), dropped
 
 
-def _cox_group(t, e, X, names, alpha, engine, weights=None):
+def time_order(cohort, endpoint: str, t: np.ndarray):
+    """The stable time order of ``t`` shared by a replication's fits (``Cohort.stable_order``)
+    when ``t`` is the whole endpoint column (no row dropped), else None (the fit sorts)."""
+    if t.shape[0] != cohort.n:
+        return None
+    return cohort.stable_order(f"{endpoint}_months")
+
+
+def _cox_group(t, e, X, names, alpha, engine, weights=None, order=None):
     """(estimate, se, ci_low, ci_high, p) of the first column (group): Wald normal."""
-    fit = engines.cox(t, e, X, names, engine=engine, weights=weights, robust=weights is not None)
+    fit = engines.cox(
+        t, e, X, names, engine=engine, weights=weights, robust=weights is not None, order=order
+    )
     b, se = float(fit.params[0]), float(fit.se[0])
     q = ndtri(1 - alpha / 2)
     p = 2 * ndtr(-abs(b / se)) if se > 0 else NAN
@@ -533,7 +543,8 @@ class LogRank(_SurvivalEstimator):
     def _fit_endpoint(self, cohort, ep, rng) -> list[Estimate]:
         t, e, g = (survival_arrays_fast if self.engine == "fast" else survival_arrays)(cohort, ep)
         check_arms(t, e, g, ep)
-        res = engines.logrank(t, e, g, engine=self.engine)
+        order = time_order(cohort, ep, t) if self.engine == "fast" else None
+        res = engines.logrank(t, e, g, engine=self.engine, order=order)
         o_e, v = res.o_minus_e, res.variance
         if not v > 0:
             raise StatisticalTrouble(f"zero log-rank variance ({ep})")
@@ -577,7 +588,8 @@ class Cox(_SurvivalEstimator):
         t, e, g, Xc, names, dropped = analysis_arrays(cohort, ep, self.covariates, self.engine)
         check_arms(t, e, g, ep)
         X = np.column_stack([g, Xc]) if Xc.shape[1] else g[:, None]
-        out = _cox_group(t, e, X, ["group", *names], self.alpha, self.engine)
+        order = time_order(cohort, ep, t) if self.engine == "fast" else None
+        out = _cox_group(t, e, X, ["group", *names], self.alpha, self.engine, order=order)
         return [_cox_row(self.name, self._targets_for(ep)[0], out, t.size, dropped)]
 
 

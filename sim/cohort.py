@@ -136,6 +136,20 @@ class Cohort:
             return None
         return a.astype(float)
 
+    def stable_order(self, col: str) -> np.ndarray:
+        """``np.argsort(column, kind="stable")`` (int64) of numeric patient column ``col``,
+        computed once per cohort and shared by the survival fits of a replication (callers
+        must not modify it)."""
+        memo = self.__dict__.setdefault("_orders", {})
+        o = memo.get(col)
+        if o is None:
+            a = self.numeric_column(col)
+            if a is None:
+                raise KeyError(f"no numeric patient column {col!r} to sort by")
+            o = np.argsort(a, kind="stable").astype(np.int64, copy=False)
+            memo[col] = o
+        return o
+
     def label_mask(self, col: str, label: str) -> np.ndarray | None:
         """Boolean array: patient column ``col`` (categorical or text) equals ``label``; None
         when the column is absent."""

@@ -40,14 +40,31 @@ def solve_intercept(p: dict, score_sample: np.ndarray) -> float:
     return 0.5 * (lo + hi)
 
 
+def _smallest(u: np.ndarray, k: int) -> np.ndarray:
+    """int8 indicator of the ``k`` smallest ``u`` (ties by position: the first ``k`` of a stable
+    argsort), by an O(n) partition unless the k-th value is tied (then the stable sort)."""
+    n = u.shape[0]
+    a = np.zeros(n, dtype=np.int8)
+    if k <= 0:
+        return a
+    if k >= n:
+        a[:] = 1
+        return a
+    kth = np.partition(u, k - 1)[k - 1]
+    below = u <= kth
+    if np.count_nonzero(below) == k:
+        a[below] = 1
+    else:
+        a[np.argsort(u, kind="stable")[:k]] = 1
+    return a
+
+
 def assign(p: dict, cov: dict, a0: float, rng: np.random.Generator, n: int) -> np.ndarray:
     """Treatment indicator (1 = observation group), int8."""
     t = p["treatment"]
     u = rng.random(n)
     if p["confounding"]["strength"] == 0 and t["scheme"] == "complete":
         n1 = int(round(n * t["allocation"]))
-        a = np.zeros(n, dtype=np.int8)
-        a[np.argsort(u, kind="stable")[:n1]] = 1
-        return a
+        return _smallest(u, n1)
     prob = expit(a0 + propensity_score(p, cov))
     return (u < prob).astype(np.int8)

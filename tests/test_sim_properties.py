@@ -420,3 +420,18 @@ def test_large_cohort_invariants():
     for preset in PRESETS:
         sc = scenario(preset, "mar")
         check_cohort(_cohort(sc, 2026, 20_000), sc, 20_000)
+
+
+def test_complete_randomization_partition_equals_the_stable_sort():
+    """treatment._smallest (O(n) partition) picks exactly the first k of a stable argsort,
+    ties included (then it falls back to the sort)."""
+    from palliasim.sim.treatment import _smallest
+
+    rng = np.random.default_rng(0)
+    for trial in range(500):
+        n = int(rng.integers(1, 60))
+        k = int(rng.integers(-1, n + 2))
+        u = rng.integers(0, 5, n).astype(float) if trial % 2 else rng.random(n)
+        want = np.zeros(n, np.int8)
+        want[np.argsort(u, kind="stable")[: min(max(k, 0), n)]] = 1
+        assert np.array_equal(_smallest(u, k), want), (u, k)

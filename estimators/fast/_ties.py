@@ -6,14 +6,18 @@ import numpy as np
 
 from ._jit import njit
 
+#: "no precomputed order" (an empty int64 array: one compiled signature either way)
+_NONE = np.empty(0, dtype=np.int64)
+
 
 @njit
-def tie_order(time, isevent, events_first):
+def tie_order(time, isevent, events_first, by_time=_NONE):
     """Rows by time (stable); within a run of equal times the events first (``events_first``)
     or the censorings first, each kept in input order. ``events_first=False`` is
-    ``np.lexsort((isevent, time))``."""
+    ``np.lexsort((isevent, time))``. ``by_time``: the stable argsort of ``time`` if the caller
+    has it (one sort shared by the fits of a replication: ``Cohort.stable_order``), else empty."""
     n = time.shape[0]
-    o = np.argsort(time, kind="mergesort")
+    o = by_time if by_time.shape[0] == n else np.argsort(time, kind="mergesort")
     order = np.empty(n, dtype=np.int64)
     i = 0
     while i < n:

@@ -103,6 +103,10 @@ class CoxResult:
     message: str
 
 
+#: "no precomputed time order" for the compiled kernels
+_NO_ORDER = np.empty(0, dtype=np.int64)
+
+
 def _p_chi2(x: float, df: int) -> float:
     """Upper chi-square tail: closed forms for 1 and 2 degrees of freedom (scipy's chdtrc costs
     ~15 us a call at df = 1; these agree with it to ~1e-14 relative), else chdtrc."""
@@ -273,6 +277,7 @@ def cox_fit(
     robust: bool = False,
     maxiter: int = 50,
     tol: float = 1e-9,
+    order=None,
 ) -> CoxResult:
     """Fit a Cox PH model.
 
@@ -286,6 +291,8 @@ def cox_fit(
     robust : Lin-Wei sandwich covariance as R's ``coxph(robust = TRUE)`` (Efron ties included)
     tol : convergence when max_j |step_j| * sd(x_j) <= tol (SEs from the information at the
         last iterate, within tol of the returned beta)
+    order : optional ``np.argsort(time, kind="stable")`` (int64) when the caller has it (shared
+        by the fits of a replication); the result is the same without it
     """
     time = np.asarray(time, dtype=float)
     if time.ndim != 1:
@@ -318,8 +325,9 @@ def cox_fit(
     # centre (and measure scale of) the covariates; estimates are invariant
     mean = X.sum(axis=0) * (1.0 / n)
     # the centring, the remaining checks, the sort and the whole Newton iteration: one call
+    by_time = _NO_ORDER if order is None else np.asarray(order, dtype=np.int64)
     check, j, lvl, nev, sd, out = cox_fit_c(
-        time, evf, X, mean, w, weighted, w_ok, ties == "efron", maxiter, tol, robust
+        time, evf, X, mean, w, weighted, w_ok, ties == "efron", maxiter, tol, robust, by_time
     )
     if check != CHECK_OK:
         if check == CHECK_EVENT:

@@ -405,13 +405,14 @@ CHECK_MONOTONE = 5  # 0/1 covariate j without events at level lvl
 
 
 @njit
-def sort_order(time, evf):
-    """``np.lexsort((event, time))``: by time, censorings first at equal times, else stable."""
-    return tie_order(time, evf != 0.0, False)
+def sort_order(time, evf, by_time):
+    """``np.lexsort((event, time))``: by time, censorings first at equal times, else stable
+    (``by_time``: the stable argsort of ``time``, or empty)."""
+    return tie_order(time, evf != 0.0, False, by_time)
 
 
 @njit
-def cox_fit_c(time, evf, X, mean, w, weighted, w_ok, efron, maxiter, tol, robust):
+def cox_fit_c(time, evf, X, mean, w, weighted, w_ok, efron, maxiter, tol, robust, by_time):
     """:func:`estimators.fast.cox.cox_fit` after its length and finiteness checks: the
     centring on ``mean`` (numpy's column means, so a constant column centres to exactly the
     zeros it did), the SDs, the remaining data checks, the sort and :func:`cox_newton`, in
@@ -476,7 +477,7 @@ def cox_fit_c(time, evf, X, mean, w, weighted, w_ok, efron, maxiter, tol, robust
                 e1 += x
         if binary and (e1 == 0.0 or e1 == nev):
             return CHECK_MONOTONE, a, 1 if e1 == 0.0 else 0, nev, sd, dummy
-    order = sort_order(time, evf)
+    order = sort_order(time, evf, by_time)
     ts = np.empty(n)
     ev = np.empty(n, dtype=np.bool_)
     Xs = np.empty((n, p))
