@@ -362,6 +362,7 @@ class PowerSettings(TaskSettings):
     reps_start: int
     reps_step: int
     reps_max: int
+    reps_growth: float
     include_lmm: bool
     methods: dict
     chunk_size: int | None
@@ -409,6 +410,8 @@ class PowerSettings(TaskSettings):
             _set(self, "precision_band", [float(x) for x in band])
         for key in ("reps_start", "reps_step", "reps_max", "n_boot", "max_rows"):
             require(getattr(self, key), f"task.{key}", int_at_least(1))
+        require(self.reps_growth, "task.reps_growth", number_in(1, 10))
+        _set(self, "reps_growth", float(self.reps_growth))
         require(self.chunk_size, "task.chunk_size", _optional(int_at_least(1)))
         require(self.analytic_n, "task.analytic_n", int_at_least(1000))
         require(self.projection_n, "task.projection_n", int_at_least(100))

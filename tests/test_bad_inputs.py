@@ -91,6 +91,7 @@ CONFIGS = [
     ("power_endpoint", ["task=power", "task.endpoints=[foo]"], ["task.endpoints"]),
     ("power_reps", ["task=power", "task.reps_start=900", "task.reps_max=10"], ["task.reps_start"]),
     ("power_halfwidth", ["task=power", "task.ci_halfwidth=0.7"], ["task.ci_halfwidth"]),
+    ("power_growth", ["task=power", "task.reps_growth=0.5"], ["task.reps_growth", "[1, 10]"]),
     ("power_band", ["task=power", "task.precision_band=[0.9,0.2]"], ["task.precision_band"]),
     ("power_band_range", ["task=power", "task.precision_band=[0.5,1.5]"], ["task.precision_band"]),
     ("analyse_no_data", ["task=analyse"], ["data="]),

@@ -200,6 +200,40 @@ def test_adaptive_loop_stops_at_target_or_reps_max(tmp_path):
     assert np.array_equal(a, b)
 
 
+def test_next_reps_grows_geometrically_in_multiples_of_the_step():
+    seq, r = [200], 200
+    while r < 2000:
+        r = adaptive.next_reps(r, 200, 2.0, 2000)
+        seq.append(r)
+    assert seq == [200, 400, 800, 1600, 2000]
+    assert adaptive.next_reps(200, 200, 1.0, 2000) == 400  # growth 1: reps_step only
+    assert adaptive.next_reps(100, 30, 2.0, 1000) == 210  # 2 x 100 rounded up to a multiple
+    assert adaptive.next_reps(1900, 200, 2.0, 2000) == 2000  # capped
+
+
+def test_adaptive_loop_with_growth_takes_fewer_steps_and_the_same_rows(tmp_path):
+    """reps_growth changes only how many steps reach a pair's reps, never its rows."""
+    pts = expand_design("randomized", {"truth.n": 4000}, {"cohort.n": [40]})
+    specs = {"uniform": {"kind": "toy_pvalue", "mode": "uniform"}}
+    common = dict(
+        alpha=0.05,
+        ci_halfwidth=0.01,
+        reps_start=25,
+        reps_step=25,
+        reps_max=200,
+        runner=runner_settings(seed=3, n_jobs=1, chunk_size=25, quiet=True),
+    )
+    plain = adaptive.adaptive_power(pts, specs, out_dir=tmp_path / "a", **common)
+    grown = adaptive.adaptive_power(pts, specs, out_dir=tmp_path / "b", reps_growth=2.0, **common)
+    key = pts[0].key
+    assert plain.reps[(key, "uniform")] == grown.reps[(key, "uniform")] == 200
+    assert len(plain.rounds) == 8 and len(grown.rounds) == 4  # 25, 50, 100, 200
+    a = plain.results.sort_values("rep")["p_value"].to_numpy()
+    assert np.array_equal(a, grown.results.sort_values("rep")["p_value"].to_numpy())
+    with pytest.raises(ValueError, match="reps_growth"):
+        adaptive.adaptive_power(pts, specs, out_dir=tmp_path / "c", reps_growth=0.5, **common)
+
+
 def test_adaptive_loop_stops_outside_the_precision_band(tmp_path):
     pts = expand_design("randomized", {"truth.n": 4000}, {"cohort.n": [40]})
     specs = {

@@ -6,6 +6,7 @@ only the new chunks (and an interrupted run resumes)."""
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -46,6 +47,7 @@ def adaptive_power(
     reps_start: int = 200,
     reps_step: int = 200,
     reps_max: int = 2000,
+    reps_growth: float = 1.0,
     method_reps_max: Mapping[str, int] | None = None,
     precision_band: Sequence[float] | None = None,
     point_specs: Mapping[tuple[str, str], Mapping[str, Any]] | None = None,
@@ -58,7 +60,9 @@ def adaptive_power(
     Every (design point, method) pair in ``needed`` (default: every method at every point, all
     its estimands) starts with ``reps_start`` replications; after each step, a pair whose widest
     Clopper-Pearson half-width over its estimands (``needed[pair]``) exceeds ``ci_halfwidth``
-    gets ``reps_step`` more, up to ``reps_max`` (or ``method_reps_max[method]``). With
+    gets more, up to ``reps_max`` (or ``method_reps_max[method]``): ``reps_step`` more, or with
+    ``reps_growth`` g > 1 up to g times its reps (rounded up to a multiple of ``reps_step``), so
+    a pair far from its target takes few, growing steps (:func:`next_reps`). With
     ``precision_band = (lo, hi)``, an estimand whose exact 95% CI lies entirely below ``lo`` or
     above ``hi`` needs no more replications (it is far from the powers that decide the required
     n; its precision is what it has, reported as power_mcse): a pair stops when each of its
@@ -84,6 +88,10 @@ def adaptive_power(
     for name, v in (("reps_start", reps_start), ("reps_step", reps_step), ("reps_max", reps_max)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise ValueError(f"{name} must be an integer >= 1; got {v!r}")
+    if isinstance(reps_growth, bool) or not (
+        isinstance(reps_growth, (int, float)) and 1 <= reps_growth <= 10
+    ):
+        raise ValueError(f"reps_growth must be a number in [1, 10]; got {reps_growth!r}")
     if not 0 < ci_halfwidth < 0.5:
         raise ValueError(f"ci_halfwidth must be in (0, 0.5); got {ci_halfwidth!r}")
     band = None
@@ -162,7 +170,7 @@ def adaptive_power(
                 run.stopped[pair] = "reps_max"
                 finished.append(pair)
             else:
-                target[pair] = min(reps_now + reps_step, caps[m])
+                target[pair] = next_reps(reps_now, reps_step, reps_growth, caps[m])
         active -= set(finished)
         run.rounds.append(
             {"step": step, "pairs": len(finished) + len(active), "seconds": _now() - t0}
@@ -173,6 +181,13 @@ def adaptive_power(
         frames.append(df[df["estimand"].isin(ests)] if ests else df)
     run.results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return run
+
+
+def next_reps(reps: int, step: int, growth: float, cap: int) -> int:
+    """The replications of a pair's next step: ``max(reps + step, growth x reps rounded up to a
+    multiple of step)``, at most ``cap``."""
+    grown = -(-math.ceil(reps * growth - 1e-9) // step) * step
+    return int(min(cap, max(reps + step, grown)))
 
 
 def _now() -> float:

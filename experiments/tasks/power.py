@@ -104,7 +104,8 @@ def run(settings: Settings) -> int:
         + f", allocation {inputs['allocation']:.3g}, alpha {alpha:g}; n = "
         + "; ".join(f"{ep}: {','.join(map(str, gr[ep]))}" for ep in cfg.endpoints)
         + f"; methods: {', '.join(specs)}; reps {cfg.reps_start} + {cfg.reps_step} "
-        f"until the 95% CI half-width <= {cfg.ci_halfwidth:g} (max {cfg.reps_max}"
+        + (f"(or x{cfg.reps_growth:g}) " if cfg.reps_growth > 1 else "")
+        + f"until the 95% CI half-width <= {cfg.ci_halfwidth:g} (max {cfg.reps_max}"
         + (f"; {', '.join(f'{m} {c}' for m, c in caps.items())}" if caps else "")
         + (
             f"; no more reps once the CI is outside {cfg.precision_band[0]:g}-"
@@ -124,6 +125,7 @@ def run(settings: Settings) -> int:
             ci_halfwidth=float(cfg.ci_halfwidth),
             reps_start=cfg.reps_start,
             reps_step=cfg.reps_step,
+            reps_growth=cfg.reps_growth,
             reps_max=cfg.reps_max,
             method_reps_max={m: c for m, c in caps.items() if m in specs},
             precision_band=cfg.precision_band,
