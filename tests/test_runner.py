@@ -527,3 +527,23 @@ def test_prepare_solves_truths_and_constants_up_front():
     prepare(pts, runner_settings(seed=2, n_jobs=2, quiet=True))
     assert all(constants.known(p.scenario) is not None for p in pts)
     assert (cache_dir() / f"{truth_key(pts[0].scenario)}.json").exists()
+
+
+def test_chunk_tasks_are_dispatched_largest_first(tmp_path):
+    """RunPlan.tasks orders chunks by patients x reps x methods, descending, ties in plan order
+    (so the pool's last tasks are its shortest); truth tasks stay first."""
+    from palliasim.experiments.engine import storage
+    from palliasim.experiments.engine.plan import plan_run
+    from palliasim.experiments.engine.records import ChunkTask
+
+    pts = expand_design("study", {"truth.n": 4000}, {"cohort.n": [40, 400, 120]})
+    specs = {"ancova": {"kind": "ancova_w12"}}
+    runner = runner_settings(reps=6, seed=2, n_jobs=1, chunk_size=4, quiet=True)
+    hashes = {m: storage.spec_hash(s) for m, s in specs.items()}
+    plan = plan_run(tmp_path, pts, hashes, runner)
+    tasks = plan.tasks(pts, specs, runner, {})
+    chunks = [t for t in tasks if isinstance(t, ChunkTask)]
+    assert all(not isinstance(t, ChunkTask) for t in tasks[: len(tasks) - len(chunks)])
+    cost = [t.scenario.n * (t.last - t.first + 1) for t in chunks]
+    assert cost == sorted(cost, reverse=True)
+    assert [t.scenario.n for t in chunks] == [400, 400, 120, 120, 40, 40]
