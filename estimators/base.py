@@ -84,30 +84,34 @@ class Estimate:
         return asdict(self)
 
 
-def _statistical_exceptions() -> tuple[type[BaseException], ...]:
-    excs: list[type[BaseException]] = [
-        StatisticalTrouble,
-        np.linalg.LinAlgError,
-        ZeroDivisionError,
-        FloatingPointError,
-        OverflowError,
-    ]
-    try:
-        from lifelines.exceptions import ConvergenceError
-
-        excs.append(ConvergenceError)
-    except ImportError:  # pragma: no cover
-        pass
-    try:
-        from statsmodels.tools.sm_exceptions import PerfectSeparationError
-
-        excs.append(PerfectSeparationError)
-    except ImportError:  # pragma: no cover
-        pass
-    return tuple(excs)
+#: the numerical errors every fit reports as a status (never raised past ``fit``)
+_BASE_EXCEPTIONS: tuple[type[BaseException], ...] = (
+    StatisticalTrouble,
+    np.linalg.LinAlgError,
+    ZeroDivisionError,
+    FloatingPointError,
+    OverflowError,
+)
+#: the reference libraries' own (module, class): caught once the library is loaded. Read from
+#: ``sys.modules``, not imported: a library that was never imported cannot have raised, and
+#: importing lifelines only to name its exception costs each worker ~1 s of start-up.
+_LIBRARY_EXCEPTIONS = (
+    ("lifelines.exceptions", "ConvergenceError"),
+    ("statsmodels.tools.sm_exceptions", "PerfectSeparationError"),
+)
 
 
-STATISTICAL_EXCEPTIONS = _statistical_exceptions()
+def statistical_exceptions() -> tuple[type[BaseException], ...]:
+    """The exception types a fit turns into a status row: the numerical errors, plus
+    lifelines' ConvergenceError and statsmodels' PerfectSeparationError when loaded."""
+    extra = tuple(
+        getattr(mod, name)
+        for modname, name in _LIBRARY_EXCEPTIONS
+        if (mod := sys.modules.get(modname)) is not None and hasattr(mod, name)
+    )
+    return _BASE_EXCEPTIONS + extra if extra else _BASE_EXCEPTIONS
+
+
 REGISTRY: dict[str, type[Estimator]] = {}
 
 
@@ -179,7 +183,7 @@ class Estimator:
         with capture() as msgs, np.errstate(all="ignore"):
             try:
                 rows = self._fit(cohort, rng)
-            except STATISTICAL_EXCEPTIONS as exc:
+            except statistical_exceptions() as exc:
                 msg = f"{type(exc).__name__}: {exc}".strip()
                 rows = [Estimate(self.name, e, status=FAILED, message=msg) for e in self.targets()]
         dt = (time.perf_counter() - t0) / max(len(rows), 1)

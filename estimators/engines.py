@@ -5,7 +5,7 @@ lifelines, numpy) or ``"fast"`` (the numpy kernels of :mod:`estimators.fast`). B
 to the optimum (not to a library's early stopping point), so they agree with each other and
 with R (survival::coxph, lme4, glm, survfit) to ~1e-10. Statistical trouble raises
 :class:`~estimators.base.StatisticalTrouble` (or a library error listed in
-``base.STATISTICAL_EXCEPTIONS``) with the same message in both engines where the data decide it
+``base.statistical_exceptions()``) with the same message in both engines where the data decide it
 before any fit; library warnings are left to the caller's :func:`~estimators.base.capture`.
 
 =====================  =====================================  ================================

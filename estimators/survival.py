@@ -38,7 +38,6 @@ from palliasim.estimators.base import (
     FAILED,
     NAN,
     OK,
-    STATISTICAL_EXCEPTIONS,
     WARNING,
     Estimate,
     Estimator,
@@ -47,6 +46,7 @@ from palliasim.estimators.base import (
     capture,
     failed_rows,
     register,
+    statistical_exceptions,
     wald_row,
 )
 from palliasim.estimators.engines import km_rmst_variance, peto_logrank  # noqa: F401 (re-export)
@@ -358,7 +358,7 @@ class _SurvivalEstimator(Estimator):
         with capture() as msgs:
             try:
                 rows = fn()
-            except STATISTICAL_EXCEPTIONS as exc:
+            except statistical_exceptions() as exc:
                 rows = failed_rows(self.name, self._targets_for(ep), _exception_message(exc))
         add_messages(rows, msgs)
         return rows

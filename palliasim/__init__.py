@@ -32,9 +32,26 @@ if not _os.path.isdir(_os.path.join(_os.path.dirname(__file__), "sim")) and _os.
 
 from palliasim.estimators import Estimate, Estimator, build_estimator  # noqa: E402
 from palliasim.estimators.base import StatisticalTrouble, wald_row  # noqa: E402
-from palliasim.experiments.api import SimulationResult, simulate  # noqa: E402
-from palliasim.experiments.scoring.performance import summarise  # noqa: E402
 from palliasim.sim import generate, load_scenario, rng_for, truth  # noqa: E402
+
+#: names imported on first use (PEP 562): the experiment API pulls in Hydra and joblib, which a
+#: worker process (it imports this package to reach the estimators) never needs
+_LAZY = {
+    "SimulationResult": "palliasim.experiments.api",
+    "simulate": "palliasim.experiments.api",
+    "summarise": "palliasim.experiments.scoring.performance",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'palliasim' has no attribute {name!r}")
+
 
 __all__ = [
     "Estimate",

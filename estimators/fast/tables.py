@@ -21,8 +21,11 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import stats
 from scipy.special import chdtrc, gammaln, ndtri
+
+from palliasim.estimators.lazy import lazy_module
+
+stats = lazy_module("scipy.stats")  # ~0.5 s of import, off the hot paths
 
 #: scipy.stats.fisher_exact's relative tolerance for "as probable as the observed table"
 FISHER_GAMMA = 1e-14
