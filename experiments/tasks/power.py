@@ -15,11 +15,13 @@ from __future__ import annotations
 import json
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 from palliasim.experiments import config as C
 from palliasim.experiments.engine import storage
 from palliasim.experiments.engine.design import DesignPoint, expand_design
+from palliasim.experiments.engine.plan import uncached_truths
 from palliasim.experiments.engine.runner import RunIncomplete, prepare
 from palliasim.experiments.planning.adaptive import adaptive_power
 from palliasim.experiments.planning.endpoints import endpoint_of
@@ -66,14 +68,21 @@ def run(settings: Settings) -> int:
     for n in notes:
         say(n)
     say(f"truth and formula inputs of '{alt.name}' (first run of a scenario: ~10 s) ...")
-    # the truths (when not cached) of both scenarios and the constants of the formula
-    # inputs' scenario, in parallel; the grid points' constants follow once the grid is known
-    prepare([DesignPoint({}, alt, "alt")], runner, [DesignPoint({}, null, "null")] if null else [])
-    truth_alt = truth(alt)
-    inputs = design_inputs(alt, truth_alt, n_big=cfg.analytic_n, seed=seed)
-    formulas = analytic_table(info, inputs, alpha)
-    say(f"each method once on {cfg.projection_n:,} patients (its large-sample projection) ...")
-    projections = method_projection(alt, specs, cfg.projection_n, seed)
+    # the truths (when not cached) and the constants of both scenarios, in the pool (its
+    # workers start and import meanwhile); the grid points share these constants (cohort.n is
+    # not part of the constants key). With the truths cached, the pool works while this
+    # process measures the formula inputs and the projections (which need the truth).
+    first = [DesignPoint({}, alt, "alt")] + ([DesignPoint({}, null, "null")] if null else [])
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        warm = pool.submit(prepare, first, runner)
+        if uncached_truths(first):
+            warm.result()
+        truth_alt = truth(alt)
+        inputs = design_inputs(alt, truth_alt, n_big=cfg.analytic_n, seed=seed)
+        formulas = analytic_table(info, inputs, alpha)
+        say(f"each method once on {cfg.projection_n:,} patients (its large-sample projection) ...")
+        projections = method_projection(alt, specs, cfg.projection_n, seed)
+        warm.result()
     inputs["projection"] = {f"{m}:{e}": v for (m, e), v in projections.items()}
     gr = grids(cfg, info, formulas, inputs)
     extra = []
