@@ -14,6 +14,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtri
 
+from palliasim.sim.covariates_kernel import covariate_columns
+
 PRIMARIES = ("breast", "lung", "prostate", "gi", "other")
 SITES = ("axial", "appendicular", "mixed")
 RT_SCHEMES = ("single_8gy", "short_20gy", "long_30gy")
@@ -69,8 +71,89 @@ def _latent(F, z, loading):
     return loading * F + np.sqrt(1.0 - loading**2) * z
 
 
+def _scalars(p: dict, k: dict) -> np.ndarray:
+    """The scalars of :func:`sim.covariates_kernel.covariate_columns`, in its order."""
+    cov = p["covariates"]
+    load = cov["burden_loading"]
+
+    def pair(loading):  # (l, sqrt(1 - l^2)) of a latent normal, as _latent computes them
+        return [loading, np.sqrt(1.0 - loading**2)]
+
+    strong_med, weak_med = np.log(np.array([cov["omed_strong_median"], cov["omed_weak_median"]]))
+    return np.array(
+        [
+            p["frailty"]["u_sd"],
+            cov["age_mean"],
+            cov["age_sd"],
+            cov["age_min"],
+            cov["age_max"],
+            cov["male_prob_breast"],
+            cov["male_prob_nonsex"],
+            *pair(load["ecog"]),
+            *pair(load["lesions_gt3"]),
+            k["cut_lesions"],
+            k["spinal_axial"],
+            k["spinal_other"],
+            *pair(load["fracture"]),
+            k["cut_fracture"],
+            *pair(load["visceral"]),
+            k["cut_visceral"],
+            cov["charlson_mean"],
+            cov["charlson_age_slope"],
+            cov["charlson_sd"],
+            *pair(load["nrs0"]),
+            *pair(cov["strong_opioid_nrs_loading"]),
+            k["cut_strong"],
+            cov["weak_opioid_prob"],
+            weak_med,
+            strong_med,
+            cov["omed_sdlog"],
+        ],
+        dtype=float,
+    )
+
+
 def draw_covariates(p: dict, k: dict, rng: np.random.Generator, n: int) -> dict:
-    """Baseline covariates of ``n`` patients as a dict of arrays (see sim/cohort.py for columns)."""
+    """Baseline covariates of ``n`` patients as a dict of arrays (see sim/cohort.py for columns).
+
+    Draws Z (12, n) standard normals and Uni (6, n) uniforms; then, per patient
+    (sim/covariates_kernel.py, one compiled pass): F = Z_0, U = u_sd Z_1, age = clip(rint(mean +
+    sd Z_2)), primary and site by their cumulative probabilities, sex given primary, ECOG /
+    lesions > 3 / fracture / visceral / NRS0 / Charlson (age-dependent) from latent normals on
+    F, strong opioid from a latent normal on the NRS0 latent, OMED0 log-normal by opioid class
+    (0 for non-users), the radiotherapy scheme."""
+    Z = rng.standard_normal((12, n))
+    Uni = rng.random((6, n))
+    (U, age, primary, male, ecog, lesions, site, spinal, fracture, visceral, charlson, nrs0,
+     strong, log_omed, use_omed, dose, fractions) = covariate_columns(
+        Z, Uni, k["primary_cum"], k["ecog_cuts"], k["site_cum"], k["nrs0_cuts"], k["rt_cum"],
+        RT_DOSE, RT_FRACTIONS, _scalars(p, k),
+    )  # fmt: skip
+    return {
+        "U": U,
+        "age": age,
+        "primary": primary,
+        "male": male,
+        "ecog": ecog,
+        "lesions_gt3": lesions,
+        "site": site,
+        "spinal": spinal,
+        "fracture": fracture,
+        "visceral": visceral,
+        "charlson": charlson,
+        "nrs0": nrs0,
+        "strong_opioid": strong,
+        "omed0": np.round(np.where(use_omed, np.exp(log_omed), 0.0), 1),
+        "rt_dose_gy": dose,
+        "rt_fractions": fractions,
+        "F": Z[0],
+        "z_inflammation": Z[11],
+    }
+
+
+def draw_covariates_numpy(p: dict, k: dict, rng: np.random.Generator, n: int) -> dict:
+    """The numpy formulation of :func:`draw_covariates` (the same columns, bit for bit; kept as
+    the readable model statement and as the reference the kernel is tested against)."""
     cov = p["covariates"]
     load = cov["burden_loading"]
     Z = rng.standard_normal((12, n))

@@ -20,6 +20,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import expit, logit
 
+from palliasim.sim import pain_kernel as _k
 from palliasim.sim import schedule
 from palliasim.sim.covariates import ECOG_CENTRE, NRS_CENTRE
 
@@ -66,6 +67,33 @@ def omed_path(p: dict, cov: dict, y: np.ndarray, a, draws: np.ndarray) -> np.nda
     week-12 model of the module docstring. A non-user who starts an opioid by week 12 (uniform
     u < pstart) starts at week 12 u / pstart (uniform over the window) at a weak-opioid dose.
     """
+    o = p["opioid"]
+    omed0 = np.asarray(cov["omed0"], float)
+    a_col = np.asarray(a, float)
+    f = WEEKS[1:] / 12.0
+    arg = _k.omed_exponent(
+        omed0, a_col.reshape(-1), np.asarray(y, float), np.asarray(cov["nrs0"], float),
+        draws[1], f, float(o["control_log_change"]), float(o["effect"]),
+        float(o["pain_coupling"]), float(o["sd"]),
+    )  # fmt: skip
+    growth = np.exp(arg)
+    pstart = _start_prob(o, a_col[:, None] if a_col.ndim == 1 else a_col)
+    start_dose = p["covariates"]["omed_weak_median"] * np.exp(0.3 * draws[3])
+    return _k.omed_doses(
+        omed0, growth, draws[0], float(o["p_unchanged"]), draws[2],
+        np.asarray(pstart, float).reshape(-1), f, start_dose,
+    )  # fmt: skip
+
+
+def _start_prob(o: dict, a_col):
+    """P(a non-user starts an opioid by week 12) under arm ``a_col``."""
+    sp = o["start_prob_control"]
+    return expit(logit(np.clip(sp, 1e-12, 1 - 1e-12)) + o["start_prob_effect"] * a_col)
+
+
+def omed_path_numpy(p: dict, cov: dict, y: np.ndarray, a, draws: np.ndarray) -> np.ndarray:
+    """The numpy formulation of :func:`omed_path` (bit-identical; the reference its compiled
+    passes are tested against)."""
     o = p["opioid"]
     omed0 = cov["omed0"][:, None]
     a_col = np.asarray(a, float)
@@ -139,7 +167,17 @@ def consensus_category(
 def first_progression_visit(nrs0, nrs, omed0, omed, alive, thresholds: dict) -> np.ndarray:
     """Index (0..3, weeks 1, 4, 8, 12) of the first visit at which the patient, alive, meets the
     progression criteria on the latent (potential) NRS and OMED, or -1 if none; ``nrs``, ``omed``
-    and ``alive`` are (n, 4)."""
+    and ``alive`` are (n, 4). One compiled pass (sim/pain_kernel.py) with the categories of
+    :func:`consensus_category`."""
+    return _k.first_progression(
+        np.asarray(nrs0, float), np.asarray(nrs, float), np.asarray(omed0, float),
+        np.asarray(omed, float), np.asarray(alive, bool), float(thresholds["increase_threshold"]),
+        float(thresholds["partial_decrease"]), float(thresholds["progression_increase"]),
+    )  # fmt: skip
+
+
+def first_progression_visit_numpy(nrs0, nrs, omed0, omed, alive, thresholds: dict) -> np.ndarray:
+    """The numpy formulation of :func:`first_progression_visit` (its tested reference)."""
     nrs0, omed0 = np.asarray(nrs0, float)[:, None], np.asarray(omed0, float)[:, None]
     cat = consensus_category(nrs0, nrs, omed0, omed, **thresholds)  # all visits at once
     prog = (cat == PROGRESSION) & alive

@@ -1,30 +1,6 @@
-"""numba's ``njit`` with the project's settings, the one place kernels get compiled.
+"""The estimators' kernels compile with the project's one ``njit`` (sim/jit.py: cached, IEEE
+arithmetic in source order, nogil, numpy's error model)."""
 
-* ``cache=True``: machine code is cached on disk beside the source (``__pycache__``, or numba's
-  user cache dir when that is read-only), so a process pays the compile once per kernel and
-  machine, not per run; loky workers load the cached code.
-* ``fastmath=False`` (numba's default, stated): IEEE arithmetic in source order, no
-  reassociation or fused multiply-add contraction, so a kernel gives the same bits in every
-  process and for every ``n_jobs``.
-* ``nogil=True``: threads (dask's threaded workers) can run kernels side by side.
-* ``error_model="numpy"``: division by zero gives inf/nan as numpy does instead of raising
-  (the kernels report statistical trouble as a status, never an exception).
+from palliasim.sim.jit import OPTIONS, njit
 
-Kernels are written as plain loops over small arrays: the point is to run a whole Newton
-iteration, bootstrap or imputation chain in one call instead of dozens of numpy calls of a few
-microseconds each. ``NUMBA_DISABLE_JIT=1`` runs them as Python (slow; for debugging).
-"""
-
-from __future__ import annotations
-
-from numba import njit as _njit
-
-OPTIONS = {"cache": True, "fastmath": False, "nogil": True, "error_model": "numpy"}
-
-
-def njit(fn=None, **options):
-    """``numba.njit`` with :data:`OPTIONS` (overridable per kernel): ``@njit`` or ``@njit(...)``."""
-    opts = {**OPTIONS, **options}
-    if fn is None:
-        return lambda f: _njit(**opts)(f)
-    return _njit(**opts)(fn)
+__all__ = ["OPTIONS", "njit"]
