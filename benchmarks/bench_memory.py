@@ -108,8 +108,20 @@ start = rss_mib()
 with tempfile.TemporaryDirectory() as tmp:
     res = ps.simulate(over, out_dir=tmp + "/run")
     rows = len(res.results)
+final = rss_mib("now")
+# where the growth is: the results table itself (deep: every string counted, shared or not),
+# and what the allocator gives back once asked (glibc's malloc_trim; Linux only)
+table = float(res.results.memory_usage(deep=True).sum()) / 2**20
+trimmed = None
+try:
+    import ctypes
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    trimmed = rss_mib("now")
+except OSError:
+    pass
 print("RESULT" + json.dumps({"reps": reps, "rows": rows, "start_mib": start,
-                             "peak_rss_mib": rss_mib(), "final_rss_mib": rss_mib("now")}))
+                             "peak_rss_mib": rss_mib(), "final_rss_mib": final,
+                             "results_table_mib": table, "trimmed_rss_mib": trimmed}))
 """
 
 
@@ -198,6 +210,15 @@ def main() -> int:
             f"  final RSS growth {args.short} -> {args.long} reps: {growth:+.0f} MiB "
             f"({'flat' if flat else 'NOT flat'}: limit {args.flat_mib:g} MiB)"
         )
+        table = long["results_table_mib"] - short["results_table_mib"]
+        line = f"  of which the results table (deep size) {table:+.0f} MiB"
+        if long.get("trimmed_rss_mib") is not None and short.get("trimmed_rss_mib") is not None:
+            kept = long["trimmed_rss_mib"] - short["trimmed_rss_mib"]
+            line += (
+                f"; after malloc_trim the growth is {kept:+.0f} MiB (the rest was freed memory "
+                "the allocator had kept)"
+            )
+        print(line)
         ok = ok and flat
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
