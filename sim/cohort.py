@@ -24,6 +24,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from palliasim.sim.sorting import stable_argsort
+
 #: baseline covariate columns drawn by sim/covariates.py, in table order (markers and QoL follow)
 BASELINE_COLUMNS = (
     "age",
@@ -146,7 +148,7 @@ class Cohort:
             a = self.numeric_column(col)
             if a is None:
                 raise KeyError(f"no numeric patient column {col!r} to sort by")
-            o = np.argsort(a, kind="stable").astype(np.int64, copy=False)
+            o = stable_argsort(a)
             memo[col] = o
         return o
 

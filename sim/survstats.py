@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from palliasim.sim.sorting import stable_argsort
+
 
 def km_curve(time: np.ndarray, event: np.ndarray):
-    order = np.argsort(time, kind="stable")
+    order = stable_argsort(time)
     t, d = time[order], event[order].astype(float)
     uniq, first = np.unique(t, return_index=True)
     deaths = np.add.reduceat(d, first)
@@ -42,7 +44,7 @@ def cox_loghr(time, event, x, max_iter: int = 50, tol: float = 1e-10):
     x = np.asarray(x, float)
     if x.ndim == 1:
         x = x[:, None]
-    order = np.argsort(-np.asarray(time, float), kind="stable")  # decreasing time: risk sets grow
+    order = stable_argsort(-np.asarray(time, float))  # decreasing time: risk sets grow
     t = np.asarray(time, float)[order]
     d = np.asarray(event, bool)[order]
     X = x[order]

@@ -84,3 +84,28 @@ def test_progression_kernel_on_every_category():
     j = pain.first_progression_visit(nrs0, nrs, omed0, omed, alive, thr)
     assert _same(j, pain.first_progression_visit_numpy(nrs0, nrs, omed0, omed, alive, thr))
     assert (j >= 0).any() and (j == -1).any()
+
+
+def test_stable_argsort_equals_numpys_stable_sort():
+    """Distinct keys, ties, NaN, signed zeros, infinities, empty and one-element arrays."""
+    from palliasim.sim.sorting import stable_argsort
+
+    rng = np.random.default_rng(0)
+    for trial in range(2000):
+        n = int(rng.integers(0, 60))
+        kind = trial % 5
+        if kind == 0:
+            a = rng.random(n)
+        elif kind == 1:
+            a = rng.integers(0, 5, n).astype(float)
+        elif kind == 2:
+            a = rng.random(n)
+            a[rng.random(n) < 0.2] = np.nan
+        elif kind == 3:
+            a = np.where(rng.random(n) < 0.5, 0.0, -0.0) + rng.integers(0, 2, n)
+        else:
+            a = np.round(rng.random(n), 2)
+            a[rng.random(n) < 0.1] = np.inf
+        assert _same(stable_argsort(a), np.argsort(a, kind="stable").astype(np.int64))
+    ints = rng.integers(0, 3, 500)
+    assert _same(stable_argsort(ints), np.argsort(ints, kind="stable").astype(np.int64))
