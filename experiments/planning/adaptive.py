@@ -145,14 +145,13 @@ def adaptive_power(
                 sub = res[res["scenario_key"] == key]
                 for m, _ in vs:
                     rows[(key, m)] = sub[sub["method"] == m]
-        # stopping rule
+        # stopping rule: every active pair's rejection table from one grouped pass
         finished = []
-        for pair in sorted(active):
+        pairs = sorted(active)
+        tables = _rejection_tables(pairs, rows, needed, alpha)
+        for i, pair in enumerate(pairs):
             key, m = pair
-            df = rows[pair]
-            ests = needed[pair] or tuple(sorted(df["estimand"].unique()))
-            df = df[df["estimand"].isin(ests)]
-            tab = rejection_table(df, alpha, by=("estimand",))
+            tab = tables[i]
             hw = tab["ci_halfwidth"].to_numpy(float)
             reps_now = target[pair]
             run.reps[pair] = reps_now
@@ -181,6 +180,21 @@ def adaptive_power(
         frames.append(df[df["estimand"].isin(ests)] if ests else df)
     run.results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return run
+
+
+def _rejection_tables(pairs, rows, needed, alpha) -> list[pd.DataFrame]:
+    """:func:`rejection_table` by estimand of each pair's rows (its ``needed`` estimands, or all
+    it has), computed in one grouped pass over the pairs."""
+    frames = []
+    for i, pair in enumerate(pairs):
+        df = rows[pair]
+        ests = needed[pair] or tuple(sorted(df["estimand"].unique()))
+        df = df.loc[df["estimand"].isin(ests), ["estimand", "p_value", "status"]]
+        frames.append(df.assign(_pair=i))
+    tab = rejection_table(pd.concat(frames, ignore_index=True), alpha, by=("_pair", "estimand"))
+    parts = {i: t.drop(columns="_pair").reset_index(drop=True) for i, t in tab.groupby("_pair")}
+    empty = tab.iloc[0:0].drop(columns="_pair")  # a pair without rows: no estimand to wait for
+    return [parts.get(i, empty) for i in range(len(pairs))]
 
 
 def next_reps(reps: int, step: int, growth: float, cap: int) -> int:

@@ -68,13 +68,15 @@ def run(settings: Settings) -> int:
     for n in notes:
         say(n)
     say(f"truth and formula inputs of '{alt.name}' (first run of a scenario: ~10 s) ...")
-    # the truths (when not cached) and the constants of both scenarios, in the pool (its
-    # workers start and import meanwhile); the grid points share these constants (cohort.n is
-    # not part of the constants key). With the truths cached, the pool works while this
-    # process measures the formula inputs and the projections (which need the truth).
-    first = [DesignPoint({}, alt, "alt")] + ([DesignPoint({}, null, "null")] if null else [])
+    # the truths (when not cached) of both scenarios and the null scenario's constants, in the
+    # pool (its workers start and import meanwhile); this process solves the alternative's
+    # constants itself (the formula inputs need them) and ships them with the chunk tasks; the
+    # grid points share both (cohort.n is not part of the constants key). With the truths
+    # cached, the pool works while this process measures the formula inputs and projections.
+    alt_point = DesignPoint({}, alt, "alt")
+    first = [alt_point] + ([DesignPoint({}, null, "null")] if null else [])
     with ThreadPoolExecutor(max_workers=1) as pool:
-        warm = pool.submit(prepare, first, runner)
+        warm = pool.submit(prepare, first[1:], runner, [alt_point])
         if uncached_truths(first):
             warm.result()
         truth_alt = truth(alt)
