@@ -119,9 +119,10 @@ class VisitModel(NamedTuple):
 def arm_gaps(Y: np.ndarray, group: np.ndarray, weeks) -> dict[int, str]:
     """{week: reason} for visits where an arm (or both) has no observed NRS."""
     why = {}
+    o = np.isfinite(Y)
+    seen = {a: (o & (group == a)[:, None]).any(axis=0) for a in (0, 1)}  # per visit, per arm
     for j, w in enumerate(weeks):
-        o = np.isfinite(Y[:, j])
-        empty = [a for a in (0, 1) if not np.any(o & (group == a))]
+        empty = [a for a in (0, 1) if not seen[a][j]]
         if len(empty) == 2:
             why[w] = f"no observed NRS at week {w} in either arm"
         elif empty:

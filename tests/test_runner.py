@@ -547,3 +547,46 @@ def test_chunk_tasks_are_dispatched_largest_first(tmp_path):
     cost = [t.scenario.n * (t.last - t.first + 1) for t in chunks]
     assert cost == sorted(cost, reverse=True)
     assert [t.scenario.n for t in chunks] == [400, 400, 120, 120, 40, 40]
+
+
+def test_per_point_specs_and_reps_equal_separate_runs(tmp_path):
+    """One call with each point's own estimators (same name, another spec) and replications
+    gives the rows of one call per point (task=power runs a step's groups this way)."""
+    a, b = make_points()
+    spec_a = {"mean": {"kind": "toy_mean_diff"}, "jitter": {"kind": "toy_jitter", "sd": 0.05}}
+    spec_b = {"mean": {"kind": "toy_mean_diff", "shift": 1.0}}
+    sep = tmp_path / "separate"
+    ra = run_experiment([a], spec_a, settings(7, chunk_size=3, n_jobs=2), sep)
+    rb = run_experiment([b], spec_b, settings(10, chunk_size=3, n_jobs=2), sep)
+    both = run_experiment(
+        [a, b],
+        spec_a,
+        settings(10, chunk_size=3, n_jobs=2),
+        tmp_path / "one",
+        point_specs={a.key: spec_a, b.key: spec_b},
+        point_reps={a.key: 7, b.key: 10},
+    )
+    expect = storage.sort_canonical(pd.concat([ra, rb], ignore_index=True))
+    got = storage.sort_canonical(both)
+    assert set(got["method"][got["scenario_key"] == b.key]) == {"mean"}
+    assert got.groupby("scenario_key")["rep"].max().to_dict() == {a.key: 6, b.key: 9}
+    same(got[list(expect.columns)], expect)
+    # b's shifted spec is what its chunk files record, and resuming finds nothing to do
+    again = run_experiment(
+        [a, b],
+        spec_a,
+        settings(10, chunk_size=3, n_jobs=2),
+        tmp_path / "one",
+        point_specs={a.key: spec_a, b.key: spec_b},
+        point_reps={a.key: 7, b.key: 10},
+    )
+    assert again.attrs["n_computed"] == 0
+
+
+def test_adaptive_waves_keep_a_point_out_of_two_groups_of_one_call():
+    from palliasim.experiments.planning.adaptive import _waves
+
+    g1 = ((200, frozenset({("a", "1")})), ["p", "q"])
+    g2 = ((400, frozenset({("b", "1")})), ["p"])  # p again, other reps: next wave
+    g3 = ((200, frozenset({("c", "1")})), ["r"])
+    assert _waves([g1, g2, g3]) == [[g1, g3], [g2]]

@@ -221,8 +221,10 @@ def _prepare_wide(Y, X, reml):
     if not finite:
         return _failed(p, N, 0, reml, "non-finite values in y or X")
 
+    obs = np.isfinite(Y)
+
     def column(j):
-        return X[:, :, j][np.isfinite(Y)]
+        return X[:, :, j][obs]
 
     return _profile(Wa, Za, sizes, N, p, reml, column)
 

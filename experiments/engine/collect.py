@@ -74,13 +74,16 @@ def assemble(
     plans: Sequence[storage.ChunkPlan],
     names: Sequence[str],
     truth_df: pd.DataFrame,
+    point_names: Mapping[str, Sequence[str]] | None = None,
 ) -> pd.DataFrame:
-    """Rows of the planned chunks (requested estimators only), factors and truth attached,
-    in the canonical order (scenario_key, rep, method, estimand)."""
+    """Rows of the planned chunks (requested estimators only: ``names``, or per scenario key
+    ``point_names``), factors and truth attached, in the canonical order (scenario_key, rep,
+    method, estimand)."""
     frames = []
     for c in plans:
         df, _ = storage.read_chunk(c.path)
-        keep = (df["rep"] >= c.first) & (df["rep"] <= c.last) & df["method"].isin(names)
+        wanted = (point_names or {}).get(c.scenario_key, names)
+        keep = (df["rep"] >= c.first) & (df["rep"] <= c.last) & df["method"].isin(wanted)
         frames.append(df[keep])
     df = storage.sort_canonical(pd.concat(frames, ignore_index=True))
     by_key = {p.key: p for p in points}

@@ -142,12 +142,14 @@ class RunPlan:
         kinds: Mapping[str, type],
         paths: Sequence[str] = (),
         constants: Mapping[str, dict] | None = None,
+        point_specs: Mapping[str, Mapping[str, dict]] | None = None,
     ) -> list[Task]:
         """The truth tasks first, then one :class:`ChunkTask` per chunk to compute, carrying
         its scenario's solved ``constants`` (scenario key -> constants; a key not there is
         solved by the worker), largest first (patients x replications x methods; ties in plan
         order): the pool's last tasks are its shortest, so no worker idles long at the end of
-        a call (a power grid mixes n = 100 and n = 7,000). With loky the tasks carry this
+        a call (a power grid mixes n = 100 and n = 7,000). ``point_specs``: scenario key -> the
+        specs at that point, instead of ``specs`` (run_experiment's per-point specs). With loky the tasks carry this
         process's pid: the workers end when it dies (worker.watch_parent). The order never
         changes a result (each chunk has its own streams)."""
         constants = constants or {}
@@ -157,7 +159,7 @@ class RunPlan:
             ChunkTask(
                 chunk_id=c.chunk_id,
                 scenario=by_key[c.scenario_key].scenario,
-                specs={m: specs[m] for m in c.methods},
+                specs={m: (point_specs or {}).get(c.scenario_key, specs)[m] for m in c.methods},
                 methods=tuple(c.methods),
                 first=c.compute_first,
                 last=c.compute_last,
@@ -180,15 +182,19 @@ def plan_run(
     points: Sequence[DesignPoint],
     hashes: Mapping[str, str],
     runner: RunnerSettings,
+    per_point: Mapping[str, tuple[Mapping[str, str], int]] | None = None,
 ) -> RunPlan:
     """What is left to do in ``out_dir`` (call with the run lock held): stale temporary files
-    removed, a directory of another seed or chunk grid refused (ValueError)."""
+    removed, a directory of another seed or chunk grid refused (ValueError). ``per_point``:
+    scenario key -> (its estimators' hashes, its reps), instead of ``hashes`` and
+    ``runner.reps``."""
     storage.clean_tmp(out_dir)
     storage.check_resume(out_dir, runner.seed, runner.chunk_size)
     keys = list(dict.fromkeys(p.key for p in points))
-    chunks = storage.plan_chunks(
-        out_dir, keys, runner.reps, runner.chunk_size, hashes, seed=runner.seed
-    )
+    chunks = []
+    for key in keys:
+        h, reps = (per_point or {}).get(key, (hashes, runner.reps))
+        chunks += storage.plan_chunks(out_dir, [key], reps, runner.chunk_size, h, seed=runner.seed)
     return RunPlan(
         chunks=tuple(chunks),
         todo=tuple(c for c in chunks if c.methods),

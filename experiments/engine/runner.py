@@ -102,6 +102,8 @@ def run_experiment(
     *,
     progress: bool = True,
     config: Mapping[str, Any] | None = None,
+    point_specs: Mapping[str, Mapping[str, Mapping[str, Any]]] | None = None,
+    point_reps: Mapping[str, int] | None = None,
 ) -> pd.DataFrame:
     """Run (or resume) a simulation study; returns the results with the truth attached.
 
@@ -111,7 +113,12 @@ def run_experiment(
     :class:`RunnerSettings` (reps 0 .. reps - 1 per point, the root seed, the pool). ``out_dir``:
     the run directory (created; re-running with it computes only what is missing). ``progress``:
     False hides the bar (``runner.quiet`` also silences info logging). ``config``: the resolved
-    configuration to record in the manifest.
+    configuration to record in the manifest. ``point_specs`` / ``point_reps``: scenario key ->
+    the estimator specs / the replications at that point instead of ``estimator_specs`` /
+    ``runner.reps`` (several groups of points with their own estimators and replications in one
+    pool, as task=power's adaptive steps run them; a name may have another spec at another
+    point: rows are labelled by name, seeded by name, one spec per point). The manifest records
+    the union of the specs (the last point's spec where a name has several).
 
     Returns one row per (design point, rep, estimator, estimand) sorted by (scenario_key, rep,
     method, estimand): factor columns (named by dotted key), ``scenario`` (the point's label),
@@ -129,25 +136,46 @@ def run_experiment(
     started_at = storage.utc_now()
     points = check_points(points)
     specs = normalise_specs(estimator_specs)
-    built = build_estimators(specs)  # raises before any compute
-    kinds, paths = extra_kinds(built, specs), plugin_paths(built)
+    pspecs = {p.key: normalise_specs((point_specs or {}).get(p.key, specs)) for p in points}
+    preps = {p.key: int((point_reps or {}).get(p.key, runner.reps)) for p in points}
+    if any(r < 1 for r in preps.values()):
+        raise ValueError(f"point_reps must be >= 1; got {sorted(set(preps.values()))}")
+    variants: dict[tuple[str, str], dict] = {}  # (name, spec hash) -> spec, built once each
+    for ps in [specs, *pspecs.values()]:
+        for m, spec in ps.items():
+            variants.setdefault((m, storage.spec_hash(spec)), spec)
+    built = {}
+    for (m, _h), spec in variants.items():
+        built[(m, _h)] = build_estimators({m: spec})[m]  # raises before any compute
+    by_name = {m: est for (m, _h), est in built.items()}
+    union = {m: spec for ps in [specs, *pspecs.values()] for m, spec in ps.items()}
+    kinds, paths = extra_kinds(by_name, union), plugin_paths(by_name)
     sizes = [int(p.scenario.params["cohort"]["n"]) for p in points]
-    check_limits(sizes, runner.reps, runner.chunk_size, len(specs), runner.workers)
+    n_est = max(len(ps) for ps in pspecs.values())
+    check_limits(sizes, max(preps.values()), runner.chunk_size, n_est, runner.workers)
     check_dask(runner.dask_address if runner.backend == "dask" else None)
-    names = sorted(specs)
-    hashes = {m: storage.spec_hash(specs[m]) for m in names}
+    names = sorted(union)
+    hashes = {m: storage.spec_hash(union[m]) for m in names}
+    point_hashes = {k: {m: storage.spec_hash(ps[m]) for m in ps} for k, ps in pspecs.items()}
+    per_point = (
+        {k: (point_hashes[k], preps[k]) for k in pspecs}
+        if point_specs is not None or point_reps is not None
+        else None
+    )
     out_dir = Path(out_dir).resolve()
     n_jobs = runner.workers
     show = not runner.quiet
 
     with storage.run_lock(out_dir):
-        plan = plan_run(out_dir, points, hashes, runner)
+        plan = plan_run(out_dir, points, hashes, runner, per_point)
         manifest = Manifest.start(
             out_dir,
             points=points,
-            specs=specs,
+            specs=union,
             hashes=hashes,
-            runner=runner,
+            runner=runner
+            if per_point is None
+            else dataclasses.replace(runner, reps=max(preps.values())),
             n_jobs=n_jobs,
             config=config,
             started_at=started_at,
@@ -170,10 +198,13 @@ def run_experiment(
                 runner.backend,
             )
         done, failed, computed_truth = _dispatch(
-            plan, points, specs, (kinds, paths), hashes, runner, manifest, progress and show
+            plan, points, pspecs, (kinds, paths), point_hashes, runner, manifest, progress and show
         )
         _raise_if_incomplete(plan, done, failed, manifest, out_dir, t_start)
-        results = _collect(plan, points, names, computed_truth, done, manifest, out_dir, t_start)
+        point_names = {k: sorted(ps) for k, ps in pspecs.items()}
+        results = _collect(
+            plan, points, names, computed_truth, done, manifest, out_dir, t_start, point_names
+        )
 
     if show:
         log.info(
@@ -189,8 +220,9 @@ def run_experiment(
 
 
 def _dispatch(plan: RunPlan, points, specs, kinds, hashes, runner, manifest: Manifest, bar_on):
-    """Run the plan's tasks (``kinds``: the plug-in classes to ship and the module paths the
-    workers need, plan.extra_kinds / plan.plugin_paths); each finished chunk is written at once and recorded in the
+    """Run the plan's tasks (``specs`` / ``hashes``: scenario key -> that point's specs / spec
+    hashes; ``kinds``: the plug-in classes to ship and the module paths the workers need,
+    plan.extra_kinds / plan.plugin_paths); each finished chunk is written at once and recorded in the
     manifest (rewritten every MANIFEST_EVERY seconds). Returns (chunk ids written, failed chunk
     id -> traceback, computed truths); ``manifest.current.pool_error`` is set if the pool broke."""
     by_key = {p.key: p for p in points}
@@ -203,7 +235,7 @@ def _dispatch(plan: RunPlan, points, specs, kinds, hashes, runner, manifest: Man
     bar = progress_bar(plan.n_compute, bar_on and plan.n_compute > 0)
     try:
         solved = _solve_constants(plan, by_key, runner)
-        tasks = plan.tasks(points, specs, runner, *kinds, constants=solved)
+        tasks = plan.tasks(points, {}, runner, *kinds, constants=solved, point_specs=specs)
         replies = _run_in_pool(tasks, runner)
         for reply in replies:
             if isinstance(reply, TruthReply):
@@ -218,7 +250,8 @@ def _dispatch(plan: RunPlan, points, specs, kinds, hashes, runner, manifest: Man
                 failed[reply.chunk_id] = reply.error
                 log.error("chunk %s failed:\n%s", reply.chunk_id, reply.error)
                 continue
-            _write_chunk(chunk, reply, by_key[chunk.scenario_key], runner, hashes, manifest)
+            key = chunk.scenario_key
+            _write_chunk(chunk, reply, by_key[key], runner, hashes[key], manifest)
             done.add(reply.chunk_id)
             this_run.n_errors += reply.n_errors
             if this_run.n_errors:
@@ -347,10 +380,12 @@ def _raise_if_incomplete(plan, done, failed, manifest: Manifest, out_dir, t_star
     )
 
 
-def _collect(plan, points, names, computed_truth, done, manifest: Manifest, out_dir, t_start):
+def _collect(
+    plan, points, names, computed_truth, done, manifest: Manifest, out_dir, t_start, point_names
+):
     """Truth attached, results and truth.csv written, the manifest completed."""
     truth_df = truth_frame(points, computed_truth)
-    results = assemble(points, plan.chunks, names, truth_df)
+    results = assemble(points, plan.chunks, names, truth_df, point_names)
     storage.write_parquet(out_dir / storage.RESULTS_NAME, results)
     atomic_write_text(out_dir / "truth.csv", truth_df.to_csv(index=False, float_format="%.17g"))
     # the manifest's chunk table covers the planned chunks (metadata read from each file)

@@ -320,12 +320,27 @@ def write_chunk(path: Path | str, df: pd.DataFrame, meta: Mapping[str, Any]) -> 
     return write_parquet(path, df, {"format": FORMAT_VERSION, **meta})
 
 
-#: chunk files read in this process, keyed by (path, inode, mtime, size): an atomic rewrite
-#: (a new inode) or any change misses. The adaptive power loop reads the same files at every
-#: step; bounded by rows held.
+#: chunk files read in this process inside :func:`caching_reads`, keyed by (path, inode,
+#: mtime, size): an atomic rewrite (a new inode) or any change misses. The adaptive power loop
+#: reads the same files at every step; a plain run reads each file once, so outside the context
+#: nothing is kept (a copy of every row would grow with the replications). Bounded by rows held.
 _READ_CACHE: dict[tuple, tuple[pd.DataFrame, str]] = {}
 _META_CACHE: dict[tuple, str] = {}
 READ_CACHE_ROWS = 500_000
+_CACHING = {"depth": 0}
+
+
+@contextlib.contextmanager
+def caching_reads():
+    """Keep the chunk frames read in this process until the outermost context
+    exits, for callers that read the same files repeatedly (task=power's adaptive steps)."""
+    _CACHING["depth"] += 1
+    try:
+        yield
+    finally:
+        _CACHING["depth"] -= 1
+        if _CACHING["depth"] == 0:
+            _READ_CACHE.clear()
 
 
 def _file_id(path: Path | str) -> tuple | None:
@@ -356,7 +371,7 @@ def read_chunk_meta(path: Path | str) -> dict:
 
 def read_chunk(path: Path | str) -> tuple[pd.DataFrame, dict]:
     """A chunk's rows (canonical dtypes) and metadata (a copy: callers may change them)."""
-    fid = _file_id(path)
+    fid = _file_id(path) if _CACHING["depth"] else None
     hit = _READ_CACHE.get(fid) if fid is not None else None
     if hit is None:
         table = pq.read_table(path)
@@ -364,11 +379,11 @@ def read_chunk(path: Path | str) -> tuple[pd.DataFrame, dict]:
         text = md[META_KEY].decode() if META_KEY in md else "{}"
         df = table.to_pandas()
         df = rows_frame({c: df[c].tolist() for c in CHUNK_COLUMNS if c in df})
-        if fid is not None:
-            if sum(len(f) for f, _ in _READ_CACHE.values()) + len(df) > READ_CACHE_ROWS:
-                _READ_CACHE.clear()
-            _READ_CACHE[fid] = (df, text)
-        hit = (df, text)
+        if fid is None:
+            return df, json.loads(text)  # not kept: the caller owns the only copy
+        if sum(len(f) for f, _ in _READ_CACHE.values()) + len(df) > READ_CACHE_ROWS:
+            _READ_CACHE.clear()
+        _READ_CACHE[fid] = hit = (df, text)
     return hit[0].copy(), json.loads(hit[1])
 
 

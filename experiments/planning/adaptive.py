@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from palliasim.experiments.engine import storage
 from palliasim.experiments.engine.runner import run_experiment
 from palliasim.experiments.planning.rejection import rejection_table
 from palliasim.experiments.settings import RunnerSettings
@@ -69,11 +70,12 @@ def adaptive_power(
     estimands reached the half-width or left the band ("outside band"). ``point_specs``:
     (point key, method) -> the spec used there instead of ``specs[method]`` (e.g. a survival
     test restricted to the endpoint of that point's grid; same name, same random stream). Pairs
-    needing
-    the same replications and methods run in one :func:`run_experiment` call (one parallel pool
-    over their chunks); the run directory ``out_dir`` is shared, so a step computes only the new
-    chunks and rerunning the same call resumes. Deterministic: the rows depend only on (seed,
-    scenario, method, rep), never on the stopping path.
+    needing the same replications and methods form a group, and the groups of a step run in as
+    few :func:`run_experiment` calls as possible (one pool over their chunks, each point with its
+    own methods and replications; a point in two groups waits for the next call, :func:`_waves`);
+    the run directory ``out_dir`` is shared, so a step computes only the new chunks and rerunning
+    the same call resumes. Deterministic: the rows depend only on (seed, scenario, method, rep),
+    never on the stopping path or the grouping.
     """
 
     points = list(points)
@@ -115,71 +117,101 @@ def adaptive_power(
     active = set(needed)
     say = log or (lambda s: None)
     step = 0
-    while active:
-        step += 1
-        t0 = _now()
-        groups: dict[tuple[int, frozenset], list[str]] = {}
-        per_point: dict[tuple[int, str], set] = {}
-        for key, m in active:
-            per_point.setdefault((target[(key, m)], key), set()).add(variant((key, m)))
-        for (reps, key), vs in per_point.items():
-            groups.setdefault((reps, frozenset(vs)), []).append(key)
-        order = sorted(groups.items(), key=lambda t: (t[0][0], sorted(t[0][1])))
-        say(
-            f"step {step}: {len(active)} (grid point, method) pair(s) -> "
-            + ", ".join(
-                f"{reps} reps x {len(keys)} point(s) x [{', '.join(sorted(m for m, _ in vs))}]"
-                for (reps, vs), keys in order
+    with storage.caching_reads():  # every step re-reads the chunk files of its points
+        while active:
+            step += 1
+            t0 = _now()
+            groups: dict[tuple[int, frozenset], list[str]] = {}
+            per_point: dict[tuple[int, str], set] = {}
+            for key, m in active:
+                per_point.setdefault((target[(key, m)], key), set()).add(variant((key, m)))
+            for (reps, key), vs in per_point.items():
+                groups.setdefault((reps, frozenset(vs)), []).append(key)
+            order = sorted(groups.items(), key=lambda t: (t[0][0], sorted(t[0][1])))
+            say(
+                f"step {step}: {len(active)} (grid point, method) pair(s) -> "
+                + ", ".join(
+                    f"{reps} reps x {len(keys)} point(s) x [{', '.join(sorted(m for m, _ in vs))}]"
+                    for (reps, vs), keys in order
+                )
             )
-        )
-        for (reps, vs), keys in order:
-            pts = [by_key[k] for k in sorted(keys, key=lambda k: points.index(by_key[k]))]
-            res = run_experiment(
-                pts,
-                {m: variants[(m, j)] for m, j in sorted(vs)},
-                replace(runner, reps=reps),
-                out_dir,
-                config=config,
+            for wave in _waves(order):
+                # the groups of a wave share one pool (one run_experiment call, each point with
+                # its own estimators and replications): no worker idles at the end of each group
+                pspecs, preps = {}, {}
+                for (reps, vs), keys in wave:
+                    for k in keys:
+                        pspecs[k] = {m: variants[(m, j)] for m, j in sorted(vs)}
+                        preps[k] = reps
+                pts = [by_key[k] for k in sorted(pspecs, key=lambda k: points.index(by_key[k]))]
+                res = run_experiment(
+                    pts,
+                    pspecs[pts[0].key],
+                    replace(runner, reps=max(preps.values())),
+                    out_dir,
+                    config=config,
+                    point_specs=pspecs,
+                    point_reps=preps,
+                )
+                for (_reps, vs), keys in wave:
+                    for key in keys:
+                        sub = res[res["scenario_key"] == key]
+                        for m, _ in vs:
+                            rows[(key, m)] = sub[sub["method"] == m]
+            # stopping rule: every active pair's rejection table from one grouped pass
+            finished = []
+            pairs = sorted(active)
+            tables = _rejection_tables(pairs, rows, needed, alpha)
+            for i, pair in enumerate(pairs):
+                key, m = pair
+                tab = tables[i]
+                hw = tab["ci_halfwidth"].to_numpy(float)
+                reps_now = target[pair]
+                run.reps[pair] = reps_now
+                if not np.any(hw > ci_halfwidth):
+                    run.stopped[pair] = "target"
+                    finished.append(pair)
+                elif band is not None and np.all(
+                    (hw <= ci_halfwidth)
+                    | (tab["ci_high"].to_numpy(float) < band[0])
+                    | (tab["ci_low"].to_numpy(float) > band[1])
+                ):
+                    run.stopped[pair] = "outside band"
+                    finished.append(pair)
+                elif reps_now >= caps[m]:
+                    run.stopped[pair] = "reps_max"
+                    finished.append(pair)
+                else:
+                    target[pair] = next_reps(reps_now, reps_step, reps_growth, caps[m])
+            active -= set(finished)
+            run.rounds.append(
+                {"step": step, "pairs": len(finished) + len(active), "seconds": _now() - t0}
             )
-            for key in keys:
-                sub = res[res["scenario_key"] == key]
-                for m, _ in vs:
-                    rows[(key, m)] = sub[sub["method"] == m]
-        # stopping rule: every active pair's rejection table from one grouped pass
-        finished = []
-        pairs = sorted(active)
-        tables = _rejection_tables(pairs, rows, needed, alpha)
-        for i, pair in enumerate(pairs):
-            key, m = pair
-            tab = tables[i]
-            hw = tab["ci_halfwidth"].to_numpy(float)
-            reps_now = target[pair]
-            run.reps[pair] = reps_now
-            if not np.any(hw > ci_halfwidth):
-                run.stopped[pair] = "target"
-                finished.append(pair)
-            elif band is not None and np.all(
-                (hw <= ci_halfwidth)
-                | (tab["ci_high"].to_numpy(float) < band[0])
-                | (tab["ci_low"].to_numpy(float) > band[1])
-            ):
-                run.stopped[pair] = "outside band"
-                finished.append(pair)
-            elif reps_now >= caps[m]:
-                run.stopped[pair] = "reps_max"
-                finished.append(pair)
-            else:
-                target[pair] = next_reps(reps_now, reps_step, reps_growth, caps[m])
-        active -= set(finished)
-        run.rounds.append(
-            {"step": step, "pairs": len(finished) + len(active), "seconds": _now() - t0}
-        )
     frames = []
     for (key, m), df in rows.items():
         ests = needed[(key, m)]
         frames.append(df[df["estimand"].isin(ests)] if ests else df)
     run.results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return run
+
+
+def _waves(groups) -> list[list]:
+    """The step's groups ((reps, variants), point keys) in as few waves as possible, each
+    point at most once per wave (a point whose methods need different replications is in two
+    groups: its chunk files are written by one call at a time), in group order."""
+    waves: list[list] = []
+    seen: list[set] = []
+    for group in groups:
+        keys = set(group[1])
+        for wave, used in zip(waves, seen):
+            if not used & keys:
+                wave.append(group)
+                used |= keys
+                break
+        else:
+            waves.append([group])
+            seen.append(set(keys))
+    return waves
 
 
 def _rejection_tables(pairs, rows, needed, alpha) -> list[pd.DataFrame]:
