@@ -215,6 +215,15 @@ def relief_times(nrs0: np.ndarray, nrs_obs: np.ndarray, threshold: float):
     onset event, duration in weeks (from onset to the first later observed visit without relief)
     and duration event; censored at the last observed visit; duration NaN without onset.
     """
+    return _k.relief_times(
+        np.asarray(nrs0, float), np.asarray(nrs_obs, float), float(threshold),
+        WEEKS[1:].astype(float),
+    )  # fmt: skip
+
+
+def relief_times_numpy(nrs0: np.ndarray, nrs_obs: np.ndarray, threshold: float):
+    """The numpy formulation of :func:`relief_times` (one compiled pass, sim/pain_kernel.py;
+    this is its tested reference)."""
     w = WEEKS[1:].astype(float)
     obs = ~np.isnan(nrs_obs)
     relief = obs & ((nrs0[:, None] - nrs_obs) >= threshold)

@@ -87,3 +87,40 @@ def first_progression(nrs0, nrs, omed0, omed, alive, increase, partial_decrease,
                 out[i] = j
                 break
     return out
+
+
+@njit
+def relief_times(nrs0, nrs_obs, threshold, w):
+    """:func:`sim.pain.relief_times_numpy` per patient: onset week of the first observed visit
+    with NRS0 - NRS >= threshold (else the last observed visit, 0 without any), its event, the
+    duration to the first later observed visit without relief (else to the last observed visit;
+    NaN without onset) and its event."""
+    n, m = nrs_obs.shape
+    onset = np.empty(n)
+    onset_ev = np.zeros(n, np.int8)
+    duration = np.empty(n)
+    dur_ev = np.zeros(n, np.int8)
+    for i in range(n):
+        last = 0.0
+        j_on = -1
+        for j in range(m):
+            v = nrs_obs[i, j]
+            if v == v:  # observed
+                last = w[j]
+                if j_on < 0 and nrs0[i] - v >= threshold:
+                    j_on = j
+        if j_on < 0:
+            onset[i] = last
+            duration[i] = np.nan
+            continue
+        onset[i] = w[j_on]
+        onset_ev[i] = 1
+        end = last
+        for j in range(j_on + 1, m):
+            v = nrs_obs[i, j]
+            if v == v and not (nrs0[i] - v >= threshold):
+                end = w[j]
+                dur_ev[i] = 1
+                break
+        duration[i] = end - w[j_on]
+    return onset, onset_ev, duration, dur_ev

@@ -109,3 +109,18 @@ def test_stable_argsort_equals_numpys_stable_sort():
         assert _same(stable_argsort(a), np.argsort(a, kind="stable").astype(np.int64))
     ints = rng.integers(0, 3, 500)
     assert _same(stable_argsort(ints), np.argsort(ints, kind="stable").astype(np.int64))
+
+
+def test_relief_times_kernel_is_bit_identical():
+    """Random NRS paths with missing visits (all missing, none missing, relief regained and
+    lost) and thresholds on and off the integer grid."""
+    rng = np.random.default_rng(5)
+    for n in (1, 3, 205, 4000):
+        nrs0 = rng.integers(4, 11, n).astype(float)
+        nrs = np.clip(nrs0[:, None] + rng.integers(-7, 3, (n, 4)), 0, 10).astype(float)
+        nrs[rng.random((n, 4)) < 0.3] = np.nan
+        nrs[: max(1, n // 10)] = np.nan  # patients with no observed visit
+        for thr in (2.0, 2.5, 0.0):
+            got = pain.relief_times(nrs0, nrs, thr)
+            ref = pain.relief_times_numpy(nrs0, nrs, thr)
+            assert all(_same(a, b) for a, b in zip(got, ref)), (n, thr)
