@@ -19,7 +19,7 @@ are that process's own:
    replications). Final, not peak: a run's peak is set by one-off work at its start (scenario
    constants, truths read or solved), the same for 100 or 1,000 replications.
 
-    python benchmarks/bench_memory.py [--n 20000] [--short 100] [--long 1000]
+    python benchmarks/bench_memory.py [--n 20000] [--short 100] [--long 1000] [--trace-live]
                                       [--estimators cox,lmm ...] [--skip-long] [--json out.json]
 """
 
@@ -95,8 +95,12 @@ LONG = r"""
 import json, resource, sys, tempfile
 import palliasim as ps
 
-reps, only = json.loads(sys.argv[1])
+reps, only, trace = json.loads(sys.argv[1])
 over = [f"reps={reps}", "runner.backend=threading", "runner.n_jobs=1", "task.plots=false"]
+if trace:  # live Python-tracked memory (numpy buffers included) at the end, results dropped
+    import gc, tracemalloc
+    import palliasim.experiments.api  # noqa: F401  (imported before tracing starts)
+    tracemalloc.start()
 if only:
     over.append("estimators=[" + ",".join(only) + "]")
 def rss_mib(which="peak"):
@@ -109,9 +113,18 @@ with tempfile.TemporaryDirectory() as tmp:
     res = ps.simulate(over, out_dir=tmp + "/run")
     rows = len(res.results)
 final = rss_mib("now")
-# where the growth is: the results table itself (deep: every string counted, shared or not),
-# and what the allocator gives back once asked (glibc's malloc_trim; Linux only)
-table = float(res.results.memory_usage(deep=True).sum()) / 2**20
+# where the growth is: the results table itself (its arrays plus each distinct object once:
+# memory_usage(deep=True) counts a shared string once per row, 4x the truth here), and what
+# the allocator gives back once asked (glibc's malloc_trim; Linux only)
+df = res.results
+seen, objs = set(), 0
+for c in df.columns:
+    if df[c].dtype == object:
+        for v in df[c].to_numpy():
+            if id(v) not in seen:
+                seen.add(id(v))
+                objs += sys.getsizeof(v)
+table = (sum(df[c].to_numpy().nbytes for c in df.columns) + objs) / 2**20
 trimmed = None
 try:
     import ctypes
@@ -119,9 +132,15 @@ try:
     trimmed = rss_mib("now")
 except OSError:
     pass
+live = None
+if trace:
+    del res, df
+    gc.collect()
+    live = tracemalloc.get_traced_memory()[0] / 2**20
 print("RESULT" + json.dumps({"reps": reps, "rows": rows, "start_mib": start,
                              "peak_rss_mib": rss_mib(), "final_rss_mib": final,
-                             "results_table_mib": table, "trimmed_rss_mib": trimmed}))
+                             "results_table_mib": table, "trimmed_rss_mib": trimmed,
+                             "live_mib": live}))
 """
 
 
@@ -159,6 +178,11 @@ def main() -> int:
     ap.add_argument("--flat-mib", type=float, default=64.0)
     ap.add_argument("--skip-long", action="store_true")
     ap.add_argument("--no-trace", action="store_true", help="skip the tracemalloc pass")
+    ap.add_argument(
+        "--trace-live",
+        action="store_true",
+        help="also rerun the short and long runs under tracemalloc: live memory at their end",
+    )
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
 
@@ -193,9 +217,14 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as cache:
             # the first run computes the truths (cached on disk, as in a real study); the short
             # and long runs then measure the replications alone
-            truth = child(LONG, [1, args.estimators], 7200, cache)
-            short = child(LONG, [args.short, args.estimators], 7200, cache)
-            long = child(LONG, [args.long, args.estimators], 14400, cache)
+            truth = child(LONG, [1, args.estimators, False], 7200, cache)
+            short = child(LONG, [args.short, args.estimators, False], 7200, cache)
+            long = child(LONG, [args.long, args.estimators, False], 14400, cache)
+            if args.trace_live:  # again under tracemalloc (slower): what is still alive
+                live = [
+                    child(LONG, [r, args.estimators, True], 14400, cache)["live_mib"]
+                    for r in (args.short, args.long)
+                ]
         out["truth"], out["short"], out["long"] = truth, short, long
         print("runner in-process (threading, 1 job), default job at n = 205")
         print(f"  the truths (first run, uncached): peak RSS {truth['peak_rss_mib']:7.0f} MiB")
@@ -211,7 +240,7 @@ def main() -> int:
             f"({'flat' if flat else 'NOT flat'}: limit {args.flat_mib:g} MiB)"
         )
         table = long["results_table_mib"] - short["results_table_mib"]
-        line = f"  of which the results table (deep size) {table:+.0f} MiB"
+        line = f"  of which the results table (arrays + distinct objects) {table:+.0f} MiB"
         if long.get("trimmed_rss_mib") is not None and short.get("trimmed_rss_mib") is not None:
             kept = long["trimmed_rss_mib"] - short["trimmed_rss_mib"]
             line += (
@@ -219,6 +248,11 @@ def main() -> int:
                 "the allocator had kept)"
             )
         print(line)
+        if args.trace_live:
+            print(
+                f"  live memory at the end (tracemalloc, results dropped): {live[0]:.1f} MiB "
+                f"after {args.short} reps, {live[1]:.1f} MiB after {args.long}"
+            )
         ok = ok and flat
     if args.json:
         args.json.write_text(json.dumps(out, indent=1))
