@@ -558,28 +558,25 @@ def test_per_point_specs_and_reps_equal_separate_runs(tmp_path):
     sep = tmp_path / "separate"
     ra = run_experiment([a], spec_a, settings(7, chunk_size=3, n_jobs=2), sep)
     rb = run_experiment([b], spec_b, settings(10, chunk_size=3, n_jobs=2), sep)
-    both = run_experiment(
-        [a, b],
-        spec_a,
-        settings(10, chunk_size=3, n_jobs=2),
-        tmp_path / "one",
-        point_specs={a.key: spec_a, b.key: spec_b},
-        point_reps={a.key: 7, b.key: 10},
-    )
+
+    def one_call():
+        return run_experiment(
+            [a, b],
+            spec_a,
+            settings(10, chunk_size=3, n_jobs=2),
+            tmp_path / "one",
+            point_specs={a.key: spec_a, b.key: spec_b},
+            point_reps={a.key: 7, b.key: 10},
+        )
+
+    both = one_call()
     expect = storage.sort_canonical(pd.concat([ra, rb], ignore_index=True))
     got = storage.sort_canonical(both)
     assert set(got["method"][got["scenario_key"] == b.key]) == {"mean"}
     assert got.groupby("scenario_key")["rep"].max().to_dict() == {a.key: 6, b.key: 9}
     same(got[list(expect.columns)], expect)
     # b's shifted spec is what its chunk files record, and resuming finds nothing to do
-    again = run_experiment(
-        [a, b],
-        spec_a,
-        settings(10, chunk_size=3, n_jobs=2),
-        tmp_path / "one",
-        point_specs={a.key: spec_a, b.key: spec_b},
-        point_reps={a.key: 7, b.key: 10},
-    )
+    again = one_call()
     assert again.attrs["n_computed"] == 0
 
 
