@@ -66,29 +66,35 @@ def omed_path(p: dict, cov: dict, y: np.ndarray, a, draws: np.ndarray) -> np.nda
     mu_j = control_log_change + effect a + pain_coupling (Y_ij(a) - NRS0); at week 12 this is the
     week-12 model of the module docstring. A non-user who starts an opioid by week 12 (uniform
     u < pstart) starts at week 12 u / pstart (uniform over the window) at a weak-opioid dose.
+    Two compiled passes (sim/pain_kernel.py) around numpy's exp; :func:`omed_path_numpy` is the
+    same model in numpy, bit for bit.
     """
     o = p["opioid"]
     omed0 = np.asarray(cov["omed0"], float)
     a_col = np.asarray(a, float)
     f = WEEKS[1:] / 12.0
     arg = _k.omed_exponent(
-        omed0, a_col.reshape(-1), np.asarray(y, float), np.asarray(cov["nrs0"], float),
+        a_col.reshape(-1), np.asarray(y, float), np.asarray(cov["nrs0"], float),
         draws[1], f, float(o["control_log_change"]), float(o["effect"]),
         float(o["pain_coupling"]), float(o["sd"]),
     )  # fmt: skip
-    growth = np.exp(arg)
-    pstart = _start_prob(o, a_col[:, None] if a_col.ndim == 1 else a_col)
-    start_dose = p["covariates"]["omed_weak_median"] * np.exp(0.3 * draws[3])
+    growth = np.exp(arg)  # numpy's exp: the kernels leave the transcendental steps to numpy
+    pstart = np.asarray(_start_prob(o, a_col), float).reshape(-1)
     return _k.omed_doses(
-        omed0, growth, draws[0], float(o["p_unchanged"]), draws[2],
-        np.asarray(pstart, float).reshape(-1), f, start_dose,
+        omed0, growth, draws[0], float(o["p_unchanged"]), draws[2], pstart, f,
+        _start_dose(p, draws),
     )  # fmt: skip
 
 
 def _start_prob(o: dict, a_col):
-    """P(a non-user starts an opioid by week 12) under arm ``a_col``."""
+    """P(a non-user starts an opioid by week 12) under arm ``a_col`` (elementwise)."""
     sp = o["start_prob_control"]
     return expit(logit(np.clip(sp, 1e-12, 1 - 1e-12)) + o["start_prob_effect"] * a_col)
+
+
+def _start_dose(p: dict, draws: np.ndarray) -> np.ndarray:
+    """The weak-opioid dose a non-user starts on (mg/day)."""
+    return p["covariates"]["omed_weak_median"] * np.exp(0.3 * draws[3])
 
 
 def omed_path_numpy(p: dict, cov: dict, y: np.ndarray, a, draws: np.ndarray) -> np.ndarray:
@@ -106,10 +112,8 @@ def omed_path_numpy(p: dict, cov: dict, y: np.ndarray, a, draws: np.ndarray) -> 
     )
     changed = omed0 * np.exp(f * (mu + o["sd"] * draws[1][:, None]))
     users = np.where(draws[0][:, None] < o["p_unchanged"], omed0, changed)
-    sp = o["start_prob_control"]
-    pstart = expit(logit(np.clip(sp, 1e-12, 1 - 1e-12)) + o["start_prob_effect"] * a_col)
-    start_dose = p["covariates"]["omed_weak_median"] * np.exp(0.3 * draws[3])
-    starters = np.where(draws[2][:, None] < pstart * f, start_dose[:, None], 0.0)
+    pstart = _start_prob(o, a_col)
+    starters = np.where(draws[2][:, None] < pstart * f, _start_dose(p, draws)[:, None], 0.0)
     return np.round(np.where(omed0 > 0, users, starters), 1)
 
 

@@ -18,7 +18,7 @@ _TIE = 1e-9  # as sim/pain.py
 
 
 @njit
-def omed_exponent(omed0, a_col, y, nrs0, z_sd, f, c_log, effect, coupling, sd):
+def omed_exponent(a_col, y, nrs0, z_sd, f, c_log, effect, coupling, sd):
     """f_j (mu_ij + sd z_i), mu_ij = c_log + effect a_i + coupling (Y_ij - NRS0_i): the
     exponent of the changed dose (n, 4); ``a_col`` (n,) or (1,) (one arm for everyone)."""
     n, m = y.shape

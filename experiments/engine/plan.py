@@ -149,9 +149,9 @@ class RunPlan:
         solved by the worker), largest first (patients x replications x methods; ties in plan
         order): the pool's last tasks are its shortest, so no worker idles long at the end of
         a call (a power grid mixes n = 100 and n = 7,000). ``point_specs``: scenario key -> the
-        specs at that point, instead of ``specs`` (run_experiment's per-point specs). With loky the tasks carry this
-        process's pid: the workers end when it dies (worker.watch_parent). The order never
-        changes a result (each chunk has its own streams)."""
+        specs at that point, instead of ``specs`` (run_experiment's per-point specs). With loky
+        the tasks carry this process's pid: the workers end when it dies (worker.watch_parent).
+        The order never changes a result (each chunk has its own streams)."""
         constants = constants or {}
         by_key = {p.key: p for p in points}
         parent = os.getpid() if runner.backend == "loky" else None

@@ -136,53 +136,11 @@ def adaptive_power(
                 )
             )
             for wave in _waves(order):
-                # the groups of a wave share one pool (one run_experiment call, each point with
-                # its own estimators and replications): no worker idles at the end of each group
-                pspecs, preps = {}, {}
-                for (reps, vs), keys in wave:
-                    for k in keys:
-                        pspecs[k] = {m: variants[(m, j)] for m, j in sorted(vs)}
-                        preps[k] = reps
-                pts = [by_key[k] for k in sorted(pspecs, key=lambda k: points.index(by_key[k]))]
-                res = run_experiment(
-                    pts,
-                    pspecs[pts[0].key],
-                    replace(runner, reps=max(preps.values())),
-                    out_dir,
-                    config=config,
-                    point_specs=pspecs,
-                    point_reps=preps,
-                )
-                for (_reps, vs), keys in wave:
-                    for key in keys:
-                        sub = res[res["scenario_key"] == key]
-                        for m, _ in vs:
-                            rows[(key, m)] = sub[sub["method"] == m]
-            # stopping rule: every active pair's rejection table from one grouped pass
-            finished = []
-            pairs = sorted(active)
-            tables = _rejection_tables(pairs, rows, needed, alpha)
-            for i, pair in enumerate(pairs):
-                key, m = pair
-                tab = tables[i]
-                hw = tab["ci_halfwidth"].to_numpy(float)
-                reps_now = target[pair]
-                run.reps[pair] = reps_now
-                if not np.any(hw > ci_halfwidth):
-                    run.stopped[pair] = "target"
-                    finished.append(pair)
-                elif band is not None and np.all(
-                    (hw <= ci_halfwidth)
-                    | (tab["ci_high"].to_numpy(float) < band[0])
-                    | (tab["ci_low"].to_numpy(float) > band[1])
-                ):
-                    run.stopped[pair] = "outside band"
-                    finished.append(pair)
-                elif reps_now >= caps[m]:
-                    run.stopped[pair] = "reps_max"
-                    finished.append(pair)
-                else:
-                    target[pair] = next_reps(reps_now, reps_step, reps_growth, caps[m])
+                _run_wave(wave, variants, by_key, points, runner, out_dir, config, rows)
+            finished = _stopping_rule(
+                sorted(active), rows, needed, alpha, ci_halfwidth, band, caps, target, run,
+                reps_step, reps_growth,
+            )  # fmt: skip
             active -= set(finished)
             run.rounds.append(
                 {"step": step, "pairs": len(finished) + len(active), "seconds": _now() - t0}
@@ -193,6 +151,62 @@ def adaptive_power(
         frames.append(df[df["estimand"].isin(ests)] if ests else df)
     run.results = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     return run
+
+
+def _run_wave(wave, variants, by_key, points, runner, out_dir, config, rows) -> None:
+    """One :func:`run_experiment` call for the groups of a wave (one pool; each point with its
+    own estimators and replications: no worker idles at the end of each group); each (point,
+    method) pair's rows go into ``rows``."""
+    pspecs, preps = {}, {}
+    for (reps, vs), keys in wave:
+        for k in keys:
+            pspecs[k] = {m: variants[(m, j)] for m, j in sorted(vs)}
+            preps[k] = reps
+    pts = [by_key[k] for k in sorted(pspecs, key=lambda k: points.index(by_key[k]))]
+    res = run_experiment(
+        pts,
+        pspecs[pts[0].key],
+        replace(runner, reps=max(preps.values())),
+        out_dir,
+        config=config,
+        point_specs=pspecs,
+        point_reps=preps,
+    )
+    for (_reps, vs), keys in wave:
+        for key in keys:
+            sub = res[res["scenario_key"] == key]
+            for m, _ in vs:
+                rows[(key, m)] = sub[sub["method"] == m]
+
+
+def _stopping_rule(
+    pairs, rows, needed, alpha, ci_halfwidth, band, caps, target, run, reps_step, reps_growth
+) -> list:
+    """The pairs that stop after this step (their reason in ``run.stopped``); the others get
+    their next target replications (:func:`next_reps`). Every pair's rejection table comes
+    from one grouped pass."""
+    finished = []
+    for pair, tab in zip(pairs, _rejection_tables(pairs, rows, needed, alpha)):
+        m = pair[1]
+        hw = tab["ci_halfwidth"].to_numpy(float)
+        reps_now = target[pair]
+        run.reps[pair] = reps_now
+        if not np.any(hw > ci_halfwidth):
+            run.stopped[pair] = "target"
+            finished.append(pair)
+        elif band is not None and np.all(
+            (hw <= ci_halfwidth)
+            | (tab["ci_high"].to_numpy(float) < band[0])
+            | (tab["ci_low"].to_numpy(float) > band[1])
+        ):
+            run.stopped[pair] = "outside band"
+            finished.append(pair)
+        elif reps_now >= caps[m]:
+            run.stopped[pair] = "reps_max"
+            finished.append(pair)
+        else:
+            target[pair] = next_reps(reps_now, reps_step, reps_growth, caps[m])
+    return finished
 
 
 def _waves(groups) -> list[list]:
