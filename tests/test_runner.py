@@ -587,3 +587,21 @@ def test_adaptive_waves_keep_a_point_out_of_two_groups_of_one_call():
     g2 = ((400, frozenset({("b", "1")})), ["p"])  # p again, other reps: next wave
     g3 = ((200, frozenset({("c", "1")})), ["r"])
     assert _waves([g1, g2, g3]) == [[g1, g3], [g2]]
+
+
+def test_chunk_frames_are_cached_only_inside_caching_reads(reference):
+    _df, out = reference
+    path = chunk_files(out)[0]
+    storage._READ_CACHE.clear()
+    first, _ = storage.read_chunk(path)
+    assert not storage._READ_CACHE  # a plain run reads each file once: nothing kept
+    with storage.caching_reads():
+        with storage.caching_reads():  # nested: kept until the outermost exits
+            a, _ = storage.read_chunk(path)
+        assert len(storage._READ_CACHE) == 1
+        b, _ = storage.read_chunk(path)
+        b.loc[0, "estimate"] = -999.0  # callers get copies: the cached frame is untouched
+        c, _ = storage.read_chunk(path)
+    assert not storage._READ_CACHE
+    same(a, first)
+    same(c, first)
