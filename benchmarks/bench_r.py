@@ -185,7 +185,9 @@ def main() -> int:
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
     args = ap.parse_args()
     with threadpool_limits(1):
-        timed = {n: time_palliasim(array_cohort(read_cohort(COHORTS / n)), args.reps) for n in NAMES}
+        timed = {
+            n: time_palliasim(array_cohort(read_cohort(COHORTS / n)), args.reps) for n in NAMES
+        }
     ours = {n: ms for n, (ms, _) in timed.items()}
     theirs = time_r(args.reps)
     if theirs is None:
@@ -202,7 +204,9 @@ def main() -> int:
                 b = breakdown(array_cohort(read_cohort(COHORTS / n)), args.reps)
                 print(f"{n:<18} " + " ".join(f"{b[k]:17.3f}" for k in PARTS))
     build = float(np.median([b for _, b in timed.values()]))
-    print(f"(building the five estimator objects, once per chunk, not per replication: {build:.2f} ms)")
+    print(
+        f"(building the five estimator objects, once per chunk, not per replication: {build:.2f} ms)"
+    )
     if args.json:
         args.json.write_text(
             json.dumps({"reps": args.reps, "r_ms": theirs, "palliasim_ms": ours, "build_ms": build})
