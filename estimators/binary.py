@@ -80,7 +80,7 @@ from palliasim.estimators.design import (
     binary_rows,
     check_choice,
 )
-from palliasim.estimators.fast.logistic import univariable_logistic_batch
+from palliasim.estimators.fast.logistic import arm_outcomes, univariable_logistic_batch
 from palliasim.sim.estimands import response_estimand
 from palliasim.sim.truth import ADJUSTMENT_SET
 
@@ -120,6 +120,7 @@ class _Data:
     labels: list  # column labels of X
     n_missing_y: int  # patients dropped for a missing response
     n_missing_x: int  # further patients dropped for missing covariates
+    design: np.ndarray | None = None  # [1, g, X] (n, 2 + k) if the reader built it (X a view)
 
     @property
     def n(self) -> int:
@@ -214,22 +215,31 @@ def _data_fast(cohort, names, missing_as: str = "exclude") -> _Data:
     g = cohort.numeric_column("group")
     if y is None or g is None:
         return _data(cohort, names, missing_as)
-    X = np.column_stack(cols) if cols else np.zeros((len(y), 0))
-    has_y = np.isfinite(y) & np.isfinite(g)
-    ok = has_y & np.isfinite(X).all(axis=1)
-    n_miss_y = int(len(y) - np.count_nonzero(has_y))
-    n_miss_x = int(np.count_nonzero(has_y) - np.count_nonzero(ok))
-    if not (n_miss_y or n_miss_x):
-        return _Data(y, g, X, list(names), 0, 0)
-    return _Data(y[ok], g[ok], X[ok], list(names), n_miss_y, n_miss_x)
+    A = np.empty((len(cols) + 2, len(y)))  # the design's columns [1, g, X] as rows
+    A[0] = 1.0
+    A[1] = g
+    if cols:
+        A[2:] = cols
+    D = A.T
+    n_miss_y = n_miss_x = 0
+    if not np.isfinite(A[1:].sum() + y.sum()):  # (a finite sum: nothing is missing)
+        fin = np.isfinite(A[1:])
+        has_y = np.isfinite(y) & fin[0]
+        ok = has_y & fin[1:].all(axis=0)
+        n_has_y = np.count_nonzero(has_y)
+        n_miss_y = int(len(y) - n_has_y)
+        n_miss_x = int(n_has_y - np.count_nonzero(ok))
+        y, D = y[ok], D[ok]
+    return _Data(y, D[:, 1], D[:, 2:], list(names), n_miss_y, n_miss_x, design=D)
 
 
 def _check_response(d: _Data, per_arm: bool) -> None:
     """Fail clearly on an empty arm, no variation in response or (per_arm) an arm without one outcome."""
     if d.n == 0:
         raise StatisticalTrouble("no patient has an observed week-12 response")
-    for arm, label in ((0, "control (group 0)"), (1, "observation (group 1)")):
-        if not np.any(d.g == arm):
+    n0, n1, const0, const1, first0, first1 = arm_outcomes(d.y, d.g)
+    for size, label in ((n0, "control (group 0)"), (n1, "observation (group 1)")):
+        if not size:
             raise StatisticalTrouble(
                 f"the {label} arm has no patient with an observed week-12 "
                 "response (and complete covariates)"
@@ -244,10 +254,9 @@ def _check_response(d: _Data, per_arm: bool) -> None:
             f"none of the {d.n} analysed patients is a responder: no variation in the response"
         )
     if per_arm:
-        for arm, label in ((0, "control"), (1, "observation")):
-            ya = d.y[d.g == arm]
-            if ya.min() == ya.max():
-                what = "responders" if ya[0] == 1 else "non-responders"
+        for const, first, label in ((const0, first0, "control"), (const1, first1, "observation")):
+            if const:
+                what = "responders" if first == 1 else "non-responders"
                 raise StatisticalTrouble(
                     f"separation: all patients of the {label} arm are {what} "
                     "(the log odds ratio is infinite)"
@@ -255,8 +264,11 @@ def _check_response(d: _Data, per_arm: bool) -> None:
 
 
 def _design(d: _Data, with_group: bool = True) -> tuple[np.ndarray, list]:
-    cols = [np.ones(d.n)] + ([d.g] if with_group else []) + [d.X]
+    """The logistic design [1, g, X] (or [1, X]) of the analysed patients and its labels."""
     labels = ["Intercept"] + (["group"] if with_group else []) + list(d.labels)
+    if with_group and d.design is not None:
+        return d.design, labels
+    cols = [np.ones(d.n)] + ([d.g] if with_group else []) + [d.X]
     return np.column_stack(cols), labels
 
 

@@ -53,7 +53,7 @@ from palliasim.estimators.fast.bayes import (
     ols_shared_design,
     posterior_parts,
 )
-from palliasim.estimators.fast.logistic import is_separated, logistic_fit
+from palliasim.estimators.fast.logistic import is_separated, logistic_fit, logistic_fit_plain
 from palliasim.estimators.fast.logrank import logrank_test as fast_logrank
 from palliasim.estimators.fast.ols import ols_fit
 
@@ -571,9 +571,14 @@ def logit(y: np.ndarray, X: np.ndarray, labels: list, what: str = "outcome model
     the same messages on a singular design, separation (confirmed by the Konis LP check,
     :func:`estimators.fast.logistic.is_separated`), fitted probabilities within 1e-10 of 0 or 1,
     non-convergence or a singular information matrix. Other statsmodels warnings are re-issued
-    for the caller's capture.
+    for the caller's capture. Fast engine: a fit that passes every check is one compiled call
+    (:func:`estimators.fast.logistic.logistic_fit_plain`); any other goes the general way.
     """
     _check_engine(engine)
+    if engine == "fast":  # one compiled call when no check needs a decision
+        plain = logistic_fit_plain(y, X, maxiter=LOGIT_MAXITER, tol=1e-10, p_extreme=P_EXTREME)
+        if plain is not None:
+            return LogitFit(*plain)
     problem = logit_design_problem(X, labels, what, quick=engine == "fast")
     if problem:
         raise StatisticalTrouble(problem)

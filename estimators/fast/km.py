@@ -35,7 +35,7 @@ import numpy as np
 from scipy.special import ndtri
 
 from ._common import STATUS_FAILED, STATUS_OK, STATUS_WARNING, Z975
-from .surv_km_jit import km_counts, km_medians_counted_c, r_quantile_monotone
+from .surv_km_jit import km_counts, km_median_c, km_medians_counted_c, r_quantile_monotone
 
 #: R's ``quantile.survfit(tolerance = sqrt(.Machine$double.eps))``
 R_TOLERANCE = float(np.sqrt(np.finfo(float).eps))
@@ -211,7 +211,8 @@ class _KMCore:
         return r_quantile(self.udt, vals, float(self.ts[-1]))
 
 
-def _prep(time, event):
+def _rows(time, event):
+    """(time as floats, event, "") as 1-d arrays of one length, else (None, None, why)."""
     time = np.asarray(time, dtype=float)
     event = np.asarray(event)
     if time.ndim != 1:
@@ -222,6 +223,14 @@ def _prep(time, event):
         return None, None, "length mismatch between time and event"
     if time.shape[0] == 0:
         return None, None, "no observations"
+    return time, event, ""
+
+
+def _prep(time, event):
+    """:func:`_rows` with finite times and the events as booleans (nonzero = death)."""
+    time, event, msg = _rows(time, event)
+    if msg:
+        return None, None, msg
     if not math.isfinite(time.sum()):
         return None, None, "non-finite times"
     ev = event if event.dtype == bool else event != 0
@@ -259,30 +268,42 @@ def km_fit(time, event, alpha: float = 0.05) -> KMResult:
 
 
 def km_median(time, event, alpha: float = 0.05) -> KMMedianResult:
-    """Median survival time and its log(-log) CI by R's survfit conventions (:func:`r_quantile`)."""
-    time, ev, msg = _prep(time, event)
+    """Median survival time and its log(-log) CI by R's survfit conventions (:func:`r_quantile`).
+
+    One compiled call (:func:`estimators.fast.surv_km_jit.km_median_c`: the curve, its bands and
+    R's rule for monotone curves); a band that is not monotone takes :func:`r_quantile`'s
+    general rule on :func:`km_fit`'s curve and bands.
+    """
+    time, event, msg = _rows(time, event)
+    if not msg:
+        z = Z975 if alpha == 0.05 else float(ndtri(1.0 - alpha / 2.0))
+        code, nev, med, lo, hi = km_median_c(time, event, z, R_TOLERANCE)
+        msg = "non-finite times" if code == 2 else ""
     if msg:
         return KMMedianResult(np.nan, np.nan, np.nan, 0, 0, STATUS_FAILED, msg)
-    core = _KMCore(time, ev)
-    if core.nev == 0:
+    n = time.shape[0]
+    if nev == 0:
         return KMMedianResult(
             np.inf,
             np.inf,
             np.inf,
-            core.n,
+            n,
             0,
             STATUS_WARNING,
             "no events (all censored): median not reached",
         )
-    med = core.median(core.S)
-    z = Z975 if alpha == 0.05 else float(ndtri(1.0 - alpha / 2.0))
-    lo, hi = core.bands(z)
+    if code == 1:
+        core = _KMCore(*_prep(time, event)[:2])
+        band_lo, band_hi = core.bands(z)
+        med = core.median(core.S)
+        lo = core.median(band_lo, band=True)
+        hi = core.median(band_hi, band=True)
     return KMMedianResult(
-        med,
-        core.median(lo, band=True),
-        core.median(hi, band=True),
-        core.n,
-        core.nev,
+        float(med),
+        float(lo),
+        float(hi),
+        n,
+        nev,
         STATUS_OK,
         "median not reached" if med == np.inf else "",
     )

@@ -13,6 +13,10 @@ Failure modes never raise; they are reported through ``status``/``message``:
   (2y-1) x'b >= 0 for every row.
 * ``"failed"`` + ``"singular design matrix"`` -- X not of full column rank.
 * ``"failed"`` + ``"did not converge ..."`` -- anything else.
+
+:func:`logistic_fit_plain` is the fit of ``engines.logit``'s fast engine when every one of its
+checks passes (one compiled call: data checks, rank bound, Newton, covariance); it returns None
+for any fit that needs a decision, which then goes through :func:`logistic_fit`.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import numpy as np
 
 from ._common import STATUS_FAILED, STATUS_OK, Z975, p_norm2
 from ._jit import njit
-from ._small import chol_inverse, chol_solve, cholesky
+from ._small import chol_inverse, chol_solve, cholesky, rank_bound
 
 # |eta| beyond which a fitted probability is within ~1e-13 of 0 or 1
 _ETA_SATURATED = 30.0
@@ -121,11 +125,15 @@ def _loglik_c(eta, y):
 def _newton(y, X, maxiter, tol):
     """The Newton-Raphson iteration of :func:`logistic_fit` in one compiled call.
 
-    Returns (beta, eta, L, n_iter, code, saturated, llf): L the Cholesky factor of the last
-    information matrix; code _CONVERGED, _NOT_CONVERGED, _NOT_PD (information not positive
-    definite after the first step: saturated) or _SINGULAR (rank check at b = 0 failed).
+    Returns (beta, eta, L, n_iter, code, saturated, full_rank): L the Cholesky factor of
+    the last information matrix; code _CONVERGED, _NOT_CONVERGED, _NOT_PD (information not
+    positive definite after the first step: saturated) or _SINGULAR (rank check at b = 0
+    failed); full_rank: :func:`estimators.design.certainly_full_rank` (``equilibrated=False``)
+    of X, from the first information matrix X'X / 4.
     """
     n, p = X.shape
+    XT = np.ascontiguousarray(X.T)  # one row per covariate: the sums over patients run along rows
+    WX = np.empty((p, n))
     beta = np.zeros(p)
     eta = np.zeros(n)
     mu = np.full(n, 0.5)
@@ -138,35 +146,24 @@ def _newton(y, X, maxiter, tol):
     enew = np.zeros(n)
     converged = False
     saturated = False
+    full_rank = False
     code = _NOT_CONVERGED
     it = 0
     while it < maxiter:
         it += 1
-        g[:] = 0.0
-        H[:, :] = 0.0
-        for i in range(n):
-            w = mu[i] * (1.0 - mu[i])
-            r = y[i] - mu[i]
-            for a in range(p):
-                xa = X[i, a]
-                g[a] += xa * r
-                wa = w * xa
-                for b in range(a + 1):
-                    H[a, b] += wa * X[i, b]
-        for a in range(p):
-            for b in range(a):
-                H[b, a] = H[a, b]
+        _score_information(XT, y, mu, WX, g, H)
         info = cholesky(H, L)
         if it == 1:
             # at b = 0 the information is X'X / 4: rank check from the same Cholesky factor
             # (L_jj / sqrt(H_jj) = sqrt(1 - R^2_j))
             if info != 0:
-                return beta, eta, L, it, _SINGULAR, saturated, np.nan
+                return beta, eta, L, it, _SINGULAR, saturated, full_rank
             for a in range(p):
                 d = math.sqrt(H[a, a])
                 rms[a] = 2.0 * d / math.sqrt(n)
                 if not L[a, a] > 1e-7 * d:
-                    return beta, eta, L, it, _SINGULAR, saturated, np.nan
+                    return beta, eta, L, it, _SINGULAR, saturated, full_rank
+            full_rank = _certainly_full_rank(L, n)
         elif info != 0:
             saturated = True
             code = _NOT_PD
@@ -179,7 +176,7 @@ def _newton(y, X, maxiter, tol):
                 ssz = v
         for a in range(p):
             bnew[a] = beta[a] + step[a]
-        _xb(X, bnew, enew)
+        _xb(XT, bnew, enew)
         if ssz > 1.0 or saturated:
             # large step: safeguard by step-halving on the (concave) log-likelihood
             ll_old = _loglik_c(eta, y)
@@ -189,7 +186,7 @@ def _newton(y, X, maxiter, tol):
                 t *= 0.5
                 for a in range(p):
                     bnew[a] = beta[a] + t * step[a]
-                _xb(X, bnew, enew)
+                _xb(XT, bnew, enew)
                 ll_new = _loglik_c(enew, y)
             if saturated and abs(ll_new - ll_old) <= 1e-10 * max(1.0, abs(ll_new)):
                 beta[:] = bnew
@@ -206,24 +203,58 @@ def _newton(y, X, maxiter, tol):
             emax = max(emax, abs(eta[i]))
         if emax > _ETA_SATURATED:
             saturated = True
-    ll = _loglik_c(eta, y)
     for i in range(n):
         if abs(eta[i]) > _ETA_SATURATED:
             saturated = True
             break
     if converged:
         code = _CONVERGED
-    return beta, eta, L, it, code, saturated, ll
+    return beta, eta, L, it, code, saturated, full_rank
 
 
 @njit
-def _xb(X, b, out):
-    n, p = X.shape
+def _score_information(XT, y, mu, WX, g, H):
+    """Score g = X'(y - mu) and information H = X' diag(mu (1 - mu)) X at the fitted
+    probabilities ``mu``; ``XT`` = X' (p, n), ``WX`` (p, n) scratch for the weighted rows. The
+    sums over patients go to BLAS (dgemv / dgemm: one call each, vectorized, the same bits in
+    every run on one machine); H is made exactly symmetric from its lower triangle."""
+    p, n = XT.shape
+    r = np.empty(n)
+    w = np.empty(n)
     for i in range(n):
-        s = 0.0
-        for a in range(p):
-            s += X[i, a] * b[a]
-        out[i] = s
+        r[i] = y[i] - mu[i]
+        w[i] = mu[i] * (1.0 - mu[i])
+    for a in range(p):
+        for i in range(n):
+            WX[a, i] = w[i] * XT[a, i]
+    g[:] = np.dot(XT, r)
+    H[:, :] = np.dot(WX, XT.T)
+    for a in range(p):
+        for b in range(a):
+            H[b, a] = H[a, b]
+
+
+@njit
+def _certainly_full_rank(L1, n):
+    """:func:`estimators.design.certainly_full_rank` (``equilibrated=False``) of an (n, p) X
+    from the Cholesky factor L1 of X'X / 4: :func:`rank_bound` of M = 2 L1' (M'M = X'X, the
+    Gram matrix the bound is computed from)."""
+    p = L1.shape[0]
+    if n < p or p == 0:
+        return False
+    lam, smin, smax = rank_bound(2.0 * L1.T, False)
+    return lam > 1e-6 and smin > 1e3 * smax * max(n, p) * np.finfo(np.float64).eps
+
+
+@njit
+def _xb(XT, b, out):
+    """out = X b from XT = X' (for each patient, the terms added in covariate order)."""
+    p, n = XT.shape
+    out[:] = 0.0
+    for a in range(p):
+        ba = b[a]
+        for i in range(n):
+            out[i] += XT[a, i] * ba
 
 
 def logistic_fit(
@@ -259,9 +290,10 @@ def logistic_fit(
     if ysum == 0.0 or ysum == n:
         return _fail(p, n, "separation: outcome has no variation (all 0 or all 1)")
 
-    beta, eta, c, it, code, saturated, ll = _newton(y, X, maxiter, tol)
+    beta, eta, c, it, code, saturated, _ = _newton(y, X, maxiter, tol)
     if code == _SINGULAR:
         return _fail(p, n, "singular design matrix (collinear or all-zero columns)")
+    ll = _loglik_c(eta, y)
     converged = code == _CONVERGED
     msg = "information matrix not positive definite" if code == _NOT_PD else ""
 
@@ -306,6 +338,99 @@ def logistic_fit(
         status=STATUS_OK,
         message="",
     )
+
+
+def logistic_fit_plain(y, X, maxiter: int = 50, tol: float = 1e-10, p_extreme: float = 1e-10):
+    """(params, cov_params, fitted probabilities) of :func:`logistic_fit`, when the fit leaves
+    nothing to decide, in one compiled call; else None (the caller takes the general path).
+
+    Plain means: n > p; y and X finite, y coded 0/1 with both values; no constant column after
+    the first; the rank certainly full (:func:`estimators.design.certainly_full_rank` with
+    ``equilibrated=False``, from the first information matrix X'X / 4); Newton converged without
+    |eta| > 30; every fitted probability mu = 1 / (1 + exp(-x'b)) at least ``p_extreme`` from 0
+    and 1; the covariance (inverse information) finite with a positive diagonal: every check of
+    ``engines.logit``'s fast engine passes, so its answer is this one.
+    """
+    y = np.asarray(y, dtype=float)
+    X = np.asarray(X, dtype=float)
+    if y.ndim != 1 or X.ndim != 2 or y.shape[0] != X.shape[0]:
+        return None
+    plain, beta, cov, mu = _fit_plain(y, X, maxiter, tol, p_extreme)
+    return (beta, cov, mu) if plain else None
+
+
+@njit
+def _fit_plain(y, X, maxiter, tol, p_extreme):
+    """(plain, beta, cov, mu) of :func:`logistic_fit_plain` (empty arrays when not plain)."""
+    n, p = X.shape
+    none = (False, np.empty(0), np.empty((0, 0)), np.empty(0))
+    if not (n > p and p > 0 and _plain_data(y, X)):
+        return none
+    beta, eta, L, _, code, saturated, full_rank = _newton(y, X, maxiter, tol)
+    if code != _CONVERGED or saturated or not full_rank:
+        return none
+    mu = np.empty(n)
+    for i in range(n):
+        f = 1.0 / (1.0 + math.exp(-eta[i]))
+        if min(f, 1.0 - f) < p_extreme:
+            return none
+        mu[i] = f
+    cov = chol_inverse(L)
+    for a in range(p):
+        if not cov[a, a] > 0.0:
+            return none
+        for b in range(p):
+            if not math.isfinite(cov[a, b]):
+                return none
+    return True, beta, cov, mu
+
+
+@njit
+def _plain_data(y, X):
+    """y finite and 0/1 with both values, X finite, no constant column after the first."""
+    n, p = X.shape
+    ysum = 0.0
+    for i in range(n):
+        if y[i] != 0.0 and y[i] != 1.0:
+            return False
+        ysum += y[i]
+    if ysum == 0.0 or ysum == n:
+        return False
+    for a in range(p):
+        lo = X[0, a]
+        hi = X[0, a]
+        for i in range(n):
+            v = X[i, a]
+            if not math.isfinite(v):
+                return False
+            lo = min(lo, v)
+            hi = max(hi, v)
+        if a > 0 and not hi > lo:
+            return False
+    return True
+
+
+@njit
+def arm_outcomes(y, g):
+    """(n0, n1, const0, const1, first0, first1) of an outcome ``y`` by arm (rows with g == 0,
+    g == 1): the arm sizes, whether y is constant in the arm (min == max; True when empty) and
+    its first value there (NaN when empty), in one pass."""
+    n = [0, 0]
+    const = [True, True]
+    first = [np.nan, np.nan]
+    for i in range(y.shape[0]):
+        if g[i] == 0.0:
+            a = 0
+        elif g[i] == 1.0:
+            a = 1
+        else:
+            continue
+        if n[a] == 0:
+            first[a] = y[i]
+        elif y[i] != first[a]:
+            const[a] = False
+        n[a] += 1
+    return n[0], n[1], const[0], const[1], first[0], first[1]
 
 
 def univariable_logistic_batch(

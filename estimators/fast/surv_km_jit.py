@@ -12,6 +12,8 @@ last time; not reached: inf).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._jit import njit
@@ -166,3 +168,53 @@ def r_quantile_monotone(times, surv, xmax, p, tol):
     if i2 < k:
         return True, (x[i1] + x[i2]) / 2.0
     return True, np.inf
+
+
+@njit
+def km_median_c(time, event, z, tol):
+    """(code, n_events, median, ci_lower, ci_upper) of :func:`estimators.fast.km.km_median` in
+    one call, for n >= 1 rows (``event`` nonzero = death).
+
+    At the event times t_k (n_k at risk, d_k deaths): S_k = exp(L_k), L_k = sum_{j<=k}
+    log(n_j - d_j) - log(n_j) (added in time order, as numpy's cumsum), Greenwood
+    V_k = sum_{j<=k} d_j / (n_j (n_j - d_j)), the log(-log) bands
+    exp(-exp(log(-L_k) -/+ h_k)) = exp(L_k exp(-/+ h_k)), h_k = z sqrt(V_k) / L_k, NA where
+    S_k = 0 (n_k = d_k, only possible at the last event time); then R's quantile rule at 0.5
+    (:func:`r_quantile_monotone`, xmax the last follow-up time) on the curve and on each band.
+    ``code`` 0: done; 1: a curve is not monotone (the caller's general rule); 2: a time is not
+    finite (their sum is not). No events: (0, 0, inf, inf, inf).
+    """
+    n = time.shape[0]
+    total = 0.0
+    for i in range(n):
+        total += time[i]
+    if not math.isfinite(total):
+        return 2, 0, np.nan, np.nan, np.nan
+    ts, udt, nr, d = km_counts(time, event)
+    m = udt.shape[0]
+    if m == 0:
+        return 0, 0, np.inf, np.inf, np.inf
+    S = np.empty(m)
+    lo = np.empty(m)
+    hi = np.empty(m)
+    logs = 0.0
+    V = 0.0
+    nev = 0
+    for k in range(m):
+        nmd = nr[k] - d[k]
+        nev += int(d[k])
+        logs += math.log(nmd) - math.log(nr[k])
+        S[k] = math.exp(logs)
+        if nmd > 0.0:
+            V += d[k] / (nr[k] * nmd)
+            c = math.exp(-z * math.sqrt(V) / logs)
+            lo[k] = math.exp(logs * c)
+            hi[k] = math.exp(logs / c)
+        else:
+            lo[k] = np.nan
+            hi[k] = np.nan
+    xmax = ts[n - 1]
+    ok_m, med = r_quantile_monotone(udt, S, xmax, 0.5, tol)
+    ok_l, qlo = r_quantile_monotone(udt, lo, xmax, 0.5, tol)
+    ok_h, qhi = r_quantile_monotone(udt, hi, xmax, 0.5, tol)
+    return 0 if ok_m and ok_l and ok_h else 1, nev, med, qlo, qhi
