@@ -206,7 +206,9 @@ def _prepare(y, X, groups, reml):
     Xa[:, p] = y
     Za = np.add.reduceat(Xa, starts, axis=0)  # group sums
     Xw = Xa - np.repeat(Za / sizes[:, None], sizes, axis=0)
-    return _profile(Xw.T @ Xw, Za, sizes, N, p, reml, lambda j: X[:, j])
+    Wa = Xw.T @ Xw
+    c = _intercept_column(Wa, lambda j: X[:, j])
+    return _profile(Wa, Za, sizes, N, p, reml, c, X[0, c] if c >= 0 else 1.0)
 
 
 def _prepare_wide(Y, X, reml):
@@ -214,43 +216,45 @@ def _prepare_wide(Y, X, reml):
     Y = np.ascontiguousarray(Y, dtype=float)
     X = np.ascontiguousarray(X, dtype=float)
     n, v, p = X.shape
-    Wa, Za, sizes, finite = _wide_stats(Y, X)
+    Wa, Za, sizes, finite, const, first = _wide_stats(Y, X)
     N = int(sizes.sum())
     if N == 0:
         return _failed(p, N, 0, reml, "no observations")
     if not finite:
         return _failed(p, N, 0, reml, "non-finite values in y or X")
-
-    obs = np.isfinite(Y)
-
-    def column(j):
-        return X[:, :, j][obs]
-
-    return _profile(Wa, Za, sizes, N, p, reml, column)
+    c = _constant_column(Wa, const & (first != 0.0))
+    return _profile(Wa, Za, sizes, N, p, reml, c, first[c] if c >= 0 else 1.0)
 
 
 @njit
 def _wide_stats(Y, X):
-    """(Wa, Za, sizes, finite) of padded data: Wa the within-group cross-products of [X, y],
-    Za the group sums (groups with at least one observation, in row order), sizes their
-    numbers of observations; finite False if any sum is not finite."""
+    """(Wa, Za, sizes, finite, const, first) of padded data: Wa the within-group
+    cross-products of [X, y] (R'R by BLAS, R the rows minus their group means), Za the group
+    sums (groups with at least one observation, in row order), sizes their numbers of
+    observations; finite False if any sum is not finite; const[j] True when column j of X takes
+    one value, first[j], on every observed row."""
     n, v, p = X.shape
     p1 = p + 1
     cnt = np.zeros(n, dtype=np.int64)
     m = 0
+    N = 0
     for i in range(n):
         c = 0
         for j in range(v):
             if np.isfinite(Y[i, j]):
                 c += 1
         cnt[i] = c
+        N += c
         if c > 0:
             m += 1
     Za = np.zeros((m, p1))
     sizes = np.empty(m, dtype=np.int64)
-    Wa = np.zeros((p1, p1))
-    r = np.empty(p1)
+    R = np.empty((N, p1))
+    const = np.ones(p, dtype=np.bool_)
+    first = np.zeros(p)
+    mean = np.empty(p1)
     g = 0
+    r = 0
     for i in range(n):
         c = cnt[i]
         if c == 0:
@@ -260,33 +264,48 @@ def _wide_stats(Y, X):
             y = Y[i, j]
             if np.isfinite(y):
                 for a in range(p):
-                    Za[g, a] += X[i, j, a]
+                    x = X[i, j, a]
+                    Za[g, a] += x
+                    if r == 0:
+                        first[a] = x
+                    elif x != first[a]:
+                        const[a] = False
                 Za[g, p] += y
+                r += 1
+        r -= c
+        for a in range(p1):
+            mean[a] = Za[g, a] / c
         for j in range(v):
             y = Y[i, j]
             if np.isfinite(y):
                 for a in range(p):
-                    r[a] = X[i, j, a] - Za[g, a] / c
-                r[p] = y - Za[g, p] / c
-                for a in range(p1):
-                    ra = r[a]
-                    for b in range(a + 1):
-                        Wa[a, b] += ra * r[b]
+                    R[r, a] = X[i, j, a] - mean[a]
+                R[r, p] = y - mean[p]
+                r += 1
         g += 1
+    Wa = np.dot(R.T, R)
     finite = True
     for a in range(p1):
         for b in range(a + 1):
-            Wa[b, a] = Wa[a, b]
+            Wa[b, a] = Wa[a, b]  # exactly symmetric (the product need not be)
             if not np.isfinite(Wa[a, b]):
                 finite = False
     for g in range(m):
         for a in range(p1):
             if not np.isfinite(Za[g, a]):
                 finite = False
-    return Wa, Za, sizes, finite
+    return Wa, Za, sizes, finite, const, first
 
 
-def _intercept_column(Wa, Za, column) -> int:
+def _constant_column(Wa, candidates) -> int:
+    """The first column j of X with ``candidates[j]`` (constant and non-zero on the observed
+    rows) whose within-group cross-product is zero (<= 1e-24 of the largest), -1 if none."""
+    dw = np.diagonal(Wa)
+    ok = candidates & (dw[:-1] <= 1e-24 * dw.max())
+    return int(np.argmax(ok)) if ok.any() else -1
+
+
+def _intercept_column(Wa, column) -> int:
     """Index of a constant non-zero column of X (the intercept), -1 if there is none.
 
     Candidates are the columns constant within groups (zero within cross-product); each is
@@ -300,24 +319,23 @@ def _intercept_column(Wa, Za, column) -> int:
     return -1
 
 
-def _profile(Wa, Za, sizes, N, p, reml, column):
+def _profile(Wa, Za, sizes, N, p, reml, c, xc):
     """Checks and the profile from the within cross-products ``Wa`` and group sums ``Za``:
     (profile, N, p, n_groups, start gamma), or a failed LMMResult.
 
-    When X has an intercept (``column(j)``: column j of X over the observed rows), the columns
-    of [X, y] other than it are centred at their means first (Za - n_i mean; Wa is unchanged):
-    a reparameterisation with unit Jacobian that leaves q and log|X'H^-1X| as they are but
-    keeps the between-group cross-products well conditioned (covariates like age ~ 60 and y
-    otherwise cost ~4 digits of f). :func:`_finish` maps the fixed effects back.
+    When X has an intercept (column ``c`` >= 0 of X, equal to ``xc`` on every observed row),
+    the columns of [X, y] other than it are centred at their means first (Za - n_i mean; Wa is
+    unchanged): a reparameterisation with unit Jacobian that leaves q and log|X'H^-1X| as they
+    are but keeps the between-group cross-products well conditioned (covariates like age ~ 60
+    and y otherwise cost ~4 digits of f). :func:`_finish` maps the fixed effects back.
     """
     m = sizes.shape[0]
     shift = None
-    c = _intercept_column(Wa, Za, column)
     if c >= 0:
         mu = Za.sum(axis=0) / N
         mu[c] = 0.0
         Za = Za - sizes[:, None] * mu
-        shift = (c, mu / column(c)[0])  # the intercept column is column(c)[0] times 1
+        shift = (c, mu / xc)  # the intercept column is xc times 1
     if sizes.max() < 2:
         return _failed(
             p, N, m, reml, "random intercept not identifiable (every group has one observation)"
