@@ -101,7 +101,11 @@ def cox_data_problem(t: np.ndarray, e: np.ndarray, X: np.ndarray, names) -> str:
     one level (monotone likelihood: the coefficient diverges).
     """
     # one compiled pass (estimators.fast.surv_cox_jit.cox_problem_c); the message from its code
-    code, j, lvl = fast_cox.cox_problem_c(e, X)
+    return _cox_problem_message(*fast_cox.cox_problem_c(e, X), names)
+
+
+def _cox_problem_message(code: int, j: int, lvl: int, names) -> str:
+    """The message of :func:`cox_data_problem` for a ``cox_problem_c`` code ("" for none)."""
     if code == fast_cox.PROBLEM_NO_EVENTS:
         return "no events"
     if code == fast_cox.PROBLEM_CONSTANT:
@@ -128,18 +132,21 @@ def cox(
     deaths, as R). ``robust``: R's ``coxph(robust = TRUE)`` sandwich with Efron-tie score
     residuals (:func:`estimators.fast.cox.robust_cov`), for both engines (lifelines' own
     sandwich ignores ties). Reference: lifelines ``CoxPHFitter`` with
-    :data:`LIFELINES_FIT_OPTIONS`; fast: :func:`estimators.fast.cox.cox_fit` (``order``: the
+    :data:`LIFELINES_FIT_OPTIONS`; fast: :func:`estimators.fast.cox.cox_estimate`
+    (:func:`cox_data_problem`'s checks and ``cox_fit`` in one compiled call; ``order``: the
     stable time order if known, the same result).
     """
     _check_engine(engine)
+    if engine == "fast":  # the data checks and the fit in one compiled call
+        r = fast_cox.cox_estimate(t, e, X, weights=weights, robust=robust, order=order)
+        if r.problem:
+            raise StatisticalTrouble(_cox_problem_message(r.problem, r.j, r.lvl, names))
+        if r.message:
+            raise StatisticalTrouble(f"Cox model: {r.message}")
+        return CoxFit(r.params, r.bse, r.cov, r.n_events)
     problem = cox_data_problem(t, e, X, names)
     if problem:
         raise StatisticalTrouble(problem)
-    if engine == "fast":
-        r = fast_cox.cox_fit(t, e, X, weights=weights, robust=robust, order=order)
-        if r.status != "ok":
-            raise StatisticalTrouble(f"Cox model: {r.message}")
-        return CoxFit(r.params, r.bse, r.cov_params, r.n_events)
     import pandas as pd  # reference engine only: pandas/lifelines import cost
     from lifelines import CoxPHFitter
     from lifelines.exceptions import StatisticalWarning

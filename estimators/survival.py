@@ -27,11 +27,11 @@ R's ``survfit`` midpoint rule. The engines agree to ~1e-10.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy.special import ndtr, ndtri
 
 from palliasim.estimators import engines
 from palliasim.estimators.base import (
@@ -50,6 +50,7 @@ from palliasim.estimators.base import (
     wald_row,
 )
 from palliasim.estimators.engines import km_rmst_variance, peto_logrank  # noqa: F401 (re-export)
+from palliasim.estimators.fast import logrank as fast_logrank
 from palliasim.estimators.fast.km import R_TOLERANCE
 from palliasim.estimators.fast.km import km_medians_counted as km_medians_counted_fast
 
@@ -128,40 +129,41 @@ def survival_arrays_fast(cohort, endpoint: str) -> tuple[np.ndarray, np.ndarray,
     t = _float_column(cohort, f"{endpoint}_months")
     e = _float_column(cohort, f"{endpoint}_event")
     g = _float_column(cohort, "group")
+    if math.isfinite(t.sum() + e.sum() + g.sum()):  # a sum is finite iff every term is (or
+        return t, e, g  # it overflowed: then the mask below decides)
     keep = np.isfinite(t) & np.isfinite(e) & np.isfinite(g)
-    if keep.all():
-        return t, e, g
     return t[keep], e[keep], g[keep]
 
 
-def covariate_arrays(cohort, endpoint: str, covariates):
-    """The complete cases of :func:`covariate_matrix` as arrays: (time, event, group, X, names,
-    dropped). Numeric covariates are read from ``cohort.arrays``; with any categorical (or
-    unknown) covariate the pandas :func:`covariate_matrix` builds the same columns (or raises)."""
+def design_rows(cohort, endpoint: str, covariates):
+    """The complete cases of :func:`covariate_matrix` as one (3 + p, n) array of rows time,
+    event, group, covariates: (rows, names, dropped). Numeric covariates are read from
+    ``cohort.arrays``; with any categorical (or unknown) covariate the pandas
+    :func:`covariate_matrix` builds the same columns (or raises). ``rows[2:].T`` is the Cox
+    design (group first) as a view."""
     cols = []
     for c in covariates:
         a = cohort.numeric_column(c)
         if a is None:
             df, dropped = covariate_matrix(cohort, endpoint, covariates)
             names = [c for c in df.columns if c not in ("_time", "_event", "group")]
-            return (
-                df["_time"].to_numpy(dtype=float),
-                df["_event"].to_numpy(dtype=float),
-                df["group"].to_numpy(dtype=float),
-                df[names].to_numpy(dtype=float).reshape(len(df), len(names)),
-                names,
-                dropped,
-            )
+            rows = df[["_time", "_event", "group", *names]].to_numpy(dtype=float).T
+            return np.ascontiguousarray(rows), names, dropped
         cols.append(a)
     t = _float_column(cohort, f"{endpoint}_months")
     e = _float_column(cohort, f"{endpoint}_event")
     g = _float_column(cohort, "group")
-    X = np.column_stack(cols) if cols else np.empty((t.size, 0))
-    keep = ~(np.isnan(t) | np.isnan(e) | np.isnan(g) | np.isnan(X).any(axis=1))  # = dropna()
-    dropped = int(t.size - np.count_nonzero(keep))
-    if dropped:
-        t, e, g, X = t[keep], e[keep], g[keep], X[keep]
-    return t, e, g, X, list(covariates), dropped
+    rows = np.array([t, e, g, *cols])
+    if not math.isnan(rows.sum()):  # no NaN (an inf - inf NaN: the mask below decides)
+        return rows, list(covariates), 0
+    keep = ~np.isnan(rows).any(axis=0)  # = dropna()
+    return rows[:, keep], list(covariates), int(t.size - np.count_nonzero(keep))
+
+
+def covariate_arrays(cohort, endpoint: str, covariates):
+    """:func:`design_rows` as (time, event, group, X, names, dropped), X (n, p) (views)."""
+    rows, names, dropped = design_rows(cohort, endpoint, covariates)
+    return rows[0], rows[1], rows[2], rows[3:].T, names, dropped
 
 
 def time_order(cohort, endpoint: str, t: np.ndarray):
@@ -172,15 +174,17 @@ def time_order(cohort, endpoint: str, t: np.ndarray):
     return cohort.stable_order(f"{endpoint}_months")
 
 
-def _cox_group(t, e, X, names, alpha, engine, weights=None, order=None):
-    """(estimate, se, ci_low, ci_high, p) of the first column (group): Wald normal."""
+def _cox_row(est, estimand, t, e, X, names, dropped, weights=None, order=None) -> Estimate:
+    """Estimator ``est``'s row for the first column of ``X`` (group) of the Cox fit
+    (:func:`estimators.engines.cox`, robust SE when weighted): Wald normal CI and p-value; the
+    message counts the rows ``dropped`` for missing covariates."""
     fit = engines.cox(
-        t, e, X, names, engine=engine, weights=weights, robust=weights is not None, order=order
+        t, e, X, names, engine=est.engine, weights=weights, robust=weights is not None, order=order
     )
-    b, se = float(fit.params[0]), float(fit.se[0])
-    q = ndtri(1 - alpha / 2)
-    p = 2 * ndtr(-abs(b / se)) if se > 0 else NAN
-    return b, se, float(b - q * se), float(b + q * se), float(p)
+    msg = f"complete cases: {dropped} rows with missing covariates dropped" if dropped else ""
+    return wald_row(
+        est.name, estimand, float(fit.params[0]), float(fit.se[0]), est.alpha, t.size, message=msg
+    )
 
 
 def analysis_arrays(cohort, endpoint: str, covariates, engine: str):
@@ -201,17 +205,16 @@ def analysis_arrays(cohort, endpoint: str, covariates, engine: str):
 
 
 def check_arms(t: np.ndarray, e: np.ndarray, g: np.ndarray, endpoint: str) -> None:
-    """Raise StatisticalTrouble for an empty arm, no events at all, or no events in an arm."""
-    arm = (g == 0, g == 1)
-    for a in (0, 1):
-        if not arm[a].any():
-            raise StatisticalTrouble(f"no patients in group {a} ({endpoint})")
-    ev = e > 0
-    if not ev.any():
+    """Raise StatisticalTrouble for an empty arm, no events at all, or no events in an arm
+    (one compiled pass, :func:`estimators.fast.logrank.arms_problem_c`)."""
+    code = fast_logrank.arms_problem_c(e, g)
+    if code == fast_logrank.ARMS_OK:
+        return
+    if code in (fast_logrank.ARMS_EMPTY_0, fast_logrank.ARMS_EMPTY_1):
+        raise StatisticalTrouble(f"no patients in group {code - 1} ({endpoint})")
+    if code == fast_logrank.ARMS_NO_EVENTS:
         raise StatisticalTrouble(f"all {endpoint} times censored (no events)")
-    for a in (0, 1):
-        if not (ev & arm[a]).any():
-            raise StatisticalTrouble(f"no {endpoint} events in group {a}")
+    raise StatisticalTrouble(f"no {endpoint} events in group {code - fast_logrank.ARMS_NO_EVENTS_0}")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -354,14 +357,22 @@ class _SurvivalEstimator(Estimator):
         return rows
 
     def _guarded(self, fn, ep: str) -> list[Estimate]:
-        """Run ``fn``; statistical exceptions -> failed rows, warnings -> that endpoint's rows."""
+        """Run ``fn``; statistical exceptions -> failed rows, warnings -> that endpoint's rows.
+        With one endpoint its rows are all the rows: ``Estimator.fit``'s own capture attaches
+        the warnings to them (the same messages, one capture fewer)."""
+        if len(self.endpoints) == 1:
+            return self._rows_or_failed(fn, ep)
         with capture() as msgs:
-            try:
-                rows = fn()
-            except statistical_exceptions() as exc:
-                rows = failed_rows(self.name, self._targets_for(ep), _exception_message(exc))
+            rows = self._rows_or_failed(fn, ep)
         add_messages(rows, msgs)
         return rows
+
+    def _rows_or_failed(self, fn, ep: str) -> list[Estimate]:
+        """``fn()``, or endpoint ``ep``'s failed rows when it raises a statistical exception."""
+        try:
+            return fn()
+        except statistical_exceptions() as exc:
+            return failed_rows(self.name, self._targets_for(ep), _exception_message(exc))
 
 
 @register("km_median")
@@ -585,23 +596,17 @@ class Cox(_SurvivalEstimator):
         return (f"{ep}_loghr_adj" if self.covariates else f"{ep}_loghr",)
 
     def _fit_endpoint(self, cohort, ep, rng) -> list[Estimate]:
-        t, e, g, Xc, names, dropped = analysis_arrays(cohort, ep, self.covariates, self.engine)
+        if self.engine == "fast":
+            rows, names, dropped = design_rows(cohort, ep, self.covariates)
+            t, e, g = rows[0], rows[1], rows[2]
+            X = rows[2:].T  # group, covariates: a view
+        else:
+            t, e, g, Xc, names, dropped = analysis_arrays(cohort, ep, self.covariates, self.engine)
+            X = np.column_stack([g, Xc]) if Xc.shape[1] else g[:, None]
         check_arms(t, e, g, ep)
-        X = np.column_stack([g, Xc]) if Xc.shape[1] else g[:, None]
         order = time_order(cohort, ep, t) if self.engine == "fast" else None
-        out = _cox_group(t, e, X, ["group", *names], self.alpha, self.engine, order=order)
-        return [_cox_row(self.name, self._targets_for(ep)[0], out, t.size, dropped)]
-
-
-def _dropped_message(dropped: int) -> str:
-    return f"complete cases: {dropped} rows with missing covariates dropped" if dropped else ""
-
-
-def _cox_row(method: str, estimand: str, out, n_used: int, dropped: int) -> Estimate:
-    b, se, lo, hi, p = out
-    return Estimate(
-        method, estimand, b, se, lo, hi, p, int(n_used), message=_dropped_message(dropped)
-    )
+        estimand = self._targets_for(ep)[0]
+        return [_cox_row(self, estimand, t, e, X, ["group", *names], dropped, order=order)]
 
 
 @register("iptw_cox")
@@ -665,8 +670,7 @@ class IPTWCox(_SurvivalEstimator):
         t, e, g, Xc, names, dropped = analysis_arrays(cohort, ep, self.covariates, self.engine)
         check_arms(t, e, g, ep)
         w = self.weights(g, Xc)
-        out = _cox_group(t, e, g[:, None], ["group"], self.alpha, self.engine, weights=w)
-        return [_cox_row(self.name, f"{ep}_loghr", out, t.size, dropped)]
+        return [_cox_row(self, f"{ep}_loghr", t, e, g[:, None], ["group"], dropped, weights=w)]
 
 
 @register("rmst")
@@ -724,6 +728,7 @@ __all__ = [
     "RMST",
     "covariate_matrix",
     "covariate_arrays",
+    "design_rows",
     "km_medians_counted",
     "km_medians_resampled",
     "resample_counts",

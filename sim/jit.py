@@ -11,6 +11,10 @@ generator's in sim/, the estimators' in estimators/fast/).
 * ``error_model="numpy"``: division by zero gives inf/nan as numpy does instead of raising
   (the kernels report statistical trouble as a status, never an exception).
 
+A few estimator kernels hand their n x p^2 sums to BLAS through ``np.dot`` (the LMM's within
+cross-products, the logistic information): the same bits in every process on one machine (the
+runner runs BLAS on one thread), last-bit differences across CPU types as numpy's own SIMD code.
+
 Kernels are written as plain loops over small arrays: the point is to run a whole Newton
 iteration, bootstrap or imputation chain in one call instead of dozens of numpy calls of a few
 microseconds each. ``NUMBA_DISABLE_JIT=1`` runs them as Python (slow; for debugging).

@@ -1,6 +1,6 @@
 """Compiled linear algebra for the small (p <= ~30) matrices of the fast kernels.
 
-Plain textbook loops (no blocking, no BLAS): at these sizes a call into LAPACK through
+Plain textbook loops (no blocking, no BLAS; the O(n p^2) sums of the callers may use BLAS): at these sizes a call into LAPACK through
 Python costs more than the arithmetic. Each routine works in place on preallocated arrays so a
 compiled Newton loop allocates nothing per iteration.
 

@@ -52,6 +52,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -60,6 +61,7 @@ from .surv_cox_jit import (
     CHECK_CONSTANT,
     CHECK_EVENT,
     CHECK_NO_EVENTS,
+    CHECK_NONFINITE,
     CHECK_OK,
     CHECK_WEIGHTS,
     MSG_LINE_SEARCH,
@@ -68,6 +70,7 @@ from .surv_cox_jit import (
     PROBLEM_CONSTANT,  # noqa: F401  (used by estimators.engines.cox_data_problem)
     PROBLEM_MONOTONE,  # noqa: F401
     PROBLEM_NO_EVENTS,  # noqa: F401
+    PROBLEM_NONE,
     cox_fit_c,
     cox_problem_c,  # noqa: F401
 )
@@ -82,25 +85,61 @@ _MESSAGES = {
 
 @dataclass(frozen=True, slots=True)
 class CoxResult:
+    """A :func:`cox_fit`; the Wald z, p-values and CIs and the tests' p-values are computed
+    when read (most callers want only the coefficients and SEs)."""
+
     params: np.ndarray
     bse: np.ndarray
-    zvalues: np.ndarray
-    pvalues: np.ndarray
-    conf_int: np.ndarray  # (p, 2) Wald normal on the log-HR scale
     cov_params: np.ndarray  # robust if robust=True else inverse information
     cov_naive: np.ndarray  # inverse information (model-based)
     llf: float  # log partial likelihood at the estimate
     ll_null: float  # log partial likelihood at beta = 0
     lr_stat: float
-    lr_pvalue: float
     score_stat: float  # score test at beta = 0 (same ties method)
-    score_pvalue: float
     nobs: int
     n_events: int
     n_iter: int
     converged: bool
     status: str
     message: str
+
+    @property
+    def zvalues(self) -> np.ndarray:
+        return self.params / self.bse
+
+    @property
+    def pvalues(self) -> np.ndarray:
+        """Two-sided Wald p-values 2 Phi(-|z|)."""
+        return p_norm2(self.zvalues)
+
+    @property
+    def conf_int(self) -> np.ndarray:
+        """(p, 2) Wald normal 95% intervals on the log-HR scale."""
+        return np.column_stack((self.params - Z975 * self.bse, self.params + Z975 * self.bse))
+
+    @property
+    def lr_pvalue(self) -> float:
+        return _p_chi2(self.lr_stat, self.params.shape[0])
+
+    @property
+    def score_pvalue(self) -> float:
+        return _p_chi2(self.score_stat, self.params.shape[0])
+
+
+class CoxEstimate(NamedTuple):
+    """What :func:`cox_estimate` returns: ``problem`` (a PROBLEM_* code of
+    :func:`estimators.fast.surv_cox_jit.cox_problem_c`, covariate ``j``, level ``lvl``: the
+    data problem found before fitting, PROBLEM_NONE if none), else ``message`` (:func:`cox_fit`'s
+    failure message, "" when the fit is ok) and the fit."""
+
+    problem: int
+    j: int
+    lvl: int
+    message: str
+    params: np.ndarray
+    bse: np.ndarray
+    cov: np.ndarray
+    n_events: int
 
 
 #: "no precomputed time order" for the compiled kernels
@@ -122,18 +161,13 @@ def _failed(p, n, nev, msg, params=None, llf=np.nan, ll0=np.nan, score=np.nan, n
     nan_p = np.full(p, np.nan)
     return CoxResult(
         params=nan_p.copy() if params is None else params,
-        bse=nan_p.copy(),
-        zvalues=nan_p.copy(),
-        pvalues=nan_p.copy(),
-        conf_int=np.full((p, 2), np.nan),
+        bse=nan_p,
         cov_params=np.full((p, p), np.nan),
         cov_naive=np.full((p, p), np.nan),
         llf=float(llf),
         ll_null=float(ll0),
         lr_stat=np.nan,
-        lr_pvalue=np.nan,
         score_stat=float(score),
-        score_pvalue=float(p_chi2(score, p)) if np.isfinite(score) else np.nan,
         nobs=n,
         n_events=nev,
         n_iter=n_iter,
@@ -268,6 +302,72 @@ def robust_cov(time, event, X, beta, cov_naive, weights=None, ties: str = "efron
     return d.T @ d
 
 
+def _kernel(time, event, X, weights, ties, robust, maxiter, tol, order, problems):
+    """(n, p, out): the inputs as arrays and :func:`estimators.fast.surv_cox_jit.cox_fit_c`'s
+    tuple, or (n, p, message) when the lengths do not fit."""
+    time = np.asarray(time, dtype=float)
+    if time.ndim != 1:
+        time = time.reshape(-1)
+    event = np.asarray(event, dtype=float)
+    if event.ndim != 1:
+        event = event.reshape(-1)
+    X = np.asarray(X, dtype=float)
+    if X.ndim == 1:
+        X = X[:, None]
+    n, p = X.shape
+    if ties not in ("efron", "breslow"):
+        raise ValueError("ties must be 'efron' or 'breslow'")
+    if time.shape[0] != n or event.shape[0] != n:
+        return n, p, "length mismatch between time, event and X"
+    if n == 0 and not problems:  # (the data problems report it as "no events")
+        return n, p, "no observations"
+    Xt = X.T  # covariates by row: no copy for the F-ordered columns of an estimator's design
+    if not Xt.flags.c_contiguous:
+        Xt = np.ascontiguousarray(Xt)
+    weighted = weights is not None
+    w_ok = True
+    if weighted:
+        w = np.asarray(weights, dtype=float).reshape(-1)
+        w_ok = w.shape[0] == n
+    else:
+        w = _EMPTY
+    by_time = _NO_ORDER if order is None else np.asarray(order, dtype=np.int64)
+    out = cox_fit_c(
+        time, event, Xt, w, weighted, w_ok, ties == "efron", maxiter, tol, robust, by_time, problems
+    )
+    return n, p, out
+
+
+def _message(p, out) -> str:
+    """:func:`cox_fit`'s failure message for the kernel's tuple ("" when the fit is ok)."""
+    _, check, j, lvl, _, sd, _, newton = out
+    if check != CHECK_OK:
+        if check == CHECK_NONFINITE:
+            return "non-finite values in time or X"
+        if check == CHECK_EVENT:
+            return "event must be coded 0/1"
+        if check == CHECK_WEIGHTS:
+            return "weights must be finite and > 0"
+        if check == CHECK_NO_EVENTS:
+            return "no events"
+        if check == CHECK_CONSTANT:
+            return f"singular information matrix (covariate {j} is constant)"
+        what = f"arm {lvl}" if p == 1 else f"group covariate {j} == {lvl}"
+        return f"no events in {what} (monotone likelihood)"
+    beta, _, _, _, it, converged, monotone, code, singular0, _, _ = newton
+    if singular0:
+        return "singular information matrix (collinear covariates)"
+    msg = _MESSAGES[code]
+    if monotone:
+        big = np.flatnonzero(np.abs(beta) * sd > 5.0)
+        which = f" (covariate(s) {big.tolist()})" if big.size else ""
+        m = "monotone likelihood: coefficient(s) diverge to infinity" + which
+        return msg + "; " + m if msg else m
+    if not converged:
+        return f"did not converge in {it} iterations" + (f" ({msg})" if msg else "")
+    return ""
+
+
 def cox_fit(
     time,
     event,
@@ -294,86 +394,29 @@ def cox_fit(
     order : optional ``np.argsort(time, kind="stable")`` (int64) when the caller has it (shared
         by the fits of a replication); the result is the same without it
     """
-    time = np.asarray(time, dtype=float)
-    if time.ndim != 1:
-        time = time.reshape(-1)
-    event = np.asarray(event)
-    if event.ndim != 1:
-        event = event.reshape(-1)
-    X = np.asarray(X, dtype=float)
-    if X.ndim == 1:
-        X = X[:, None]
-    n, p = X.shape
-    if ties not in ("efron", "breslow"):
-        raise ValueError("ties must be 'efron' or 'breslow'")
-    if time.shape[0] != n or event.shape[0] != n:
-        return _failed(p, n, 0, "length mismatch between time, event and X")
-    if n == 0:
-        return _failed(p, n, 0, "no observations")
-    # a sum is finite iff every term is (NaN/inf propagate): one reduction each
-    if not (math.isfinite(time.sum()) and math.isfinite(X.sum())):
-        return _failed(p, n, 0, "non-finite values in time or X")
-    evf = event.astype(float)
-    weighted = weights is not None
-    w_ok = True
-    if weighted:
-        w = np.asarray(weights, dtype=float).reshape(-1)
-        w_ok = w.shape[0] == n
-    else:
-        w = _EMPTY
-
-    # centre (and measure scale of) the covariates; estimates are invariant
-    mean = X.sum(axis=0) * (1.0 / n)
-    # the centring, the remaining checks, the sort and the whole Newton iteration: one call
-    by_time = _NO_ORDER if order is None else np.asarray(order, dtype=np.int64)
-    check, j, lvl, nev, sd, out = cox_fit_c(
-        time, evf, X, mean, w, weighted, w_ok, ties == "efron", maxiter, tol, robust, by_time
-    )
+    n, p, out = _kernel(time, event, X, weights, ties, robust, maxiter, tol, order, False)
+    if isinstance(out, str):
+        return _failed(p, n, 0, out)
+    msg = _message(p, out)
+    _, check, _, _, nev, _, bse, newton = out
+    beta, ll, ll0, score_stat, it, converged, _, _, singular0, cov_naive, cov = newton
     if check != CHECK_OK:
-        if check == CHECK_EVENT:
-            return _failed(p, n, 0, "event must be coded 0/1")
-        if check == CHECK_WEIGHTS:
-            return _failed(p, n, nev, "weights must be finite and > 0")
-        if check == CHECK_NO_EVENTS:
-            return _failed(p, n, nev, "no events")
-        if check == CHECK_CONSTANT:
-            return _failed(p, n, nev, f"singular information matrix (covariate {j} is constant)")
-        what = f"arm {lvl}" if p == 1 else f"group covariate {j} == {lvl}"
-        return _failed(p, n, nev, f"no events in {what} (monotone likelihood)")
-    beta, ll, ll0, score_stat, it, converged, monotone, code, singular0, cov_naive, cov = out
+        return _failed(p, n, 0 if check in (CHECK_NONFINITE, CHECK_EVENT) else nev, msg)
     if singular0:
-        return _failed(p, n, nev, "singular information matrix (collinear covariates)", ll0=ll0)
-    msg = _MESSAGES[code]
-    if monotone or not converged:
-        if monotone:
-            big = np.flatnonzero(np.abs(beta) * sd > 5.0)
-            which = f" (covariate(s) {big.tolist()})" if big.size else ""
-            m = "monotone likelihood: coefficient(s) diverge to infinity" + which
-            if msg:
-                m = msg + "; " + m
-        else:
-            m = f"did not converge in {it} iterations" + (f" ({msg})" if msg else "")
-        return _failed(p, n, nev, m, params=beta, llf=ll, ll0=ll0, score=score_stat, n_iter=it)
-
+        return _failed(p, n, nev, msg, ll0=ll0)
+    if msg:
+        return _failed(p, n, nev, msg, params=beta, llf=ll, ll0=ll0, score=score_stat, n_iter=it)
     # the information was evaluated at the last iterate, within tol (1e-9 SD units) of beta:
     # the SEs are exact to ~1e-9 relative (quadratic convergence usually leaves ~1e-14)
-    bse = np.sqrt(np.diag(cov))
-    z = beta / bse
-    lr = 2.0 * (ll - ll0)
     return CoxResult(
         params=beta,
         bse=bse,
-        zvalues=z,
-        pvalues=p_norm2(z),
-        conf_int=np.column_stack((beta - Z975 * bse, beta + Z975 * bse)),
         cov_params=cov,
         cov_naive=cov_naive,
         llf=ll,
         ll_null=ll0,
-        lr_stat=lr,
-        lr_pvalue=_p_chi2(lr, p),
+        lr_stat=2.0 * (ll - ll0),
         score_stat=score_stat,
-        score_pvalue=_p_chi2(score_stat, p),
         nobs=n,
         n_events=nev,
         n_iter=it,
@@ -381,3 +424,15 @@ def cox_fit(
         status=STATUS_OK,
         message="",
     )
+
+
+def cox_estimate(time, event, X, weights=None, robust: bool = False, order=None) -> CoxEstimate:
+    """:func:`cox_fit` (Efron ties, default tolerances) after the data checks of
+    :func:`estimators.engines.cox_data_problem`, in the same compiled call, returning only the
+    coefficients, SEs and covariance (:class:`CoxEstimate`): the fast engine's Cox fit."""
+    n, p, out = _kernel(time, event, X, weights, "efron", robust, 50, 1e-9, order, True)
+    if isinstance(out, str):
+        return CoxEstimate(PROBLEM_NONE, 0, 0, out, _EMPTY, _EMPTY, _EMPTY, 0)
+    problem, _, j, lvl, nev, _, bse, newton = out
+    msg = "" if problem != PROBLEM_NONE else _message(p, out)
+    return CoxEstimate(problem, j, lvl, msg, newton[0], bse, newton[10], nev)

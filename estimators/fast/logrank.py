@@ -102,6 +102,65 @@ def _logrank_sums(time, ev, g, by_time=_NO_ORDER):
     return n1, nd, o1, E1, var
 
 
+#: codes of :func:`arms_problem_c`
+ARMS_OK = 0
+ARMS_EMPTY_0 = 1  # no patients in group 0
+ARMS_EMPTY_1 = 2
+ARMS_NO_EVENTS = 3  # no events at all
+ARMS_NO_EVENTS_0 = 4  # no events in group 0
+ARMS_NO_EVENTS_1 = 5
+
+
+@njit
+def arms_problem_c(e, g):
+    """The first problem of a two-arm survival comparison (an ARMS_* code), in this order: no
+    patients with g == 0, none with g == 1, no events (e > 0) at all, none in arm 0, none in
+    arm 1. One pass counting patients and events per arm."""
+    n0 = 0
+    n1 = 0
+    d = 0
+    d0 = 0
+    d1 = 0
+    for i in range(e.shape[0]):
+        dead = e[i] > 0.0
+        if dead:
+            d += 1
+        if g[i] == 0.0:
+            n0 += 1
+            if dead:
+                d0 += 1
+        elif g[i] == 1.0:
+            n1 += 1
+            if dead:
+                d1 += 1
+    if n0 == 0:
+        return ARMS_EMPTY_0
+    if n1 == 0:
+        return ARMS_EMPTY_1
+    if d == 0:
+        return ARMS_NO_EVENTS
+    if d0 == 0:
+        return ARMS_NO_EVENTS_0
+    if d1 == 0:
+        return ARMS_NO_EVENTS_1
+    return ARMS_OK
+
+
+def _flat(x, dtype) -> np.ndarray:
+    """``x`` as a 1-d array (no copy when it is one)."""
+    a = np.asarray(x, dtype=dtype)
+    return a if a.ndim == 1 else a.reshape(-1)
+
+
+@njit
+def _all_finite(x):
+    """Whether every x_i is finite (no NaN, no inf)."""
+    for i in range(x.shape[0]):
+        if not (x[i] - x[i] == 0.0):
+            return False
+    return True
+
+
 def logrank_test(time, event, group, order=None) -> LogrankResult:
     """Log-rank test comparing two groups.
 
@@ -114,15 +173,13 @@ def logrank_test(time, event, group, order=None) -> LogrankResult:
     order : optional ``np.argsort(time, kind="stable")`` when the caller has it (the same
         result, one sort fewer)
     """
-    time = np.asarray(time, dtype=float).reshape(-1)
-    event = np.asarray(event).reshape(-1)
-    group = np.asarray(group).reshape(-1)
+    time, event, group = _flat(time, float), _flat(event, None), _flat(group, None)
     n = time.shape[0]
     if event.shape[0] != n or group.shape[0] != n:
         return _failed("length mismatch between time, event and group")
     if n == 0:
         return _failed("no observations")
-    if not np.isfinite(time).all():
+    if not _all_finite(time):
         return _failed("non-finite times")
     if group.dtype == bool:
         g = group

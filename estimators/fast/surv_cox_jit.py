@@ -58,11 +58,69 @@ def death_groups(ts, ev):
 
 
 @njit
-def _derivs(X, w, weighted, gs, ge, bs, wsum, efron, xdw, wsum_d, beta, ew, info, grad):
+def _dot(x, y, lo, hi):
+    """sum_{i = lo}^{hi - 1} x_i y_i with four partial sums (fixed order: the same bits in every
+    process; four independent chains run about twice as fast as one)."""
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    i = lo
+    while i + 4 <= hi:
+        s0 += x[i] * y[i]
+        s1 += x[i + 1] * y[i + 1]
+        s2 += x[i + 2] * y[i + 2]
+        s3 += x[i + 3] * y[i + 3]
+        i += 4
+    while i < hi:
+        s0 += x[i] * y[i]
+        i += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit
+def _workspace(n, p, ng):
+    """The arrays one :func:`_derivs` call fills (allocated once per fit): ew (n), u (n),
+    V (p, n), the per-group S1 and tied-death D1 sums M, Dm (p, ng), their weighted copies
+    Y, Z (p, ng) and the per-group scalars A, B, C, E, F (5, ng)."""
+    return (
+        np.empty(n),
+        np.empty(n),
+        np.empty((p, n)),
+        np.empty((p, ng)),
+        np.zeros((p, ng)),
+        np.empty((p, ng)),
+        np.empty((p, ng)),
+        np.zeros((5, ng)),
+    )
+
+
+@njit
+def _derivs(X, Xt, w, weighted, gs, ge, bs, wsum, efron, xdw, wsum_d, beta, work, info, grad):
     """Log partial likelihood at beta; the gradient into ``grad`` and the information (minus
-    the Hessian) into ``info``. Returns (ll, finite) with finite: info has no inf/NaN."""
+    the Hessian) into ``info``. Returns (ll, finite) with finite: info has no inf/NaN.
+
+    ``X`` (n, p) and ``Xt`` (p, n): the sorted, centred covariates in both layouts. Death group
+    k (d tied deaths, weight sum W, mean death weight wb = W / d; risk-set sums S0, S1, S2 and
+    death sums D0, D1, D2 weighted by exp(eta) w) has the Efron terms r = 0 .. d - 1 with
+    f_r = r / d, den_r = S0 - f_r D0, a_r = wb / den_r (Breslow, or d = 1: one term, f = 0,
+    weight W):
+
+        ll   -= sum_r wb log den_r
+        grad -= sum_r a_r (S1 - f_r D1)                          = A S1 - B D1
+        info += sum_r a_r (S2 - f_r D2 - (S1 - f_r D1)(S1 - f_r D1)' / den_r)
+              = A S2 - B D2 - C S1 S1' + E (S1 D1' + D1 S1') - F D1 D1'
+
+    with A, B, C, E, F = sum_r of a_r, a_r f_r, a_r / den_r, a_r f_r / den_r, a_r f_r^2 / den_r.
+    The second moments are never formed per group: sum_k (A_k S2_k - B_k D2_k) =
+    sum_i exp(eta_i) w_i (H_i - B_k(i)) x_i x_i', with H_i the sum of A_k over the risk sets
+    holding row i and B_k(i) for the deaths of group k (0 for the other rows); the rest is
+    sum_k of the rank-one terms. Both are weighted Gram matrices, summed by :func:`_dot`.
+    Cost O((n + groups) p^2) whatever the ties.
+    """
     n, p = X.shape
     ng = gs.shape[0]
+    ew, u, V, M, Dm, Y, Z, sc = work
     emax = -np.inf
     for i in range(n):
         s = 0.0
@@ -76,73 +134,97 @@ def _derivs(X, w, weighted, gs, ge, bs, wsum, efron, xdw, wsum_d, beta, ew, info
         v = math.exp(ew[i] - shift)
         ew[i] = v * w[i] if weighted else v
     S1 = np.zeros(p)
-    S2 = np.zeros((p, p))
     D1 = np.zeros(p)
-    D2 = np.zeros((p, p))
-    num1 = np.zeros(p)
     for a in range(p):
-        grad[a] = 0.0
-        for b in range(p):
-            info[a, b] = 0.0
+        grad[a] = xdw[a]
     S0 = 0.0
     ll = 0.0
+    ties = False
     ptr = n
-    for k in range(ng - 1, -1, -1):
+    for k in range(ng - 1, -1, -1):  # backward: risk-set sums, per-group scalars
         for i in range(ptr - 1, bs[k] - 1, -1):
             e = ew[i]
             S0 += e
             for a in range(p):
-                xa = e * X[i, a]
-                S1[a] += xa
-                for b in range(a + 1):
-                    S2[a, b] += xa * X[i, b]
+                S1[a] += e * X[i, a]
         ptr = bs[k]
+        for a in range(p):
+            M[a, k] = S1[a]
         d = ge[k] - gs[k]
         if efron and d > 1:
+            ties = True
             D0 = 0.0
             for a in range(p):
                 D1[a] = 0.0
-                for b in range(a + 1):
-                    D2[a, b] = 0.0
             for i in range(gs[k], ge[k]):
                 e = ew[i]
                 D0 += e
                 for a in range(p):
-                    xa = e * X[i, a]
-                    D1[a] += xa
-                    for b in range(a + 1):
-                        D2[a, b] += xa * X[i, b]
+                    D1[a] += e * X[i, a]
             wb = wsum[k] / d
+            A = 0.0
+            B = 0.0
+            C = 0.0
+            E = 0.0
+            F = 0.0
             for r in range(d):
                 f = r / d
                 den = S0 - f * D0
                 q = wb / den
                 ll -= wb * math.log(den)
-                for a in range(p):
-                    num1[a] = S1[a] - f * D1[a]
-                for a in range(p):
-                    grad[a] -= q * num1[a]
-                    qa = q * num1[a] / den
-                    for b in range(a + 1):
-                        info[a, b] += q * (S2[a, b] - f * D2[a, b]) - qa * num1[b]
+                c = q / den
+                A += q
+                B += q * f
+                C += c
+                E += c * f
+                F += c * f * f
+            for a in range(p):
+                Dm[a, k] = D1[a]
+                grad[a] -= A * S1[a] - B * D1[a]
         else:
             wk = wsum[k]
-            q = wk / S0
+            A = wk / S0
             ll -= wk * math.log(S0)
+            B = 0.0
+            C = A / S0
+            E = 0.0
+            F = 0.0
             for a in range(p):
-                grad[a] -= q * S1[a]
-                qa = q * S1[a] / S0
-                for b in range(a + 1):
-                    info[a, b] += q * S2[a, b] - qa * S1[b]
+                Dm[a, k] = 0.0
+                grad[a] -= A * S1[a]
+        sc[0, k] = A
+        sc[1, k] = B
+        sc[2, k] = C
+        sc[3, k] = E
+        sc[4, k] = F
+    # forward: u_i = exp(eta_i) w_i (H_i - B_k(i)); rows before the first risk set get 0
+    H = 0.0
+    for i in range(bs[0] if ng else n):
+        u[i] = 0.0
+    for k in range(ng):
+        H += sc[0, k]
+        end = bs[k + 1] if k + 1 < ng else n
+        for i in range(bs[k], end):
+            u[i] = ew[i] * H
+        for i in range(gs[k], ge[k]):
+            u[i] = ew[i] * (H - sc[1, k])
+    for a in range(p):
+        for i in range(n):
+            V[a, i] = u[i] * Xt[a, i]
+        for k in range(ng):
+            Y[a, k] = sc[2, k] * M[a, k] - sc[3, k] * Dm[a, k]
+            Z[a, k] = sc[4, k] * Dm[a, k] - sc[3, k] * M[a, k]
     s = 0.0
     for a in range(p):
         s += xdw[a] * beta[a]
-        grad[a] += xdw[a]
     ll += s - shift * wsum_d
     finite = True
     for a in range(p):
         for b in range(a + 1):
-            v = info[a, b]
+            v = _dot(V[a], Xt[b], 0, n) - _dot(Y[a], M[b], 0, ng)
+            if ties:
+                v -= _dot(Z[a], Dm[b], 0, ng)
+            info[a, b] = v
             info[b, a] = v
             if not (v - v == 0.0):
                 finite = False
@@ -265,8 +347,9 @@ def _sandwich(resid, w, weighted, cov):
 
 
 @njit
-def cox_newton(ts, ev, X, w, weighted, efron, sd, maxiter, tol, robust):
-    """The Newton-Raphson fit of :func:`estimators.fast.cox.cox_fit` in one compiled call.
+def cox_newton(ts, ev, X, Xt, w, weighted, efron, sd, maxiter, tol, robust):
+    """The Newton-Raphson fit of :func:`estimators.fast.cox.cox_fit` in one compiled call
+    (``X`` (n, p) and ``Xt`` (p, n): the sorted, centred covariates in both layouts).
 
     Returns (beta, ll, ll0, score_stat, n_iter, converged, monotone, msg, singular0, cov_naive,
     cov_robust): cov_robust is the Lin-Wei sandwich when ``robust`` (else cov_naive); both are
@@ -287,7 +370,7 @@ def cox_newton(ts, ev, X, w, weighted, efron, sd, maxiter, tol, robust):
                 xdw[a] += wi * X[i, a]
         wsum[k] = s
         wsum_d += s
-    ew = np.empty(n)
+    work = _workspace(n, p, ng)
     info = np.empty((p, p))
     grad = np.empty(p)
     info_new = np.empty((p, p))
@@ -298,7 +381,7 @@ def cox_newton(ts, ev, X, w, weighted, efron, sd, maxiter, tol, robust):
     bt = np.zeros(p)
     nan_pp = np.full((p, p), np.nan)
 
-    ll, _ = _derivs(X, w, weighted, gs, ge, bs, wsum, efron, xdw, wsum_d, beta, ew, info, grad)
+    ll, _ = _derivs(X, Xt, w, weighted, gs, ge, bs, wsum, efron, xdw, wsum_d, beta, work, info, grad)
     ll0 = ll
     # information at 0: one Cholesky gives the rank check (L_jj / sqrt(I_jj) is
     # sqrt(1 - R^2) of covariate j on the previous ones), the score test and the first step
@@ -336,14 +419,15 @@ def cox_newton(ts, ev, X, w, weighted, efron, sd, maxiter, tol, robust):
         for a in range(p):
             bt[a] = beta[a] + step[a]
         ll_new, fin = _derivs(
-            X, w, weighted, gs, ge, bs, wsum, efron, xdw, wsum_d, bt, ew, info_new, grad_new
+            X, Xt, w, weighted, gs, ge, bs, wsum, efron, xdw, wsum_d, bt, work, info_new, grad_new
         )
         while not (ll_new >= ll - 1e-12 * abs(ll)) and t > 1e-4:
             t *= 0.5
             for a in range(p):
                 bt[a] = beta[a] + t * step[a]
             ll_new, fin = _derivs(
-                X, w, weighted, gs, ge, bs, wsum, efron, xdw, wsum_d, bt, ew, info_new, grad_new
+                X, Xt, w, weighted, gs, ge, bs, wsum, efron, xdw, wsum_d, bt, work, info_new,
+                grad_new,
             )
         ok = ll_new >= ll - 1e-12 * abs(ll) and fin
         if not ok:
@@ -402,6 +486,13 @@ CHECK_WEIGHTS = 2  # weights not finite and > 0 (or of the wrong length)
 CHECK_NO_EVENTS = 3
 CHECK_CONSTANT = 4  # covariate j constant
 CHECK_MONOTONE = 5  # 0/1 covariate j without events at level lvl
+CHECK_NONFINITE = 6  # a time or covariate value NaN or infinite
+
+# codes of :func:`cox_problem_c` (estimators.engines.cox_data_problem)
+PROBLEM_NONE = 0
+PROBLEM_NO_EVENTS = 1
+PROBLEM_CONSTANT = 2  # covariate j constant
+PROBLEM_MONOTONE = 3  # 0/1 covariate j without events at level lvl
 
 
 @njit
@@ -412,106 +503,9 @@ def sort_order(time, evf, by_time):
 
 
 @njit
-def cox_fit_c(time, evf, X, mean, w, weighted, w_ok, efron, maxiter, tol, robust, by_time):
-    """:func:`estimators.fast.cox.cox_fit` after its length and finiteness checks: the
-    centring on ``mean`` (numpy's column means, so a constant column centres to exactly the
-    zeros it did), the SDs, the remaining data checks, the sort and :func:`cox_newton`, in
-    one call.
-
-    Returns (check, j, lvl, nev, sd, newton) with ``check`` a CHECK_* code (``j``, ``lvl``: the
-    covariate and level it concerns) and ``newton`` :func:`cox_newton`'s tuple (only
-    meaningful when check is CHECK_OK).
-    """
-    n, p = X.shape
-    Xc = np.empty((n, p))
-    sd = np.zeros(p)
-    for i in range(n):
-        for a in range(p):
-            v = X[i, a] - mean[a]
-            Xc[i, a] = v
-            sd[a] += v * v
-    for a in range(p):
-        sd[a] = math.sqrt(sd[a] * (1.0 / n))
-    dummy = (
-        np.zeros(p),
-        np.nan,
-        np.nan,
-        np.nan,
-        0,
-        False,
-        False,
-        MSG_NONE,
-        False,
-        np.zeros((p, p)),
-        np.zeros((p, p)),
-    )
-    for i in range(n):
-        v = evf[i]
-        if v * (1.0 - v) != 0.0 or v != v:
-            return CHECK_EVENT, 0, 0, 0, sd, dummy
-    nev = 0
-    for i in range(n):
-        if evf[i] != 0.0:
-            nev += 1
-    if weighted:
-        if not w_ok:
-            return CHECK_WEIGHTS, 0, 0, nev, sd, dummy
-        for i in range(n):
-            if not (w[i] > 0.0 and w[i] < np.inf):
-                return CHECK_WEIGHTS, 0, 0, nev, sd, dummy
-    if nev == 0:
-        return CHECK_NO_EVENTS, 0, 0, nev, sd, dummy
-    for a in range(p):
-        if sd[a] == 0.0:
-            return CHECK_CONSTANT, a, 0, nev, sd, dummy
-    # 0/1 covariates with no events at one level -> infinite coefficient
-    for a in range(p):
-        binary = True
-        e1 = 0.0
-        for i in range(n):
-            x = X[i, a]
-            if x != 0.0 and x != 1.0:
-                binary = False
-                break
-            if evf[i] != 0.0:
-                e1 += x
-        if binary and (e1 == 0.0 or e1 == nev):
-            return CHECK_MONOTONE, a, 1 if e1 == 0.0 else 0, nev, sd, dummy
-    order = sort_order(time, evf, by_time)
-    ts = np.empty(n)
-    ev = np.empty(n, dtype=np.bool_)
-    Xs = np.empty((n, p))
-    ws = np.empty(n if weighted else 0)
-    for i in range(n):
-        k = order[i]
-        ts[i] = time[k]
-        ev[i] = evf[k] != 0.0
-        for a in range(p):
-            Xs[i, a] = Xc[k, a]
-        if weighted:
-            ws[i] = w[k]
-    return (
-        CHECK_OK,
-        0,
-        0,
-        nev,
-        sd,
-        cox_newton(ts, ev, Xs, ws, weighted, efron, sd, maxiter, tol, robust),
-    )
-
-
-PROBLEM_NONE = 0
-PROBLEM_NO_EVENTS = 1
-PROBLEM_CONSTANT = 2  # covariate j constant
-PROBLEM_MONOTONE = 3  # 0/1 covariate j without events at level lvl
-
-
-@njit
-def cox_problem_c(e, X):
-    """(code, j, lvl) of :func:`estimators.engines.cox_data_problem`: no events (e != 0 counts,
-    NaN included, as ``np.count_nonzero``), else the first covariate in column order that is
-    constant (max == min: a NaN makes it not constant) or 0/1 without events at one level."""
-    n, p = X.shape
+def _data_problem(e, Xt):
+    """(code, j, lvl) of :func:`cox_problem_c` for the covariates by row, ``Xt`` (p, n)."""
+    p, n = Xt.shape
     nev = 0
     for i in range(n):
         if e[i] != 0.0:
@@ -519,12 +513,12 @@ def cox_problem_c(e, X):
     if nev == 0:
         return PROBLEM_NO_EVENTS, 0, 0
     for a in range(p):
-        x0 = X[0, a]
+        x0 = Xt[a, 0]
         constant = x0 == x0
         binary = True
         ev1 = 0.0
         for i in range(n):
-            x = X[i, a]
+            x = Xt[a, i]
             if x != x0:
                 constant = False
             if not (x == 0.0 or x == 1.0):
@@ -538,3 +532,118 @@ def cox_problem_c(e, X):
         if binary and (ev1 == 0.0 or ev1 == nev):
             return PROBLEM_MONOTONE, a, 1 if ev1 == 0.0 else 0
     return PROBLEM_NONE, 0, 0
+
+
+@njit
+def cox_problem_c(e, X):
+    """(code, j, lvl) of :func:`estimators.engines.cox_data_problem`: no events (e != 0 counts,
+    NaN included, as ``np.count_nonzero``), else the first covariate in column order that is
+    constant (max == min: a NaN makes it not constant) or 0/1 without events at one level."""
+    return _data_problem(e, X.T)
+
+
+@njit
+def _fit_checks(time, evf, Xt, w, weighted, w_ok, sd):
+    """(check, j, lvl, nev): the data checks of :func:`estimators.fast.cox.cox_fit` in its
+    order (finite times and covariates, events 0/1, weights, events, a constant covariate:
+    SD ``sd`` 0 about the column mean, a 0/1 covariate with no events at one level: infinite
+    coefficient)."""
+    p, n = Xt.shape
+    for i in range(n):
+        if not (time[i] - time[i] == 0.0):
+            return CHECK_NONFINITE, 0, 0, 0
+    for a in range(p):
+        for i in range(n):
+            if not (Xt[a, i] - Xt[a, i] == 0.0):
+                return CHECK_NONFINITE, 0, 0, 0
+    nev = 0
+    for i in range(n):
+        v = evf[i]
+        if v * (1.0 - v) != 0.0 or v != v:
+            return CHECK_EVENT, 0, 0, 0
+        if v != 0.0:
+            nev += 1
+    if weighted:
+        if not w_ok:
+            return CHECK_WEIGHTS, 0, 0, nev
+        for i in range(n):
+            if not (w[i] > 0.0 and w[i] < np.inf):
+                return CHECK_WEIGHTS, 0, 0, nev
+    if nev == 0:
+        return CHECK_NO_EVENTS, 0, 0, nev
+    for a in range(p):
+        if sd[a] == 0.0:
+            return CHECK_CONSTANT, a, 0, nev
+    for a in range(p):
+        binary = True
+        e1 = 0.0
+        for i in range(n):
+            x = Xt[a, i]
+            if x != 0.0 and x != 1.0:
+                binary = False
+                break
+            if evf[i] != 0.0:
+                e1 += x
+        if binary and (e1 == 0.0 or e1 == nev):
+            return CHECK_MONOTONE, a, 1 if e1 == 0.0 else 0, nev
+    return CHECK_OK, 0, 0, nev
+
+
+@njit
+def cox_fit_c(time, evf, Xt, w, weighted, w_ok, efron, maxiter, tol, robust, by_time, problems):
+    """:func:`estimators.fast.cox.cox_fit` after its length checks, in one call: with
+    ``problems`` first :func:`estimators.engines.cox_data_problem`'s checks
+    (:func:`_data_problem`), then the column means and SDs (numpy's bits: a constant column
+    centres to exactly the zeros it did), :func:`_fit_checks`, the sort, the centring and
+    :func:`cox_newton`. ``Xt``: the covariates by row, (p, n).
+
+    Returns (problem, check, j, lvl, nev, sd, bse, newton): ``problem`` a PROBLEM_* code (the
+    fit was not tried unless PROBLEM_NONE), ``check`` a CHECK_* code (``j``, ``lvl``: the
+    covariate and level either concerns), ``bse`` the SEs sqrt(diag(cov)) and ``newton``
+    :func:`cox_newton`'s tuple (only meaningful when check is CHECK_OK).
+    """
+    p, n = Xt.shape
+    sd = np.zeros(p)
+    bse = np.full(p, np.nan)
+    nan_pp = np.full((p, p), np.nan)
+    dummy = (np.zeros(p), np.nan, np.nan, np.nan, 0, False, False, MSG_NONE, False, nan_pp, nan_pp)
+    if problems:
+        problem, j, lvl = _data_problem(evf, Xt)
+        if problem != PROBLEM_NONE:
+            return problem, CHECK_OK, j, lvl, 0, sd, bse, dummy
+    # centre (and measure the scale of) the covariates; estimates are invariant
+    mean = np.zeros(p)
+    for a in range(p):
+        s = 0.0
+        for i in range(n):
+            s += Xt[a, i]
+        mean[a] = s * (1.0 / n)  # = numpy's X.sum(axis=0) / n, summed in row order
+        s = 0.0
+        for i in range(n):
+            v = Xt[a, i] - mean[a]
+            s += v * v
+        sd[a] = math.sqrt(s * (1.0 / n))
+    check, j, lvl, nev = _fit_checks(time, evf, Xt, w, weighted, w_ok, sd)
+    if check != CHECK_OK:
+        return PROBLEM_NONE, check, j, lvl, nev, sd, bse, dummy
+    order = sort_order(time, evf, by_time)
+    ts = np.empty(n)
+    ev = np.empty(n, dtype=np.bool_)
+    Xs = np.empty((n, p))
+    Xst = np.empty((p, n))
+    ws = np.empty(n if weighted else 0)
+    for i in range(n):
+        k = order[i]
+        ts[i] = time[k]
+        ev[i] = evf[k] != 0.0
+        for a in range(p):
+            v = Xt[a, k] - mean[a]
+            Xs[i, a] = v
+            Xst[a, i] = v
+        if weighted:
+            ws[i] = w[k]
+    out = cox_newton(ts, ev, Xs, Xst, ws, weighted, efron, sd, maxiter, tol, robust)
+    cov = out[10]
+    for a in range(p):
+        bse[a] = math.sqrt(cov[a, a])
+    return PROBLEM_NONE, CHECK_OK, 0, 0, nev, sd, bse, out
