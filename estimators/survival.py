@@ -214,7 +214,9 @@ def check_arms(t: np.ndarray, e: np.ndarray, g: np.ndarray, endpoint: str) -> No
         raise StatisticalTrouble(f"no patients in group {code - 1} ({endpoint})")
     if code == fast_logrank.ARMS_NO_EVENTS:
         raise StatisticalTrouble(f"all {endpoint} times censored (no events)")
-    raise StatisticalTrouble(f"no {endpoint} events in group {code - fast_logrank.ARMS_NO_EVENTS_0}")
+    raise StatisticalTrouble(
+        f"no {endpoint} events in group {code - fast_logrank.ARMS_NO_EVENTS_0}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -381,7 +381,9 @@ def cox_newton(ts, ev, X, Xt, w, weighted, efron, sd, maxiter, tol, robust):
     bt = np.zeros(p)
     nan_pp = np.full((p, p), np.nan)
 
-    ll, _ = _derivs(X, Xt, w, weighted, gs, ge, bs, wsum, efron, xdw, wsum_d, beta, work, info, grad)
+    ll, _ = _derivs(
+        X, Xt, w, weighted, gs, ge, bs, wsum, efron, xdw, wsum_d, beta, work, info, grad
+    )
     ll0 = ll
     # information at 0: one Cholesky gives the rank check (L_jj / sqrt(I_jj) is
     # sqrt(1 - R^2) of covariate j on the previous ones), the score test and the first step
@@ -426,7 +428,20 @@ def cox_newton(ts, ev, X, Xt, w, weighted, efron, sd, maxiter, tol, robust):
             for a in range(p):
                 bt[a] = beta[a] + t * step[a]
             ll_new, fin = _derivs(
-                X, Xt, w, weighted, gs, ge, bs, wsum, efron, xdw, wsum_d, bt, work, info_new,
+                X,
+                Xt,
+                w,
+                weighted,
+                gs,
+                ge,
+                bs,
+                wsum,
+                efron,
+                xdw,
+                wsum_d,
+                bt,
+                work,
+                info_new,
                 grad_new,
             )
         ok = ll_new >= ll - 1e-12 * abs(ll) and fin
