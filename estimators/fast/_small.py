@@ -9,6 +9,7 @@ compiled Newton loop allocates nothing per iteration.
 * :func:`chol_solve` -- x = A^-1 b from L (forward then back substitution).
 * :func:`tri_inv` -- T = L^-1 (lower).
 * :func:`chol_inverse` -- A^-1 = T'T from L.
+* :func:`dot4` -- sum_{i < n} x_i y_i in four interleaved partial sums.
 """
 
 from __future__ import annotations
@@ -133,3 +134,25 @@ def rank_bound(X, equilibrated):
         smin = smin * d.min()
         smax = math.sqrt(d2sum)
     return lam, smin, smax
+
+
+@njit
+def dot4(x, y, n):
+    """sum_{i < n} x[i] y[i] in four interleaved partial sums: a fixed order (the same bits in
+    every process) that is not bound by the latency of one chain of additions (about twice as
+    fast as a plain loop without fastmath)."""
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    i = 0
+    while i + 4 <= n:
+        s0 += x[i] * y[i]
+        s1 += x[i + 1] * y[i + 1]
+        s2 += x[i + 2] * y[i + 2]
+        s3 += x[i + 3] * y[i + 3]
+        i += 4
+    while i < n:
+        s0 += x[i] * y[i]
+        i += 1
+    return (s0 + s1) + (s2 + s3)

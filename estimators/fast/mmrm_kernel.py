@@ -24,7 +24,7 @@ import math
 import numpy as np
 
 from ._jit import njit
-from ._small import chol_solve, cholesky, tri_inv
+from ._small import chol_solve, cholesky, dot4, tri_inv
 
 #: return codes of :func:`fit_un_c` (the wrapper turns them into messages)
 CODE_OK = 0
@@ -308,27 +308,6 @@ def _gather2(G, H, X, Y, Z, k, o, kidx):
 
 
 @njit
-def _dot(x, y, n):
-    """sum_i x[i] y[i] over contiguous 1-d arrays, in four interleaved partial sums (a fixed
-    order: deterministic, and not bound by the latency of one chain of additions)."""
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
-    i = 0
-    while i + 4 <= n:
-        s0 += x[i] * y[i]
-        s1 += x[i + 1] * y[i + 1]
-        s2 += x[i + 2] * y[i + 2]
-        s3 += x[i + 3] * y[i + 3]
-        i += 4
-    while i < n:
-        s0 += x[i] * y[i]
-        i += 1
-    return (s0 + s1) + (s2 + s3)
-
-
-@njit
 def _sandwich(W, X, k, out):
     """out = W X W (k x k, W and X symmetric)."""
     XW = np.empty((k, k))
@@ -499,7 +478,7 @@ def _derivatives(
             grad[k1] -= t
         for k1 in range(K):
             for k2 in range(k1, K):
-                t = _dot(PhiP[k1], PhiPT[k2], p * p)
+                t = dot4(PhiP[k1], PhiPT[k2], p * p)
                 trP[k1, k2] = t
                 trP[k2, k1] = t
     T = np.empty((K, K))
