@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 
 from palliasim.estimators.base import Estimate, StatisticalTrouble
-from palliasim.estimators.fast._small import rank_bound
+from palliasim.estimators.fast._small import gram_rank_bound, rank_bound
 from palliasim.estimators.lazy import lazy_module
 from palliasim.sim.cohort import BASELINE_COLUMNS  # the Cohort schema: estimators know its columns
 
@@ -123,9 +123,26 @@ def certainly_full_rank(X: np.ndarray, equilibrated: bool = True) -> bool:
     if n < p or p == 0:
         return False
     lam, smin, smax = rank_bound(np.ascontiguousarray(X, dtype=float), equilibrated)
+    return _bound_decides(lam, smin, smax, n, p)
+
+
+def certainly_full_rank_gram(G: np.ndarray, n: int) -> bool:
+    """:func:`certainly_full_rank` (equilibrated) of an n-row X from its cross-products
+    G = X'X (computed by the caller, e.g. from within and between sums)."""
+    p = G.shape[0]
+    if n < p or p == 0:
+        return False
+    lam, smin, smax = gram_rank_bound(np.array(G, dtype=float), True)
+    return _bound_decides(lam, smin, smax, n, p)
+
+
+def _bound_decides(lam: float, smin: float, smax: float, n: int, p: int) -> bool:
     if not lam > 1e-6:
         return False
-    return bool(smin > 1e3 * smax * max(n, p) * np.finfo(float).eps)
+    return bool(smin > 1e3 * smax * max(n, p) * _EPS)
+
+
+_EPS = float(np.finfo(float).eps)
 
 
 def check_full_rank_fast(X: np.ndarray, names: list[str], what: str = "design matrix") -> None:

@@ -29,6 +29,7 @@ operation              reference                              fast
 
 from __future__ import annotations
 
+import math
 import warnings
 from typing import NamedTuple
 
@@ -216,12 +217,21 @@ def singular_re_message(cov_re_min: float, scale: float) -> str:
 
 
 def _boundary_messages(G: np.ndarray, scale: float) -> list:
+    """[the boundary message] when G's smallest eigenvalue is not finite or <= 1e-6 scale."""
     if G.shape == (1, 1):  # random intercept: the eigenvalue is the variance
-        ev = G[0] if np.isfinite(G[0, 0]) else np.array([np.nan])
-    else:
-        ev = np.linalg.eigvalsh(G) if np.all(np.isfinite(G)) else np.array([np.nan])
+        return _intercept_boundary(float(G[0, 0]), scale)
+    ev = np.linalg.eigvalsh(G) if np.all(np.isfinite(G)) else np.array([np.nan])
     if not np.all(np.isfinite(ev)) or ev.min() <= 1e-6 * max(scale, 1e-12):
         return [singular_re_message(float(ev.min()), scale)]
+    return []
+
+
+def _intercept_boundary(cov_re: float, scale: float) -> list:
+    """:func:`_boundary_messages` of a random-intercept variance."""
+    if not math.isfinite(cov_re):
+        return [singular_re_message(math.nan, scale)]
+    if cov_re <= 1e-6 * max(scale, 1e-12):
+        return [singular_re_message(cov_re, scale)]
     return []
 
 
@@ -285,8 +295,7 @@ def mixed_model(
         r = fast_lmm.lmm_random_intercept(y, X, groups, reml=reml)
         if r.status == "failed":
             raise StatisticalTrouble(f"MixedLM failed: {r.message}")
-        msgs = _boundary_messages(np.array([[r.cov_re]]), float(r.scale))
-        return _checked(MixedFit(r.fe_params, r.cov_fe, msgs))
+        return _checked(MixedFit(r.fe_params, r.cov_fe, _intercept_boundary(r.cov_re, r.scale)))
     from statsmodels.regression.mixed_linear_model import MixedLM
 
     k = X.shape[1]
@@ -324,24 +333,30 @@ def mixed_model(
     return _checked(MixedFit(params, cov, msgs + _boundary_messages(G, scale)))
 
 
-def mixed_model_wide(Y: np.ndarray, X: np.ndarray, *, engine: str, reml: bool = True) -> MixedFit:
+def mixed_model_wide(
+    Y: np.ndarray,
+    X: np.ndarray,
+    *,
+    engine: str,
+    reml: bool = True,
+    stats: fast_lmm.WideStats | None = None,
+) -> MixedFit:
     """:func:`mixed_model` (random intercept) on padded data: patient i's visits in row i.
 
     ``Y`` (n, v) with NaN where a visit is not observed, ``X`` (n, v, p) the design per visit
     (rows of unobserved visits ignored). The fit of the long form (observed rows, patient-major,
     visit order; groups = patients): fast = :func:`estimators.fast.lmm.lmm_random_intercept_wide`
-    (group sums over the visit axis, no sorting), reference = :func:`mixed_model` on the long
-    rows.
+    (group sums over the visit axis, no sorting; ``stats`` = its :func:`~estimators.fast.lmm.
+    wide_stats` when the caller has them), reference = :func:`mixed_model` on the long rows.
     """
     _check_engine(engine)
     if engine == "reference":
         obs = np.isfinite(Y)
         return mixed_model(Y[obs], X[obs], np.nonzero(obs)[0], engine=engine, reml=reml)
-    r = fast_lmm.lmm_random_intercept_wide(Y, X, reml=reml)
+    r = fast_lmm.lmm_random_intercept_wide(Y, X, reml=reml, stats=stats)
     if r.status == "failed":
         raise StatisticalTrouble(f"MixedLM failed: {r.message}")
-    msgs = _boundary_messages(np.array([[r.cov_re]]), float(r.scale))
-    return _checked(MixedFit(r.fe_params, r.cov_fe, msgs))
+    return _checked(MixedFit(r.fe_params, r.cov_fe, _intercept_boundary(r.cov_re, r.scale)))
 
 
 def _mixedlm_messages(caught, converged: bool) -> list:
@@ -352,7 +367,7 @@ def _mixedlm_messages(caught, converged: bool) -> list:
 
 
 def _checked(fit: MixedFit) -> MixedFit:
-    if not np.all(np.isfinite(fit.params)) or not np.all(np.isfinite(np.diag(fit.cov))):
+    if not (np.isfinite(fit.params).all() and np.isfinite(np.diagonal(fit.cov)).all()):
         raise StatisticalTrouble(
             "MixedLM returned non-finite fixed effects or covariance"
             + (f" ({'; '.join(fit.messages)})" if fit.messages else "")

@@ -43,13 +43,16 @@ from palliasim.estimators.base import (
 )
 from palliasim.estimators.design import (
     ARM_LABELS,
+    certainly_full_rank_gram,
     check_covariates,
     check_full_rank,
     check_full_rank_fast,
     patient_covariates,
     patient_covariates_fast,
 )
+from palliasim.estimators.fast import lmm as fast_lmm
 from palliasim.estimators.fast import mi as fast_mi
+from palliasim.estimators.fast import wide as fast_wide
 from palliasim.sim.schedule import MONTHS_PER_WEEK, POST_WEEKS, STATUS_LABELS, WEEKS
 
 NRS_ESTIMANDS = tuple(f"nrs_diff_w{w}" for w in POST_WEEKS)
@@ -78,6 +81,18 @@ def _status_codes(s: np.ndarray) -> np.ndarray:
     return np.array([lab.get(str(x), -1) for x in s], dtype=float)
 
 
+def _patient_major(vid: np.ndarray, week: np.ndarray, ids: np.ndarray) -> bool:
+    """Row r of the visits is patient ids[r // 5] at week WEEKS[r % 5], for every row."""
+    if vid.dtype.kind in "iuf" and ids.dtype.kind in "iuf" and week.dtype.kind in "iuf":
+        return bool(fast_wide.patient_major(vid, week, ids, _WEEKS_ARR))
+    n, v = ids.shape[0], len(WEEKS)
+    return (
+        vid.shape[0] == n * v
+        and np.array_equal(week, np.tile(_WEEKS_ARR, n))
+        and np.array_equal(vid, np.repeat(ids, v))
+    )
+
+
 def _nrs_wide(cohort) -> NRSWide:
     pa, va = cohort.arrays, cohort.visit_arrays
     ids = np.asarray(pa["id"])
@@ -88,11 +103,8 @@ def _nrs_wide(cohort) -> NRSWide:
     vid, week = np.asarray(va["id"]), np.asarray(va["week"])
     nrs = np.asarray(va["nrs"], dtype=float)
     status = _status_codes(np.asarray(va["status"])) if "status" in va else None
-    if (
-        vid.shape[0] == n * v
-        and np.array_equal(week, np.tile(_WEEKS_ARR, n))
-        and np.array_equal(vid, np.repeat(ids, v))
-    ):  # the generator's layout: patient-major, every scheduled visit, week order
+    if _patient_major(vid, week, ids):
+        # the generator's layout: patient-major, every scheduled visit, week order
         W = nrs.reshape(n, v).copy()
         S = status.reshape(n, v).copy() if status is not None else np.full((n, v), -1.0)
     else:
@@ -393,9 +405,8 @@ def _arms_at(group: np.ndarray, present: np.ndarray) -> list[int]:
 
 def _split_estimable(wide: NRSWide, usable: np.ndarray, weeks: tuple[int, ...]):
     """(estimable weeks, {week: reason}) : a visit is estimable if both arms have an NRS there."""
-    present = np.isfinite(wide.nrs[:, [WEEKS.index(w) for w in weeks]]) & usable[:, None]
-    arms = np.stack([wide.group == 0, wide.group == 1]).astype(float)
-    cnt = arms @ present  # (2, weeks): observed NRS per arm and visit
+    cols = np.array([WEEKS.index(w) for w in weeks], dtype=np.int64)
+    cnt = fast_wide.arm_visit_counts(wide.nrs, cols, usable, wide.group)  # (2, weeks)
     ok, why = [], {}
     for w, (c0, c1) in zip(weeks, cnt.T.tolist()):
         if c0 == 0 and c1 == 0:
@@ -541,13 +552,22 @@ class LinearMixedModel(Estimator):
         X3, names, C = _visit_template(wide.group[usable], weeks, Z[usable], znames)
         if not self.adjust_baseline:
             C = C[1:]  # the reference visit is week 0: its group term is the baseline difference
-        X = X3[obs]
-        (check_full_rank_fast if fast else check_full_rank)(X, names, "LMM fixed-effects design")
-        if self.random_slope:
+        what = "LMM fixed-effects design"
+        if fast and not self.random_slope:
+            # the rank pre-test from X'X = within + between cross-products of the fit's own
+            # sufficient statistics; the exact check on the rows only when it is inconclusive
+            stats = fast_lmm.wide_stats(Y, X3)
+            if not (stats.finite and certainly_full_rank_gram(stats.gram, stats.N)):
+                check_full_rank(X3[obs], names, what)
+            fit = engines.mixed_model_wide(Y, X3, engine=self.engine, reml=self.reml, stats=stats)
+        elif self.random_slope:
+            X = X3[obs]
+            check_full_rank(X, names, what)
             pid, col = np.nonzero(obs)
             Zre = np.column_stack([np.ones(y.size), np.asarray(weeks)[col] / 12.0])
             fit = engines.mixed_model(y, X, pid, engine=self.engine, reml=self.reml, Z=Zre)
         else:
+            check_full_rank(X3[obs], names, what)
             fit = engines.mixed_model_wide(Y, X3, engine=self.engine, reml=self.reml)
         n_used = int(obs.any(axis=1).sum())
         rows = contrast_rows(

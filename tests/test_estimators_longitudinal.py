@@ -406,6 +406,23 @@ def test_lmm_boundary_is_a_warning(study):
     assert all(np.isfinite(r.estimate) and r.se > 0 for r in rows)
 
 
+@pytest.mark.parametrize("engine", ["fast", "reference"])
+def test_lmm_collinear_covariates_fail_naming_the_column(study, engine):
+    """A covariate constant in the cohort (collinear with the intercept) and one equal to
+    another: every row fails with the rank check's message naming them (the fast engine's
+    pre-test from the fit's cross-products must not let them through)."""
+    p = study.patients.copy()
+    p["visceral"] = 1
+    p["charlson"] = p["ecog"]
+    rows = _fit(
+        "lmm", _edit(study, p), covariates=["age", "visceral", "ecog", "charlson"], engine=engine
+    )
+    assert all(r.status == FAILED for r in rows)
+    assert all("rank deficient" in r.message and "visceral, charlson" in r.message for r in rows)
+    ok = _fit("lmm", study, covariates=["age", "ecog", "charlson"], engine=engine)
+    assert all(r.status == OK for r in ok)
+
+
 def test_missing_covariates_are_excluded_and_noted(study):
     p = study.patients.copy()
     p["ecog"] = p["ecog"].astype(float)

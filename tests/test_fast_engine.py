@@ -37,10 +37,15 @@ from statsmodels.genmod.generalized_estimating_equations import GEE
 from statsmodels.regression.mixed_linear_model import MixedLM
 
 from palliasim.estimators import engines
+from palliasim.estimators.design import certainly_full_rank, certainly_full_rank_gram
 from palliasim.estimators.fast.cox import cox_fit, score_residuals
 from palliasim.estimators.fast.gee import gee_exchangeable
 from palliasim.estimators.fast.km import km_fit, km_median, r_quantile, rmst
-from palliasim.estimators.fast.lmm import lmm_random_intercept, lmm_random_intercept_wide
+from palliasim.estimators.fast.lmm import (
+    lmm_random_intercept,
+    lmm_random_intercept_wide,
+    wide_stats,
+)
 from palliasim.estimators.fast.logistic import logistic_fit
 from palliasim.estimators.fast.logrank import logrank_test
 from palliasim.estimators.fast.ols import ols_fit
@@ -739,6 +744,26 @@ def test_lmm_wide_is_the_long_fit(seed):
     np.testing.assert_allclose(w.cov_fe, r.cov_fe, rtol=1e-9, atol=1e-14)
     assert w.cov_re == pytest.approx(r.cov_re, rel=1e-9, abs=1e-14)
     assert w.llf == pytest.approx(r.llf, rel=1e-12)
+
+
+@pytest.mark.parametrize("kind", ["plain", "age_scale", "collinear", "near_1e-9", "near_1e-2"])
+def test_wide_stats_gram_is_xtx_and_gives_the_same_rank_pretest(kind):
+    """X'X from the within + between sums equals the rows' X'X, and the full-rank pre-test
+    from it decides as certainly_full_rank on the rows (so the LMM's check skips the rows)."""
+    rng = np.random.default_rng(11)
+    y, X, g = make_lmm(rng, 120, 5, 0.7)
+    if kind == "age_scale":
+        X[:, 2] = 60.0 + 10.0 * X[:, 2]
+    elif kind == "collinear":
+        X = np.column_stack([X, X[:, 1] - 2.0 * X[:, 2]])
+    elif kind.startswith("near"):
+        X = np.column_stack([X, X[:, 1] + float(kind[5:]) * rng.normal(size=len(y))])
+    Y, X3 = _padded(y, X, g, fill=0.0)
+    st = wide_stats(Y, X3)
+    np.testing.assert_allclose(st.gram, X.T @ X, rtol=1e-12, atol=1e-12 * np.abs(X.T @ X).max())
+    assert st.N == len(y) and st.finite and st.c == 0 and st.xc == 1.0
+    assert certainly_full_rank_gram(st.gram, st.N) == certainly_full_rank(X)
+    assert certainly_full_rank(X) == (kind in ("plain", "age_scale", "near_1e-2"))
 
 
 def test_lmm_wide_degenerate():

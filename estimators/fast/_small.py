@@ -9,6 +9,8 @@ compiled Newton loop allocates nothing per iteration.
 * :func:`chol_solve` -- x = A^-1 b from L (forward then back substitution).
 * :func:`tri_inv` -- T = L^-1 (lower).
 * :func:`chol_inverse` -- A^-1 = T'T from L.
+* :func:`rank_bound`, :func:`gram_rank_bound` -- the full-rank pre-test of
+  :func:`estimators.design.certainly_full_rank` from X or from X'X.
 * :func:`dot4` -- sum_{i < n} x_i y_i in four interleaved partial sums.
 """
 
@@ -107,6 +109,14 @@ def rank_bound(X, equilibrated):
             xa = X[i, a]
             for b in range(a + 1):
                 G[a, b] += xa * X[i, b]
+    return gram_rank_bound(G, equilibrated)
+
+
+@njit
+def gram_rank_bound(G, equilibrated):
+    """:func:`rank_bound` from the cross-products G = X'X (lower triangle read; G is
+    overwritten)."""
+    p = G.shape[0]
     d = np.empty(p)
     d2sum = 0.0
     for a in range(p):

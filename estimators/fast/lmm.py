@@ -23,7 +23,7 @@ evaluation of the profiled (restricted) log-likelihood costs one
 (p+1)x(p+1) Cholesky L and the triangular inverse T = L^-1: the last pivot
 squared is the residual quadratic form q(gamma), the first p pivots give
 log|X'H^{-1}X|, and f', f'' are traces and entries of T M' T' and T M'' T'
-(:class:`_Profile`).  With an intercept column, the group sums are centred
+(:func:`_derivs_c`).  With an intercept column, the group sums are centred
 first (a unit-Jacobian reparameterisation that keeps the between-group
 cross-products well conditioned).  The 1-D profile is minimised over
 theta = log(gamma) by Newton's method from the moment (ANOVA-type) estimate
@@ -46,12 +46,11 @@ takes padded (group x slot) data and needs no sorting or segment sums.
 
 from __future__ import annotations
 
-import functools
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
-from scipy.linalg import get_lapack_funcs
 
 from ._common import (
     STATUS_FAILED,
@@ -64,16 +63,12 @@ from ._jit import njit
 from ._small import cholesky, tri_inv
 
 _LOG2PI = float(np.log(2.0 * np.pi))
-_potrf, _trtri = get_lapack_funcs(("potrf", "trtri"), (np.empty((1, 1)),))
 
 
 @dataclass(frozen=True, slots=True)
 class LMMResult:
     fe_params: np.ndarray
     bse_fe: np.ndarray
-    zvalues: np.ndarray
-    pvalues: np.ndarray
-    conf_int: np.ndarray  # (p, 2) Wald normal, as statsmodels conf_int()
     cov_fe: np.ndarray  # fixed-effect block of statsmodels cov_params()
     cov_re: float  # random-intercept variance
     scale: float  # residual variance
@@ -88,15 +83,26 @@ class LMMResult:
     status: str
     message: str
 
+    @property
+    def zvalues(self) -> np.ndarray:
+        return self.fe_params / self.bse_fe
+
+    @property
+    def pvalues(self) -> np.ndarray:
+        return p_norm2(self.zvalues)
+
+    @property
+    def conf_int(self) -> np.ndarray:
+        """(p, 2) Wald normal 95% limits, as statsmodels conf_int()."""
+        b, se = self.fe_params, self.bse_fe
+        return np.column_stack((b - Z975 * se, b + Z975 * se))
+
 
 def _failed(p, n, m, reml, msg) -> LMMResult:
     nan_p = np.full(p, np.nan)
     return LMMResult(
         fe_params=nan_p.copy(),
         bse_fe=nan_p.copy(),
-        zvalues=nan_p.copy(),
-        pvalues=nan_p.copy(),
-        conf_int=np.full((p, 2), np.nan),
         cov_fe=np.full((p, p), np.nan),
         cov_re=np.nan,
         scale=np.nan,
@@ -113,66 +119,22 @@ def _failed(p, n, m, reml, msg) -> LMMResult:
     )
 
 
-class _Profile:
-    """Sufficient statistics and the profiled objective f(gamma) = -2 llf + const.
+class WideStats(NamedTuple):
+    """Sufficient statistics of the random-intercept fit (:func:`wide_stats`)."""
 
-    With M(gamma) = Wa + sum_k omega_k A_k = L L' (Cholesky, (p+1) x (p+1)) and T = L^-1,
-    B_j = T M^(j) T' (M^(j) the j-th derivative in gamma): q = L_pp^2, q'/q = B1_pp,
-    q''/q = B2_pp - 2 |B1[:p, p]|^2, and for REML d log|X'H^-1X| = tr B1[:p, :p],
-    d2 log|X'H^-1X| = tr B2[:p, :p] - |B1[:p, :p]|_F^2 (Minv = T11' T11). So one Cholesky, one
-    triangular inverse and two small products give f, f', f''.
-    """
-
-    __slots__ = ("Wa", "A", "Aflat", "nk", "mk", "p", "nu", "reml", "N", "shift")
-
-    def __init__(self, Wa, Aa, nk, mk, p, N, reml, shift=None):
-        self.shift = shift  # (intercept column, column means) of the centring, or None
-        self.Wa = np.ascontiguousarray(Wa)
-        self.A = np.ascontiguousarray(Aa)
-        self.Aflat = self.A.reshape(Aa.shape[0], -1)
-        self.nk = nk
-        self.mk = mk
-        self.p = p
-        self.N = N
-        self.reml = reml
-        self.nu = float(N - p) if reml else float(N)
-
-    def derivs(self, g: float):
-        """(f, f', f'', (L, T)) in gamma at gamma = g; None if M(g) is not positive definite."""
-        nk, mk, p = self.nk, self.mk, self.p
-        p1 = p + 1
-        nkg = nk * g
-        u = 1.0 / (1.0 + nkg)
-        nku = nk * u
-        om = np.empty((3, nk.shape[0]))
-        om[0] = u / nk
-        om[1] = -u * u
-        om[2] = 2.0 * nku * u * u
-        Mall = (om @ self.Aflat).reshape(3, p1, p1)
-        L, info = _potrf(self.Wa + Mall[0], lower=1, clean=1)
-        if info != 0:
-            return None
-        T, info = _trtri(L, lower=1)
-        if info != 0:
-            return None
-        B = T @ Mall[1:] @ T.T
-        B1, B2 = B[0], B[1]
-        b1 = B1[p, p]
-        c1 = B1[:p, p]
-        dg = np.log(np.diagonal(L))
-        f = self.nu * 2.0 * dg[p] + float(np.log1p(nkg) @ mk)
-        f1 = self.nu * b1 + float(nku @ mk)
-        f2 = self.nu * (B2[p, p] - 2.0 * float(c1 @ c1) - b1 * b1) - float((nku * nku) @ mk)
-        if self.reml:
-            B11 = B1[:p, :p]
-            f += 2.0 * float(dg[:p].sum())
-            f1 += float(np.trace(B11))
-            f2 += float(np.trace(B2[:p, :p])) - float((B11 * B11).sum())
-        return float(f), float(f1), float(f2), (L, T)
+    Wa: np.ndarray  # (p+1, p+1) within-group cross-products of [X, y]
+    Za: np.ndarray  # (m, p+1) group sums of [X, y] (groups with an observation, in order)
+    sizes: np.ndarray  # (m,) observations per group
+    N: int  # observations
+    finite: bool  # every sum finite
+    c: int  # the intercept column of X (constant, non-zero), -1 if none
+    xc: float  # its value (1.0 if none)
+    gram: np.ndarray | None  # X'X = Wa[:p, :p] + sum_i Za_i Za_i' / n_i (wide form only)
 
 
 def _prepare(y, X, groups, reml):
-    """Long data (one row per observation) -> :func:`_profile` of its sufficient statistics."""
+    """Long data (one row per observation) -> its :class:`WideStats` (gram None), or a failed
+    LMMResult."""
     y = np.asarray(y, dtype=float).reshape(-1)
     X = np.asarray(X, dtype=float)
     if X.ndim == 1:
@@ -206,33 +168,29 @@ def _prepare(y, X, groups, reml):
     Xa[:, p] = y
     Za = np.add.reduceat(Xa, starts, axis=0)  # group sums
     Xw = Xa - np.repeat(Za / sizes[:, None], sizes, axis=0)
-    Wa = Xw.T @ Xw
+    Wa = np.ascontiguousarray(Xw.T @ Xw)
     c = _intercept_column(Wa, lambda j: X[:, j])
-    return _profile(Wa, Za, sizes, N, p, reml, c, X[0, c] if c >= 0 else 1.0)
+    return WideStats(Wa, Za, sizes, N, True, c, X[0, c] if c >= 0 else 1.0, None)
 
 
-def _prepare_wide(Y, X, reml):
-    """Padded data (group x slot, NaN = no observation) -> :func:`_profile`, one compiled pass."""
+def wide_stats(Y, X) -> WideStats:
+    """:class:`WideStats` of padded data (group x slot, NaN = no observation), one compiled pass.
+
+    Y : (n, v) response, NaN where group i has no observation in slot j
+    X : (n, v, p) fixed-effects design per slot (rows of empty slots ignored)
+    """
     Y = np.ascontiguousarray(Y, dtype=float)
     X = np.ascontiguousarray(X, dtype=float)
-    n, v, p = X.shape
-    Wa, Za, sizes, finite, const, first = _wide_stats(Y, X)
-    N = int(sizes.sum())
-    if N == 0:
-        return _failed(p, N, 0, reml, "no observations")
-    if not finite:
-        return _failed(p, N, 0, reml, "non-finite values in y or X")
-    c = _constant_column(Wa, const & (first != 0.0))
-    return _profile(Wa, Za, sizes, N, p, reml, c, first[c] if c >= 0 else 1.0)
+    Wa, Za, sizes, N, finite, c, xc, gram = _wide_stats(Y, X)
+    return WideStats(Wa, Za, sizes, int(N), bool(finite), int(c), float(xc), gram)
 
 
 @njit
 def _wide_stats(Y, X):
-    """(Wa, Za, sizes, finite, const, first) of padded data: Wa the within-group
-    cross-products of [X, y] (R'R by BLAS, R the rows minus their group means), Za the group
-    sums (groups with at least one observation, in row order), sizes their numbers of
-    observations; finite False if any sum is not finite; const[j] True when column j of X takes
-    one value, first[j], on every observed row."""
+    """(Wa, Za, sizes, N, finite, c, xc, gram) of :class:`WideStats`: Wa = R'R by BLAS, R the
+    observed rows minus their group means; finite False if any sum is not finite; c the first
+    column of X that takes one non-zero value, xc, on every observed row and whose within
+    cross-product is zero (<= 1e-24 of the largest diagonal of Wa)."""
     n, v, p = X.shape
     p1 = p + 1
     cnt = np.zeros(n, dtype=np.int64)
@@ -250,6 +208,7 @@ def _wide_stats(Y, X):
     Za = np.zeros((m, p1))
     sizes = np.empty(m, dtype=np.int64)
     R = np.empty((N, p1))
+    S = np.empty((m, p))  # group sums / sqrt(n_i): S'S = sum_i Za_i Za_i' / n_i
     const = np.ones(p, dtype=np.bool_)
     first = np.zeros(p)
     mean = np.empty(p1)
@@ -275,6 +234,9 @@ def _wide_stats(Y, X):
         r -= c
         for a in range(p1):
             mean[a] = Za[g, a] / c
+        rc = 1.0 / math.sqrt(c)
+        for a in range(p):
+            S[g, a] = Za[g, a] * rc
         for j in range(v):
             y = Y[i, j]
             if np.isfinite(y):
@@ -284,25 +246,30 @@ def _wide_stats(Y, X):
                 r += 1
         g += 1
     Wa = np.dot(R.T, R)
+    gram = np.dot(S.T, S)
     finite = True
+    dmax = 0.0
     for a in range(p1):
         for b in range(a + 1):
             Wa[b, a] = Wa[a, b]  # exactly symmetric (the product need not be)
             if not np.isfinite(Wa[a, b]):
                 finite = False
+        dmax = max(dmax, Wa[a, a])
+    for a in range(p):
+        for b in range(a + 1):
+            gram[a, b] += Wa[a, b]
+            gram[b, a] = gram[a, b]
     for g in range(m):
         for a in range(p1):
             if not np.isfinite(Za[g, a]):
                 finite = False
-    return Wa, Za, sizes, finite, const, first
-
-
-def _constant_column(Wa, candidates) -> int:
-    """The first column j of X with ``candidates[j]`` (constant and non-zero on the observed
-    rows) whose within-group cross-product is zero (<= 1e-24 of the largest), -1 if none."""
-    dw = np.diagonal(Wa)
-    ok = candidates & (dw[:-1] <= 1e-24 * dw.max())
-    return int(np.argmax(ok)) if ok.any() else -1
+    col = -1
+    for a in range(p):
+        if const[a] and first[a] != 0.0 and Wa[a, a] <= 1e-24 * dmax:
+            col = a
+            break
+    xc = first[col] if col >= 0 else 1.0
+    return Wa, Za, sizes, N, finite, col, xc, gram
 
 
 def _intercept_column(Wa, column) -> int:
@@ -317,39 +284,6 @@ def _intercept_column(Wa, column) -> int:
         if x[0] != 0.0 and (x == x[0]).all():
             return int(j)
     return -1
-
-
-def _profile(Wa, Za, sizes, N, p, reml, c, xc):
-    """Checks and the profile from the within cross-products ``Wa`` and group sums ``Za``:
-    (profile, N, p, n_groups, start gamma), or a failed LMMResult.
-
-    When X has an intercept (column ``c`` >= 0 of X, equal to ``xc`` on every observed row),
-    the columns of [X, y] other than it are centred at their means first (Za - n_i mean; Wa is
-    unchanged): a reparameterisation with unit Jacobian that leaves q and log|X'H^-1X| as they
-    are but keeps the between-group cross-products well conditioned (covariates like age ~ 60
-    and y otherwise cost ~4 digits of f). :func:`_finish` maps the fixed effects back.
-    """
-    m = sizes.shape[0]
-    shift = None
-    if c >= 0:
-        mu = Za.sum(axis=0) / N
-        mu[c] = 0.0
-        Za = Za - sizes[:, None] * mu
-        shift = (c, mu / xc)  # the intercept column is xc times 1
-    if sizes.max() < 2:
-        return _failed(
-            p, N, m, reml, "random intercept not identifiable (every group has one observation)"
-        )
-    if N - p <= 0:
-        return _failed(p, N, m, reml, f"no residual degrees of freedom (N={N}, p={p})")
-    A, nk, mk, code, gamma0 = _between_c(
-        np.ascontiguousarray(Wa), np.ascontiguousarray(Za), sizes.astype(np.int64), N, p
-    )
-    if code == 1:
-        return _failed(p, N, m, reml, "singular design matrix (collinear or all-zero columns)")
-    if code == 2:
-        return _failed(p, N, m, reml, "response is an exact linear function of X (zero residual)")
-    return _Profile(Wa, A, nk, mk, p, N, reml, shift), N, p, m, gamma0
 
 
 @njit
@@ -428,58 +362,6 @@ def _between_c(Wa, Za, sizes, N, p):
     return A, nk, mk, 0, gamma0
 
 
-def _finish(prof, reml, N, p, m, gamma, r, status, message, converged, n_iter):
-    """Estimates at the optimum ``gamma`` -> LMMResult from ``r`` = prof.derivs(gamma)."""
-    nu = N - p if reml else N
-    if r is None:
-        return _failed(p, N, m, reml, "singular matrix at the optimum")
-    f, f1, f2, (L, T) = r
-    lpp = L[p, p]
-    q = lpp * lpp
-    beta = -lpp * T[p, :p]  # from M [beta, -1]' = [0, -q]'
-    T11 = T[:p, :p]
-    Minv = T11.T @ T11
-    if prof.shift is not None:  # undo the centring: beta_c = beta'_c + (mu_y - mu_X'beta') / k
-        c, mu = prof.shift
-        mx = mu[:p]
-        beta[c] += mu[p] - mx @ beta
-        w = Minv @ mx
-        Minv[c] -= w
-        Minv[:, c] -= w
-        Minv[c, c] += mx @ w
-    scale = q / nu
-    llf = -0.5 * f - 0.5 * nu * _LOG2PI + 0.5 * nu * np.log(nu) - 0.5 * nu
-    cov_fe = Minv * scale  # sigma^2 (X' H^-1 X)^-1
-    # curvature in gamma of the scale-profiled log-likelihood (fixed effects profiled out)
-    hgg = -0.5 * f2
-    bse_re = float(np.sqrt(-scale / hgg)) if hgg < 0 else np.nan
-    bse = np.sqrt(np.diagonal(cov_fe))
-    z = beta / bse
-    if not converged:
-        status = STATUS_FAILED
-        message = "profile likelihood optimisation did not converge"
-    return LMMResult(
-        fe_params=beta,
-        bse_fe=bse,
-        zvalues=z,
-        pvalues=p_norm2(z),
-        conf_int=np.column_stack((beta - Z975 * bse, beta + Z975 * bse)),
-        cov_fe=cov_fe,
-        cov_re=gamma * scale,
-        scale=scale,
-        gamma=gamma,
-        bse_re=bse_re,
-        llf=float(llf),
-        reml=reml,
-        nobs=N,
-        n_groups=m,
-        n_iter=n_iter,
-        converged=converged,
-        status=status,
-        message=message,
-    )
-
-
 #: log(gamma) bounds of the search: below, the optimum is the boundary gamma = 0 if f'(0) >= 0;
 #: above, the residual variance is on its boundary (cov_re / scale > 1e10)
 _THETA_LO, _THETA_HI = -23.0, 23.0
@@ -508,30 +390,59 @@ def lmm_random_intercept(
     groups : (N,) group labels (e.g. patient id); need not be sorted
     reml : REML (default, as statsmodels) or ML
     """
-    return _optimise(_prepare(y, X, groups, reml), reml, tol, maxiter)
+    prep = _prepare(y, X, groups, reml)
+    if isinstance(prep, LMMResult):
+        return prep
+    return _solve(prep, reml, tol, maxiter)
 
 
 def lmm_random_intercept_wide(
-    Y, X, reml: bool = True, tol: float = 1e-10, maxiter: int = 60
+    Y, X, reml: bool = True, tol: float = 1e-10, maxiter: int = 60, stats: WideStats | None = None
 ) -> LMMResult:
     """:func:`lmm_random_intercept` on padded data: group i's observations in the slots of row i.
 
     Y : (n, v) response, NaN where group i has no observation in slot j
     X : (n, v, p) fixed-effects design per slot (rows of empty slots ignored; must be finite)
+    stats : :func:`wide_stats` of (Y, X) when the caller already has them
 
     The same fit as the long form with groups = row index (rows of Y in order), without
     sorting or segment sums: the group sums are sums over the slot axis.
     """
-    return _optimise(_prepare_wide(Y, X, reml), reml, tol, maxiter)
+    if stats is None:
+        stats = wide_stats(Y, X)
+    p = np.shape(X)[2]
+    if stats.N == 0:
+        return _failed(p, 0, 0, reml, "no observations")
+    if not stats.finite:
+        return _failed(p, stats.N, 0, reml, "non-finite values in y or X")
+    return _solve(stats, reml, tol, maxiter)
 
 
-# status codes of the compiled optimiser
+# status codes of the compiled fit (:func:`_fit_c`)
 _K_OK, _K_MAXITER, _K_BOUNDARY, _K_SINGULAR, _K_SINGULAR0, _K_SCALE0 = 0, 1, 2, 3, 4, 5
+_K_ONE_PER_GROUP, _K_NO_DF, _K_SINGULAR_X, _K_EXACT = 6, 7, 8, 9
+_FAILURES = {
+    _K_SINGULAR: "singular matrix in the profile likelihood",
+    _K_SINGULAR0: "singular matrix at gamma = 0",
+    _K_SCALE0: "residual variance on boundary (0): cov_re / scale diverges (gamma > 1e10)",
+    _K_ONE_PER_GROUP: "random intercept not identifiable (every group has one observation)",
+    _K_NO_DF: "no residual degrees of freedom (N={N}, p={p})",
+    _K_SINGULAR_X: "singular design matrix (collinear or all-zero columns)",
+    _K_EXACT: "response is an exact linear function of X (zero residual)",
+}
 
 
 @njit
 def _derivs_c(Wa, A, nk, mk, p, nu, reml, g, M, M1, M2, L, T, W1):
-    """:meth:`_Profile.derivs` compiled: (ok, f, f', f'') at gamma = g, L and T filled in."""
+    """(ok, f, f', f'') of the profiled objective f(gamma) = -2 llf + const at gamma = g, L
+    and T filled in.
+
+    With M(gamma) = Wa + sum_k omega_k A_k = L L' (Cholesky, (p+1) x (p+1)) and T = L^-1,
+    B_j = T M^(j) T' (M^(j) the j-th derivative in gamma): q = L_pp^2, q'/q = B1_pp,
+    q''/q = B2_pp - 2 |B1[:p, p]|^2, and for REML d log|X'H^-1X| = tr B1[:p, :p],
+    d2 log|X'H^-1X| = tr B2[:p, :p] - |B1[:p, :p]|_F^2 (Minv = T11' T11). So one Cholesky, one
+    triangular inverse and two small products give f, f', f''.
+    """
     p1 = p + 1
     K = nk.shape[0]
     for a in range(p1):
@@ -618,7 +529,7 @@ def _derivs_c(Wa, A, nk, mk, p, nu, reml, g, M, M1, M2, L, T, W1):
 
 @njit
 def _newton_c(Wa, A, nk, mk, p, nu, reml, theta, tol, maxiter, theta_lo, theta_hi):
-    """The safeguarded Newton iteration of :func:`_optimise` in one call.
+    """The safeguarded Newton iteration of :func:`lmm_random_intercept` in one call.
 
     Returns (code, gamma, n_iter, f, f', f'', L, T) at the reported point.
     """
@@ -672,37 +583,144 @@ def _newton_c(Wa, A, nk, mk, p, nu, reml, theta, tol, maxiter, theta_lo, theta_h
     return _K_MAXITER, g, maxiter, f, f1r, f2r, L, T
 
 
-def _optimise(prep, reml, tol, maxiter) -> LMMResult:
-    """The Newton iteration of :func:`lmm_random_intercept` on a prepared profile
-    (:func:`_newton_c`; :meth:`_Profile.derivs` is the same profile in numpy)."""
-    if isinstance(prep, LMMResult):
-        return prep
-    prof, N, p, m, gamma0 = prep
-    fail = functools.partial(_failed, p, N, m, reml)
-    theta = float(np.log(gamma0)) if gamma0 > np.exp(-6.0) else -6.0
-    theta = min(theta, _THETA_HI - 1.0)
-    code, g, it, f, f1, f2, L, T = _newton_c(
-        prof.Wa,
-        prof.A,
-        prof.nk,
-        prof.mk,
+def _solve(st: WideStats, reml: bool, tol: float, maxiter: int) -> LMMResult:
+    """The fit from the sufficient statistics (:func:`_fit_c`) -> LMMResult."""
+    m = st.sizes.shape[0]
+    p = st.Wa.shape[0] - 1
+    code, gamma, n_iter, beta, cov_fe, bse, scale, llf, f2 = _fit_c(
+        st.Wa,
+        st.Za,
+        st.sizes.astype(np.int64),
+        st.N,
         p,
-        prof.nu,
         reml,
-        theta,
+        st.c,
+        st.xc,
         tol,
         maxiter,
         _THETA_LO,
         _THETA_HI,
     )
-    if code == _K_SINGULAR:
-        return fail("singular matrix in the profile likelihood")
-    if code == _K_SINGULAR0:
-        return fail("singular matrix at gamma = 0")
-    if code == _K_SCALE0:
-        return fail("residual variance on boundary (0): cov_re / scale diverges (gamma > 1e10)")
-    r = (f, f1, f2, (L, T))
+    if code in _FAILURES:
+        return _failed(p, st.N, m, reml, _FAILURES[code].format(N=st.N, p=p))
+    status, message, converged = STATUS_OK, "", True
     if code == _K_BOUNDARY:
-        msg = "random-intercept variance on boundary (0)"
-        return _finish(prof, reml, N, p, m, 0.0, r, STATUS_WARNING, msg, True, it)
-    return _finish(prof, reml, N, p, m, g, r, STATUS_OK, "", code == _K_OK, it)
+        status, message = STATUS_WARNING, "random-intercept variance on boundary (0)"
+    elif code == _K_MAXITER:
+        status, message = STATUS_FAILED, "profile likelihood optimisation did not converge"
+        converged = False
+    # curvature in gamma of the scale-profiled log-likelihood (fixed effects profiled out)
+    hgg = -0.5 * f2
+    return LMMResult(
+        fe_params=beta,
+        bse_fe=bse,
+        cov_fe=cov_fe,
+        cov_re=gamma * scale,
+        scale=scale,
+        gamma=gamma,
+        bse_re=math.sqrt(-scale / hgg) if hgg < 0 else math.nan,
+        llf=llf,
+        reml=reml,
+        nobs=st.N,
+        n_groups=m,
+        n_iter=n_iter,
+        converged=converged,
+        status=status,
+        message=message,
+    )
+
+
+@njit
+def _fit_c(Wa, Za0, sizes, N, p, reml, c, xc, tol, maxiter, theta_lo, theta_hi):
+    """The whole fit from the sufficient statistics in one compiled call:
+    (code, gamma, n_iter, beta, cov_fe, bse, scale, llf, f'') (NaN estimates unless code is
+    _K_OK, _K_MAXITER or _K_BOUNDARY).
+
+    1. With an intercept (column ``c`` of X, equal to ``xc`` on every observed row) the other
+       columns of [X, y] are centred at their means (Za - n_i mu; Wa unchanged): a
+       reparameterisation with unit Jacobian that leaves q and log|X'H^-1X| as they are but
+       keeps the between-group cross-products well conditioned (covariates like age ~ 60 and
+       y otherwise cost ~4 digits of f).
+    2. Checks (every group of one observation, no residual df) and :func:`_between_c`.
+    3. :func:`_newton_c` from the moment estimate (theta = log gamma0, at least -6).
+    4. At the optimum: beta = -L_pp T[p, :p] (from M [beta, -1]' = [0, -q]'), (X'H^-1X)^-1 =
+       T11' T11, the centring undone (beta_c += (mu_y - mu_X' beta) / xc), scale = q / nu,
+       cov_fe = scale (X'H^-1X)^-1, llf = -f/2 - nu/2 (log 2 pi - log nu + 1).
+    """
+    m, p1 = Za0.shape
+    beta = np.full(p, np.nan)
+    cov = np.full((p, p), np.nan)
+    bse = np.full(p, np.nan)
+    nan = np.nan
+    Za = Za0.copy()
+    mu = np.zeros(p1)
+    if c >= 0:
+        for g in range(m):
+            for a in range(p1):
+                mu[a] += Za0[g, a]
+        for a in range(p1):
+            mu[a] = mu[a] / N
+        mu[c] = 0.0
+        for g in range(m):
+            for a in range(p1):
+                Za[g, a] = Za0[g, a] - sizes[g] * mu[a]
+        for a in range(p1):
+            mu[a] = mu[a] / xc
+    smax = 0
+    for g in range(m):
+        smax = max(smax, sizes[g])
+    if smax < 2:
+        return _K_ONE_PER_GROUP, nan, 0, beta, cov, bse, nan, nan, nan
+    if N - p <= 0:
+        return _K_NO_DF, nan, 0, beta, cov, bse, nan, nan, nan
+    A, nk, mk, code, gamma0 = _between_c(Wa, Za, sizes, N, p)
+    if code == 1:
+        return _K_SINGULAR_X, nan, 0, beta, cov, bse, nan, nan, nan
+    if code == 2:
+        return _K_EXACT, nan, 0, beta, cov, bse, nan, nan, nan
+    nu = float(N - p) if reml else float(N)
+    theta = math.log(gamma0) if gamma0 > math.exp(-6.0) else -6.0
+    theta = min(theta, theta_hi - 1.0)
+    code, g, it, f, f1, f2, L, T = _newton_c(
+        Wa, A, nk, mk, p, nu, reml, theta, tol, maxiter, theta_lo, theta_hi
+    )
+    if code == _K_SINGULAR or code == _K_SINGULAR0 or code == _K_SCALE0:
+        return code, nan, it, beta, cov, bse, nan, nan, nan
+    if code == _K_BOUNDARY:
+        g = 0.0
+    lpp = L[p, p]
+    q = lpp * lpp
+    for a in range(p):
+        beta[a] = -lpp * T[p, a]
+    Minv = np.empty((p, p))
+    for a in range(p):
+        for b in range(a + 1):
+            t = 0.0
+            for k in range(a, p):
+                t += T[k, a] * T[k, b]
+            Minv[a, b] = t
+            Minv[b, a] = t
+    if c >= 0:
+        mb = 0.0
+        for a in range(p):
+            mb += mu[a] * beta[a]
+        beta[c] += mu[p] - mb
+        w = np.zeros(p)
+        for a in range(p):
+            for b in range(p):
+                w[a] += Minv[a, b] * mu[b]
+        for b in range(p):
+            Minv[c, b] -= w[b]
+        for a in range(p):
+            Minv[a, c] -= w[a]
+        mw = 0.0
+        for a in range(p):
+            mw += mu[a] * w[a]
+        Minv[c, c] += mw
+    scale = q / nu
+    llf = -0.5 * f - 0.5 * nu * _LOG2PI + 0.5 * nu * math.log(nu) - 0.5 * nu
+    for a in range(p):
+        for b in range(p):
+            cov[a, b] = Minv[a, b] * scale
+        bse[a] = math.sqrt(cov[a, a])
+    return code, g, it, beta, cov, bse, scale, llf, f2
