@@ -23,11 +23,11 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import importlib.util
+import math
 import os
 import sys
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, ClassVar
 
@@ -188,13 +188,14 @@ class Estimator:
                 rows = [Estimate(self.name, e, status=FAILED, message=msg) for e in self.targets()]
         dt = (time.perf_counter() - t0) / max(len(rows), 1)
         add_messages(rows, msgs)
+        name, engine, level = self.name, self.engine, 1.0 - self.alpha
         for r in rows:
-            r.method = self.name
-            r.engine = self.engine
+            r.method = name
+            r.engine = engine
             r.seconds = dt
             if not r.ci_level == r.ci_level:  # NaN: the estimator kept the nominal level
-                r.ci_level = 1.0 - self.alpha
-            if r.status != FAILED and not np.isfinite(r.estimate):
+                r.ci_level = level
+            if r.status != FAILED and not _finite(r.estimate):
                 r.status = FAILED
                 r.message = r.message or "non-finite estimate"
             elif r.status == OK and (why := implausible(r)):
@@ -203,11 +204,19 @@ class Estimator:
         return rows
 
 
+def _finite(x) -> bool:
+    """math.isfinite for a number (what rows hold), numpy's test for anything else."""
+    try:
+        return math.isfinite(x)
+    except TypeError:
+        return bool(np.all(np.isfinite(x)))
+
+
 def implausible(r: Estimate) -> str:
     """Why row ``r``'s estimate or SE is implausible for its estimand's scale ('' if it is not):
     an infinite or negative SE, or |estimate| or SE beyond ``sim.estimands.plausible_bound``."""
     se = r.se
-    if se == se and (not np.isfinite(se) or se < 0):
+    if se == se and (not _finite(se) or se < 0):
         return f"implausible SE {se!r}"
     bound = plausible_bound(r.estimand)
     if bound is None:
@@ -248,20 +257,31 @@ class Captured(list):
     records: list
 
 
-@contextmanager
-def capture(drop=()):
+class capture:  # noqa: N801 - used as a function: ``with capture() as msgs:``
     """The one warning-capture helper: ``with capture() as msgs:`` records every warning raised
     inside (never printed); on exit ``msgs`` holds their :func:`warning_texts` and
     ``msgs.records`` the warning objects. Used by ``Estimator.fit`` (every estimator), per
-    endpoint by the survival family and around library calls in :mod:`estimators.engines`."""
-    msgs = Captured()
-    with warnings.catch_warnings(record=True) as caught:
+    endpoint by the survival family and around library calls in :mod:`estimators.engines`.
+    (A class, not a generator context manager: it runs once per fit.)"""
+
+    __slots__ = ("_drop", "_cw", "_msgs")
+
+    def __init__(self, drop=()):
+        self._drop = drop
+
+    def __enter__(self) -> Captured:
+        self._cw = warnings.catch_warnings(record=True)
+        msgs = self._msgs = Captured()
+        msgs.records = self._cw.__enter__()
         warnings.simplefilter("always")
-        msgs.records = caught
+        return msgs
+
+    def __exit__(self, *exc) -> None:
         try:
-            yield msgs
+            if self._msgs.records:
+                self._msgs.extend(warning_texts(self._msgs.records, self._drop))
         finally:
-            msgs.extend(warning_texts(caught, drop))
+            self._cw.__exit__(*exc)
 
 
 def add_messages(rows: list[Estimate], msgs: list[str]) -> None:
