@@ -44,6 +44,8 @@ BASELINE_COLUMNS = (
     "rt_dose_gy",
     "rt_fractions",
 )
+_MISSING = object()
+
 PATIENT_REQUIRED = (
     "id",
     "group",
@@ -122,7 +124,10 @@ class Cohort:
 
     def numeric_column(self, col: str) -> np.ndarray | None:
         """Patient column ``col`` as a float array without building :attr:`patients`, or None
-        when it is categorical (or non-numeric), as :attr:`patients` would show it, or absent."""
+        when it is categorical (or non-numeric), as :attr:`patients` would show it, or absent.
+
+        Array-backed cohorts convert each column once and share it, read-only, among the
+        estimators of a replication (copy it to modify it)."""
         if self._pa is None:  # built from frames: the pandas dtypes decide
             df = self.patients
             if col not in df.columns:
@@ -131,12 +136,20 @@ class Cohort:
             if isinstance(s.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(s):
                 return None
             return s.to_numpy(dtype=float, na_value=np.nan)
-        if col not in self._pa or col in self._cats:
-            return None
-        a = np.asarray(self._pa[col])
-        if a.dtype.kind not in "biuf":
-            return None
-        return a.astype(float)
+        memo = self.__dict__.setdefault("_floats", {})
+        hit = memo.get(col, _MISSING)
+        if hit is not _MISSING:
+            return hit
+        a = None
+        if col in self._pa and col not in self._cats:
+            a = np.asarray(self._pa[col])
+            if a.dtype.kind in "biuf":
+                a = a.astype(float)  # a copy even when float: read-only, never the cohort's own
+                a.flags.writeable = False
+            else:
+                a = None
+        memo[col] = a
+        return a
 
     def stable_order(self, col: str) -> np.ndarray:
         """``np.argsort(column, kind="stable")`` (int64) of numeric patient column ``col``,
