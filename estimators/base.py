@@ -316,8 +316,8 @@ def wald_row(
     """
     a = alpha / n_family if n_family else alpha
     if df is None:
-        q = ndtri(1 - a / 2)
-        p = 2 * ndtr(-abs(est / se)) if se > 0 else NAN
+        q = _normal_quantile(a)
+        p = 2.0 * float(ndtr(-abs(est / se))) if se > 0 else NAN
     else:
         q = stdtrit(df, 1 - a / 2)
         p = 2 * stdtr(df, -abs(est / se)) if se > 0 else NAN
@@ -335,6 +335,19 @@ def wald_row(
         int(n_used),
         **kw,
     )
+
+
+_QUANTILES: dict[float, float] = {}
+
+
+def _normal_quantile(a: float) -> float:
+    """ndtri(1 - a / 2), remembered per level (a run uses one or two)."""
+    q = _QUANTILES.get(a)
+    if q is None:
+        q = float(ndtri(1 - a / 2))
+        if len(_QUANTILES) < 64:
+            _QUANTILES[a] = q
+    return q
 
 
 def failed_rows(method: str, estimands, message: str, n_used: int = 0) -> list[Estimate]:

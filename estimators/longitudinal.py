@@ -542,34 +542,44 @@ class LinearMixedModel(Estimator):
         if not post:
             return _merge_rows(self.name, NRS_ESTIMANDS, [], why, note)
         # padded (patient x visit) design: row i holds patient i's visits, X from a template
-        Y = wide.nrs[usable][:, [WEEKS.index(w) for w in weeks]]
-        obs = np.isfinite(Y)
-        y = Y[obs]
-        if np.ptp(y) == 0:
-            raise StatisticalTrouble(
-                f"NRS is constant (all {y.size} observed values equal {y[0]:g})"
-            )
-        X3, names, C = _visit_template(wide.group[usable], weeks, Z[usable], znames)
-        if not self.adjust_baseline:
-            C = C[1:]  # the reference visit is week 0: its group term is the baseline difference
+        every = bool(usable.all())
+        cols = [WEEKS.index(w) for w in weeks]
+        Y = wide.nrs if every and len(cols) == len(WEEKS) else wide.nrs[usable][:, cols]
+        g, Zu = (wide.group, Z) if every else (wide.group[usable], Z[usable])
         what = "LMM fixed-effects design"
         if fast and not self.random_slope:
-            # the rank pre-test from X'X = within + between cross-products of the fit's own
-            # sufficient statistics; the exact check on the rows only when it is inconclusive
+            # one compiled pass gives the fit's sufficient statistics, the range of y and X'X
+            # (within + between cross-products) for the rank pre-test; the exact check on the
+            # rows only when the pre-test is inconclusive
+            X3, names, C = _visit_template(g, weeks, Zu, znames)
             stats = fast_lmm.wide_stats(Y, X3)
+            if stats.y_min == stats.y_max:
+                raise StatisticalTrouble(
+                    f"NRS is constant (all {stats.N} observed values equal {stats.y_min:g})"
+                )
             if not (stats.finite and certainly_full_rank_gram(stats.gram, stats.N)):
-                check_full_rank(X3[obs], names, what)
+                check_full_rank(X3[np.isfinite(Y)], names, what)
             fit = engines.mixed_model_wide(Y, X3, engine=self.engine, reml=self.reml, stats=stats)
-        elif self.random_slope:
+            n_used = stats.sizes.shape[0]
+        else:
+            obs = np.isfinite(Y)
+            y = Y[obs]
+            if np.ptp(y) == 0:
+                raise StatisticalTrouble(
+                    f"NRS is constant (all {y.size} observed values equal {y[0]:g})"
+                )
+            X3, names, C = _visit_template(g, weeks, Zu, znames)
             X = X3[obs]
             check_full_rank(X, names, what)
-            pid, col = np.nonzero(obs)
-            Zre = np.column_stack([np.ones(y.size), np.asarray(weeks)[col] / 12.0])
-            fit = engines.mixed_model(y, X, pid, engine=self.engine, reml=self.reml, Z=Zre)
-        else:
-            check_full_rank(X3[obs], names, what)
-            fit = engines.mixed_model_wide(Y, X3, engine=self.engine, reml=self.reml)
-        n_used = int(obs.any(axis=1).sum())
+            if self.random_slope:
+                pid, col = np.nonzero(obs)
+                Zre = np.column_stack([np.ones(y.size), np.asarray(weeks)[col] / 12.0])
+                fit = engines.mixed_model(y, X, pid, engine=self.engine, reml=self.reml, Z=Zre)
+            else:
+                fit = engines.mixed_model_wide(Y, X3, engine=self.engine, reml=self.reml)
+            n_used = int(obs.any(axis=1).sum())
+        if not self.adjust_baseline:
+            C = C[1:]  # the reference visit is week 0: its group term is the baseline difference
         rows = contrast_rows(
             self.name,
             post,

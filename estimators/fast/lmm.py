@@ -130,6 +130,8 @@ class WideStats(NamedTuple):
     c: int  # the intercept column of X (constant, non-zero), -1 if none
     xc: float  # its value (1.0 if none)
     gram: np.ndarray | None  # X'X = Wa[:p, :p] + sum_i Za_i Za_i' / n_i (wide form only)
+    y_min: float = math.nan  # the smallest and largest observed y (wide form only)
+    y_max: float = math.nan
 
 
 def _prepare(y, X, groups, reml):
@@ -181,13 +183,13 @@ def wide_stats(Y, X) -> WideStats:
     """
     Y = np.ascontiguousarray(Y, dtype=float)
     X = np.ascontiguousarray(X, dtype=float)
-    Wa, Za, sizes, N, finite, c, xc, gram = _wide_stats(Y, X)
-    return WideStats(Wa, Za, sizes, int(N), bool(finite), int(c), float(xc), gram)
+    Wa, Za, sizes, N, finite, c, xc, gram, lo, hi = _wide_stats(Y, X)
+    return WideStats(Wa, Za, sizes, int(N), bool(finite), int(c), float(xc), gram, lo, hi)
 
 
 @njit
 def _wide_stats(Y, X):
-    """(Wa, Za, sizes, N, finite, c, xc, gram) of :class:`WideStats`: Wa = R'R by BLAS, R the
+    """(Wa, Za, sizes, N, finite, c, xc, gram, y_min, y_max) of :class:`WideStats`: Wa = R'R by BLAS, R the
     observed rows minus their group means; finite False if any sum is not finite; c the first
     column of X that takes one non-zero value, xc, on every observed row and whose within
     cross-product is zero (<= 1e-24 of the largest diagonal of Wa)."""
@@ -214,6 +216,8 @@ def _wide_stats(Y, X):
     mean = np.empty(p1)
     g = 0
     r = 0
+    lo = np.inf
+    hi = -np.inf
     for i in range(n):
         c = cnt[i]
         if c == 0:
@@ -222,6 +226,8 @@ def _wide_stats(Y, X):
         for j in range(v):
             y = Y[i, j]
             if np.isfinite(y):
+                lo = min(lo, y)
+                hi = max(hi, y)
                 for a in range(p):
                     x = X[i, j, a]
                     Za[g, a] += x
@@ -269,7 +275,7 @@ def _wide_stats(Y, X):
             col = a
             break
     xc = first[col] if col >= 0 else 1.0
-    return Wa, Za, sizes, N, finite, col, xc, gram
+    return Wa, Za, sizes, N, finite, col, xc, gram, lo, hi
 
 
 def _intercept_column(Wa, column) -> int:
