@@ -59,6 +59,7 @@ NRS_ESTIMANDS = tuple(f"nrs_diff_w{w}" for w in POST_WEEKS)
 W12 = ("nrs_diff_w12",)
 DEAD = STATUS_LABELS.index("dead")  # visit status code of a death
 _WEEKS_ARR = np.asarray(WEEKS)
+_NO_STATUS = np.empty(0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -102,11 +103,13 @@ def _nrs_wide(cohort) -> NRSWide:
     nrs0 = np.array(pa["nrs0"], dtype=float)
     vid, week = np.asarray(va["id"]), np.asarray(va["week"])
     nrs = np.asarray(va["nrs"], dtype=float)
-    status = _status_codes(np.asarray(va["status"])) if "status" in va else None
+    status = np.asarray(va["status"]) if "status" in va else None
+    if status is not None and not np.issubdtype(status.dtype, np.number):
+        status = _status_codes(status)
     if _patient_major(vid, week, ids):
         # the generator's layout: patient-major, every scheduled visit, week order
-        W = nrs.reshape(n, v).copy()
-        S = status.reshape(n, v).copy() if status is not None else np.full((n, v), -1.0)
+        st = _NO_STATUS if status is None else status
+        W, S = fast_wide.patient_major_tables(nrs, st, nrs0, v)
     else:
         order = np.argsort(ids, kind="stable")
         pos = np.clip(np.searchsorted(ids[order], vid), 0, max(n - 1, 0))
@@ -118,7 +121,7 @@ def _nrs_wide(cohort) -> NRSWide:
         W[row[ok], col[ok]] = nrs[ok]
         if status is not None:
             S[row[ok], col[ok]] = status[ok]
-    W[:, 0] = np.where(np.isfinite(W[:, 0]), W[:, 0], nrs0)
+        W[:, 0] = np.where(np.isfinite(W[:, 0]), W[:, 0], nrs0)
     for a in (group, nrs0, W, S):
         a.flags.writeable = False  # shared by every estimator of the cohort (cached)
     return NRSWide(group, nrs0, W, S)
@@ -389,7 +392,9 @@ def locf(W: np.ndarray) -> np.ndarray:
 def _covariate_rows(cohort, covariates, wide: NRSWide, fast: bool = False):
     """Covariate matrix, names, and the patients usable (finite group, nrs0 and covariates)."""
     Z, znames = (patient_covariates_fast if fast else patient_covariates)(cohort, covariates)
-    usable = np.isfinite(wide.group) & np.isfinite(Z).all(axis=1)
+    usable = np.isfinite(wide.group)
+    if Z.shape[1]:
+        usable &= np.isfinite(Z).all(axis=1)
     return Z, znames, usable
 
 

@@ -2,6 +2,7 @@
 
 * :func:`patient_major` -- is the visits table the generator's layout (patient-major, every
   scheduled visit, in week order)? Then the wide table is a reshape.
+* :func:`patient_major_tables` -- the wide NRS and status tables of such a layout in one pass.
 * :func:`arm_visit_counts` -- observed values per arm and visit among the usable patients
   (which visits an analysis can estimate).
 """
@@ -28,6 +29,25 @@ def patient_major(vid, week, ids, weeks):
                 return False
             r += 1
     return True
+
+
+@njit
+def patient_major_tables(nrs, status, nrs0, v):
+    """(W, S): W = nrs.reshape(n, v) with W[:, 0] replaced by nrs0 where it is not finite,
+    S = status.reshape(n, v) (status empty: all -1)."""
+    n = nrs0.shape[0]
+    W = np.empty((n, v))
+    S = np.empty((n, v))
+    has = status.shape[0] > 0
+    r = 0
+    for i in range(n):
+        for j in range(v):
+            W[i, j] = nrs[r]
+            S[i, j] = status[r] if has else -1.0
+            r += 1
+        if not np.isfinite(W[i, 0]):
+            W[i, 0] = nrs0[i]
+    return W, S
 
 
 @njit
