@@ -26,6 +26,9 @@ from ._jit import njit
 from ._small import chol_inverse, chol_solve, cholesky, dot4
 from ._ties import tie_order
 
+#: from this many covariates on, :func:`_derivs` sums the information's Gram matrices by BLAS
+_BLAS_P = 3
+
 MSG_NONE = 0
 MSG_LINE_SEARCH = 1
 MSG_SINGULAR = 2
@@ -198,6 +201,19 @@ def _derivs(X, Xt, w, weighted, gs, ge, bs, wsum, efron, xdw, wsum_d, beta, work
         s += xdw[a] * beta[a]
     ll += s - shift * wsum_d
     finite = True
+    if p >= _BLAS_P:  # the weighted Gram matrices by BLAS (three p x p products)
+        G = np.dot(V, Xt.T)
+        H = np.dot(Y, M.T)
+        if ties:
+            H += np.dot(Z, Dm.T)
+        for a in range(p):
+            for b in range(a + 1):
+                v = G[a, b] - H[a, b]
+                info[a, b] = v
+                info[b, a] = v
+                if not (v - v == 0.0):
+                    finite = False
+        return ll, finite
     for a in range(p):
         for b in range(a + 1):
             v = dot4(V[a], Xt[b], n) - dot4(Y[a], M[b], ng)
