@@ -8,9 +8,11 @@ The core replication (PFS, as in issue 13): a random-intercept LMM of NRS by gro
 adjustment covariates (glm | ``logistic_adjusted``). Cohorts: the committed fixtures
 tests/fixtures/cohorts/ (two of n = 205, one of n = 1,000 with ties), read once (reading is not
 timed on either side); palliasim gets them as array-backed Cohorts, as a simulated replication
-does (a ``Cohort.from_frames`` cohort rebuilds its arrays from pandas on every access). Per cohort: median ms per replication over ``--reps`` repeats, R and
-palliasim, and the ratio. BLAS is one thread on both sides (threadpoolctl; Debian's R uses the
-reference BLAS). Without ``Rscript`` on PATH the R side is skipped (exit 0, a message says so).
+does (a ``Cohort.from_frames`` cohort rebuilds its arrays from pandas on every access). Per
+cohort: median ms per replication over ``--reps`` repeats, R (timed by ``Sys.time``, microsecond
+resolution) and palliasim, and the ratio. BLAS is one thread on both sides (threadpoolctl;
+Debian's R uses the reference BLAS). Without ``Rscript`` on PATH the R side is skipped (exit 0,
+a message says so).
 
     python benchmarks/bench_r.py [--reps 50] [--breakdown] [--json out.json]
 """
@@ -64,10 +66,10 @@ for (dir in args[-1]) {
   }
   one()  # warm-up
   ms <- numeric(reps)
-  for (r in seq_len(reps)) {
-    t0 <- proc.time()[["elapsed"]]
+  for (r in seq_len(reps)) {  # Sys.time: microseconds (proc.time's elapsed counts whole ms)
+    t0 <- Sys.time()
     one()
-    ms[r] <- 1000 * (proc.time()[["elapsed"]] - t0)
+    ms[r] <- 1000 * as.numeric(difftime(Sys.time(), t0, units = "secs"))
   }
   cat(sprintf("%s %.6f\n", basename(dir), median(ms)))
 }

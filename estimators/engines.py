@@ -367,6 +367,10 @@ def _mixedlm_messages(caught, converged: bool) -> list:
 
 
 def _checked(fit: MixedFit) -> MixedFit:
+    """``fit``, or StatisticalTrouble when a fixed effect or its variance is not finite (a sum
+    is finite iff every term is, unless it overflowed: then the elementwise test decides)."""
+    if math.isfinite(fit.params.sum() + np.trace(fit.cov)):
+        return fit
     if not (np.isfinite(fit.params).all() and np.isfinite(np.diagonal(fit.cov)).all()):
         raise StatisticalTrouble(
             "MixedLM returned non-finite fixed effects or covariance"

@@ -243,26 +243,24 @@ def contrast_rows(
     With ``n_family`` = k > 0 (Bonferroni): p = min(1, k p) and the simultaneous CI at level
     1 - alpha / k (``ci_level``), so each CI excludes 0 exactly when its p <= alpha.
     """
-    rows = []
     status = WARNING if fit.messages else OK
     msg = "; ".join(fit.messages)
     ests = (C @ fit.params).tolist()
     ses = np.sqrt(np.maximum(((C @ fit.cov) * C).sum(axis=1), 0.0)).tolist()
-    for w, est, se in zip(weeks, ests, ses):
-        rows.append(
-            wald_row(
-                method,
-                f"nrs_diff_w{w}",
-                est,
-                se,
-                alpha,
-                n_used,
-                n_family=n_family,
-                status=status,
-                message=msg,
-            )
+    return [
+        wald_row(
+            method,
+            f"nrs_diff_w{w}",
+            est,
+            se,
+            alpha,
+            n_used,
+            n_family=n_family,
+            status=status,
+            message=msg,
         )
-    return rows
+        for w, est, se in zip(weeks, ests, ses)
+    ]
 
 
 def is_monotone(miss: np.ndarray) -> bool:
@@ -398,7 +396,11 @@ def _covariate_rows(cohort, covariates, wide: NRSWide, fast: bool = False):
     return Z, znames, usable
 
 
-def _note_dropped(usable: np.ndarray, wide: NRSWide) -> str:
+def _note_dropped(usable: np.ndarray, wide: NRSWide, every: bool = False) -> str:
+    """The message counting patients excluded for missing covariates ("" if ``every`` patient
+    is usable or none was excluded)."""
+    if every:
+        return ""
     k = int((np.isfinite(wide.group) & ~usable).sum())
     return f"{k} patient(s) with missing covariates excluded" if k else ""
 
@@ -408,10 +410,17 @@ def _arms_at(group: np.ndarray, present: np.ndarray) -> list[int]:
     return [a for a in (0, 1) if not np.any(present & (group == a))]
 
 
+@functools.lru_cache(maxsize=64)
+def _week_cols(weeks: tuple[int, ...]) -> np.ndarray:
+    """The columns of ``weeks`` in the wide NRS table (read-only int64, cached per tuple)."""
+    cols = np.array([WEEKS.index(w) for w in weeks], dtype=np.int64)
+    cols.flags.writeable = False
+    return cols
+
+
 def _split_estimable(wide: NRSWide, usable: np.ndarray, weeks: tuple[int, ...]):
     """(estimable weeks, {week: reason}) : a visit is estimable if both arms have an NRS there."""
-    cols = np.array([WEEKS.index(w) for w in weeks], dtype=np.int64)
-    cnt = fast_wide.arm_visit_counts(wide.nrs, cols, usable, wide.group)  # (2, weeks)
+    cnt = fast_wide.arm_visit_counts(wide.nrs, _week_cols(weeks), usable, wide.group)  # (2, v)
     ok, why = [], {}
     for w, (c0, c1) in zip(weeks, cnt.T.tolist()):
         if c0 == 0 and c1 == 0:
@@ -535,7 +544,8 @@ class LinearMixedModel(Estimator):
         if self.adjust_baseline:  # baseline NRS as a covariate, post-baseline visits as responses
             usable &= np.isfinite(wide.nrs0)
             Z, znames = np.column_stack([wide.nrs0, Z]), ["nrs0", *znames]
-        note = "; ".join(filter(None, [_note_dropped(usable, wide), self._engine_note]))
+        every = bool(usable.all())
+        note = "; ".join(filter(None, [_note_dropped(usable, wide, every), self._engine_note]))
         if self.adjust_baseline:
             weeks, why = _split_estimable(wide, usable, POST_WEEKS)
             post = weeks
@@ -547,8 +557,7 @@ class LinearMixedModel(Estimator):
         if not post:
             return _merge_rows(self.name, NRS_ESTIMANDS, [], why, note)
         # padded (patient x visit) design: row i holds patient i's visits, X from a template
-        every = bool(usable.all())
-        cols = [WEEKS.index(w) for w in weeks]
+        cols = _week_cols(weeks)
         Y = wide.nrs if every and len(cols) == len(WEEKS) else wide.nrs[usable][:, cols]
         g, Zu = (wide.group, Z) if every else (wide.group[usable], Z[usable])
         what = "LMM fixed-effects design"

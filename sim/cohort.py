@@ -106,6 +106,7 @@ class Cohort:
         self._patients = patients
         self._visits = visits
         self.level = level
+        self._floats: dict = {}  # numeric_column's memo
 
     @classmethod
     def from_frames(cls, patients: pd.DataFrame, visits: pd.DataFrame) -> Cohort:
@@ -136,7 +137,7 @@ class Cohort:
             if isinstance(s.dtype, pd.CategoricalDtype) or not pd.api.types.is_numeric_dtype(s):
                 return None
             return s.to_numpy(dtype=float, na_value=np.nan)
-        memo = self.__dict__.setdefault("_floats", {})
+        memo = self._floats
         hit = memo.get(col, _MISSING)
         if hit is not _MISSING:
             return hit
@@ -144,7 +145,9 @@ class Cohort:
         if col in self._pa and col not in self._cats:
             a = np.asarray(self._pa[col])
             if a.dtype.kind in "biuf":
-                a = a.astype(float)  # a copy even when float: read-only, never the cohort's own
+                # float64: a read-only view (the cohort's own array stays writable), else a
+                # read-only float copy
+                a = a.view() if a.dtype == np.float64 else a.astype(float)
                 a.flags.writeable = False
             else:
                 a = None

@@ -309,13 +309,28 @@ _BOUNDS = {
 }
 
 
+_BOUND_MEMO: dict[str, float | None] = {}
+
+
 def plausible_bound(name: str) -> float | None:
     """The largest plausible |estimate| (and SE) of estimand ``name`` on its scale, or None
-    (unknown estimand or a descriptive one without a scale)."""
+    (unknown estimand or a descriptive one without a scale). Remembered per known name (every
+    row of every fit asks)."""
+    try:
+        return _BOUND_MEMO[name]
+    except KeyError:
+        pass
     try:
         e = lookup(name)
     except KeyError:
         return None
+    bound = _bound(name, e)
+    if len(_BOUND_MEMO) < 4096:
+        _BOUND_MEMO[name] = bound
+    return bound
+
+
+def _bound(name: str, e: Estimand) -> float | None:
     if e.summary == "mean_diff":
         if name.startswith("nrs_"):
             return 10.0

@@ -596,7 +596,7 @@ def _solve(st: WideStats, reml: bool, tol: float, maxiter: int) -> LMMResult:
     code, gamma, n_iter, beta, cov_fe, bse, scale, llf, f2 = _fit_c(
         st.Wa,
         st.Za,
-        st.sizes.astype(np.int64),
+        st.sizes.astype(np.int64, copy=False),
         st.N,
         p,
         reml,
