@@ -66,4 +66,3 @@ def test_capture_by_catch_warnings_where_the_module_differs(monkeypatch):
     with capture() as again:
         _emit()
     assert len(got.records) == 8 and _as_tuples(got.records) == _as_tuples(again.records)
-

@@ -91,7 +91,8 @@ def test_stable_argsort_equals_numpys_stable_sort():
     from palliasim.sim.sorting import stable_argsort
 
     rng = np.random.default_rng(0)
-    for trial in range(2000):  # small arrays (stable sort) and, every 7th (all kinds), the quicksort path
+    # small arrays (the stable sort) and, every 7th trial (all kinds), the quicksort path
+    for trial in range(2000):
         n = int(rng.integers(0, 60)) if trial % 7 else int(rng.integers(1024, 3000))
         kind = trial % 5
         if kind == 0:
