@@ -14,13 +14,14 @@ resolution) and palliasim, and the ratio. BLAS is one thread on both sides (thre
 Debian's R uses the reference BLAS). Without ``Rscript`` on PATH the R side is skipped (exit 0,
 a message says so).
 
-    python benchmarks/bench_r.py [--reps 50] [--breakdown] [--json out.json]
+    python benchmarks/bench_r.py [--reps 50] [--rounds 3] [--breakdown] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -185,19 +186,39 @@ def main() -> int:
         "--breakdown", action="store_true", help="also time each analysis (palliasim side)"
     )
     ap.add_argument("--json", type=Path, default=None, help="also write the figures here")
+    ap.add_argument(
+        "--rounds",
+        type=int,
+        default=3,
+        help="alternate palliasim and R this many times (a shared machine's load drifts): the "
+        "medians over rounds, and the median of the rounds' ratios",
+    )
     args = ap.parse_args()
-    with threadpool_limits(1):
-        timed = {
-            n: time_palliasim(array_cohort(read_cohort(COHORTS / n)), args.reps) for n in NAMES
-        }
-    ours = {n: ms for n, (ms, _) in timed.items()}
-    theirs = time_r(args.reps)
+    mine, yours = [], []
+    for _ in range(max(1, args.rounds)):
+        with threadpool_limits(1):
+            mine.append(
+                {
+                    n: time_palliasim(array_cohort(read_cohort(COHORTS / n)), args.reps)
+                    for n in NAMES
+                }
+            )
+        yours.append(time_r(args.reps))
+    ours = {n: float(np.median([m[n][0] for m in mine])) for n in NAMES}
+    theirs = (
+        None if yours[0] is None else {n: float(np.median([y[n] for y in yours])) for n in NAMES}
+    )
     if theirs is None:
         print("Rscript not found on PATH: the R comparator is skipped (palliasim side only).")
+    ratios = {
+        n: float(np.median([y[n] / m[n][0] for m, y in zip(mine, yours)])) if theirs else math.nan
+        for n in NAMES
+    }
+    print(f"({len(mine)} round(s), R and palliasim alternating; medians over rounds)")
     print(f"{'cohort':<18} {'R ms':>9} {'palliasim ms':>13} {'R / palliasim':>14}")
     for n in NAMES:
         r = theirs[n] if theirs else float("nan")
-        print(f"{n:<18} {r:9.2f} {ours[n]:13.2f} {r / ours[n]:14.1f}")
+        print(f"{n:<18} {r:9.2f} {ours[n]:13.2f} {ratios[n]:14.1f}")
     if args.breakdown:
         print("\npalliasim, ms per analysis (median, timed within the replication sequence):")
         print(f"{'cohort':<18} " + " ".join(f"{k:>17}" for k in PARTS))
@@ -205,13 +226,22 @@ def main() -> int:
             for n in NAMES:
                 b = breakdown(array_cohort(read_cohort(COHORTS / n)), args.reps)
                 print(f"{n:<18} " + " ".join(f"{b[k]:17.3f}" for k in PARTS))
-    build = float(np.median([b for _, b in timed.values()]))
+    build = float(np.median([b for m in mine for _, b in m.values()]))
     print(
         f"(building the five estimator objects, once per chunk, not per replication: {build:.2f} ms)"
     )
     if args.json:
         args.json.write_text(
-            json.dumps({"reps": args.reps, "r_ms": theirs, "palliasim_ms": ours, "build_ms": build})
+            json.dumps(
+                {
+                    "reps": args.reps,
+                    "rounds": len(mine),
+                    "r_ms": theirs,
+                    "palliasim_ms": ours,
+                    "r_over_palliasim": ratios,
+                    "build_ms": build,
+                }
+            )
         )
     return 0
 

@@ -347,7 +347,8 @@ def mixed_model_wide(
     (rows of unobserved visits ignored). The fit of the long form (observed rows, patient-major,
     visit order; groups = patients): fast = :func:`estimators.fast.lmm.lmm_random_intercept_wide`
     (group sums over the visit axis, no sorting; ``stats`` = its :func:`~estimators.fast.lmm.
-    wide_stats` when the caller has them), reference = :func:`mixed_model` on the long rows.
+    wide_stats` or ``template_stats`` when the caller has them, and then ``X`` is not read),
+    reference = :func:`mixed_model` on the long rows.
     """
     _check_engine(engine)
     if engine == "reference":

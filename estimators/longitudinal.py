@@ -214,18 +214,27 @@ def _arm_visit_template(weeks: tuple[int, ...]):
     return T3, tuple(names), C
 
 
+def _template_design(weeks: tuple[int, ...], znames):
+    """(T3, names, C): the arm x visit template of :func:`_arm_visit_template`, the names of
+    the columns [template, covariates ``znames``] and the contrasts C over them (zeros for the
+    covariates)."""
+    T3, names, C = _arm_visit_template(tuple(weeks))
+    names = list(names)
+    if len(znames):
+        names = names + list(znames)
+        C = np.concatenate([C, np.zeros((len(weeks), len(znames)))], axis=1)
+    return T3, names, C
+
+
 def _visit_template(group: np.ndarray, weeks: tuple[int, ...], Z: np.ndarray, znames):
     """:func:`visit_design` in padded form: X (n, len(weeks), p) with X[i, j] the row of
     patient i at visit weeks[j] (taken from the 2 x len(weeks) template of the arm x visit
     rows), names and contrasts C as :func:`visit_design`."""
-    T3, names, C = _arm_visit_template(tuple(weeks))
+    T3, names, C = _template_design(weeks, list(znames) if Z.shape[1] else [])
     v = len(weeks)
     X = T3[group.astype(np.intp)]
-    names = list(names)
     if Z.shape[1]:
         X = np.concatenate([X, np.broadcast_to(Z[:, None, :], (Z.shape[0], v, Z.shape[1]))], 2)
-        names = names + list(znames)
-        C = np.concatenate([C, np.zeros((v, Z.shape[1]))], axis=1)
     return X, names, C
 
 
@@ -562,18 +571,20 @@ class LinearMixedModel(Estimator):
         g, Zu = (wide.group, Z) if every else (wide.group[usable], Z[usable])
         what = "LMM fixed-effects design"
         if fast and not self.random_slope:
-            # one compiled pass gives the fit's sufficient statistics, the range of y and X'X
-            # (within + between cross-products) for the rank pre-test; the exact check on the
-            # rows only when the pre-test is inconclusive
-            X3, names, C = _visit_template(g, weeks, Zu, znames)
-            stats = fast_lmm.wide_stats(Y, X3)
+            # one compiled pass over the patients and their visit patterns gives the fit's
+            # sufficient statistics, the range of y and X'X (within + between cross-products)
+            # for the rank pre-test, from the arm x visit template without building the padded
+            # design; the exact check on its rows only when the pre-test is inconclusive
+            T3, names, C = _template_design(weeks, znames if Zu.shape[1] else [])
+            stats = fast_lmm.template_stats(Y, T3, g.astype(np.int64), Zu)
             if stats.y_min == stats.y_max:
                 raise StatisticalTrouble(
                     f"NRS is constant (all {stats.N} observed values equal {stats.y_min:g})"
                 )
             if not (stats.finite and certainly_full_rank_gram(stats.gram, stats.N)):
+                X3 = _visit_template(g, weeks, Zu, znames)[0]
                 check_full_rank(X3[np.isfinite(Y)], names, what)
-            fit = engines.mixed_model_wide(Y, X3, engine=self.engine, reml=self.reml, stats=stats)
+            fit = engines.mixed_model_wide(Y, None, engine=self.engine, reml=self.reml, stats=stats)
             n_used = stats.sizes.shape[0]
         else:
             obs = np.isfinite(Y)

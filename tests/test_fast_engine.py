@@ -766,6 +766,44 @@ def test_wide_stats_gram_is_xtx_and_gives_the_same_rank_pretest(kind):
     assert certainly_full_rank(X) == (kind in ("plain", "age_scale", "near_1e-2"))
 
 
+def test_template_stats_are_wide_stats_without_the_padded_design():
+    """The LMM's statistics from the arm x visit template equal wide_stats of the padded design
+    (counts, range, finiteness and intercept column exactly; sums to rounding), and the fits
+    from them agree: random cohorts with missing visits, patients without any, 0-3 covariates
+    (one constant: the intercept is still column 0), both visit sets."""
+    from palliasim.estimators import longitudinal as lg
+    from palliasim.estimators.fast.lmm import _solve, template_stats
+
+    rng = np.random.default_rng(5)
+    for trial in range(200):
+        n, k = int(rng.integers(3, 300)), int(rng.integers(0, 4))
+        weeks = tuple(lg.WEEKS) if trial % 3 else (1, 4, 8, 12)
+        g = rng.integers(0, 2, n).astype(float)
+        Z = rng.normal(size=(n, k)) * rng.choice([1.0, 10.0, 100.0], k)
+        if k and trial % 5 == 0:
+            Z[:, 0] = 1.0
+        Y = np.round(rng.normal(5, 2, (n, len(weeks))))
+        Y[rng.random(Y.shape) < rng.uniform(0, 0.6)] = np.nan
+        Y[0] = np.nan  # a patient without any observed visit
+        X3, _, C = lg._visit_template(g, weeks, Z, [f"z{b}" for b in range(k)])
+        want = wide_stats(Y, X3)
+        T3, _, C2 = lg._template_design(weeks, [f"z{b}" for b in range(k)])
+        got = template_stats(Y, T3, g.astype(np.int64), Z)
+        assert np.array_equal(C, C2)
+        for f in ("sizes", "N", "finite", "c", "xc", "y_min", "y_max"):
+            assert np.array_equal(getattr(got, f), getattr(want, f)), (trial, f)
+        for f in ("Wa", "Za", "gram"):
+            a, b = getattr(got, f), getattr(want, f)
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-12 * max(np.abs(b).max(), 1.0))
+        if want.N > X3.shape[2] + 2 and certainly_full_rank_gram(want.gram, want.N):
+            f1, f0 = _solve(got, True, 1e-10, 60), _solve(want, True, 1e-10, 60)
+            assert f1.status == f0.status and f1.n_iter == f0.n_iter
+            np.testing.assert_allclose(f1.fe_params, f0.fe_params, rtol=1e-9, atol=1e-9)
+            np.testing.assert_allclose(f1.cov_fe, f0.cov_fe, rtol=1e-8, atol=1e-12)
+    with pytest.raises(ValueError, match="arm index"):
+        template_stats(np.ones((3, 2)), np.zeros((2, 2, 3)), np.array([0, 1, 2]), np.zeros((3, 0)))
+
+
 def test_lmm_wide_degenerate():
     rng = np.random.default_rng(4)
     y, X, g = make_lmm(rng, 30, 4, 1.0)

@@ -278,6 +278,183 @@ def _wide_stats(Y, X):
     return Wa, Za, sizes, N, finite, col, xc, gram, lo, hi
 
 
+def template_stats(Y, T3, arm, Z) -> WideStats:
+    """:func:`wide_stats` of the padded design X[i, j] = [T3[arm_i, j], Z_i] without building it.
+
+    Y : (n, v) response, NaN where patient i has no observation at visit j
+    T3 : (a, v, q) the design row of each arm at each visit (the visit-by-arm template)
+    arm : (n,) each patient's row of T3 (0 <= arm_i < a)
+    Z : (n, k) patient-level covariates (constant over a patient's visits; finite)
+
+    The same statistics up to rounding: the template part of a patient's within-deviations
+    depends only on the arm and the pattern of observed visits, so
+    Wa = sum over patterns P of n_P D_P' D_P (template block), D_P' u_P (template x y, u_P the
+    pattern's summed y deviations per visit) and the y deviations' sum of squares; the
+    covariates' within-deviations are exactly 0. gram = Wa + S'S as in :func:`wide_stats`.
+    Patterns are indexed by arm and a bit mask of the visits (``v`` <= 20).
+    """
+    Y = np.ascontiguousarray(Y, dtype=float)
+    T3 = np.ascontiguousarray(T3, dtype=float)
+    Z = np.ascontiguousarray(Z, dtype=float)
+    arm = np.ascontiguousarray(arm, dtype=np.int64)
+    if Y.shape[1] != T3.shape[1] or Y.shape[1] > 20 or arm.shape[0] != Y.shape[0]:
+        raise ValueError("template_stats: Y (n, v), T3 (a, v, q), arm (n,) with v <= 20")
+    Wa, Za, sizes, N, finite, c, xc, gram, lo, hi = _template_stats(Y, T3, arm, Z)
+    return WideStats(Wa, Za, sizes, int(N), bool(finite), int(c), float(xc), gram, lo, hi)
+
+
+@njit
+def _template_stats(Y, T3, arm, Z):
+    """The tuple of :func:`_wide_stats` for X[i, j] = [T3[arm_i, j], Z_i] (:func:`template_stats`):
+    a pass over the patients (their pattern, y sums and deviations, covariates), then one over
+    the patterns present (template sums, within cross-products, the constant-column check)."""
+    n, v = Y.shape
+    q = T3.shape[2]
+    k = Z.shape[1]
+    p = q + k
+    p1 = p + 1
+    npat = T3.shape[0] << v
+    pat_n = np.zeros(npat, dtype=np.int64)  # patients per pattern
+    pat_c = np.zeros(npat, dtype=np.int64)  # visits per pattern
+    sT = np.zeros((npat, q))  # per pattern: the template rows summed over its visits
+    U = np.zeros((npat, v))  # per pattern: summed y deviations at each visit
+    key = np.empty(n, dtype=np.int64)
+    m = 0
+    for i in range(n):
+        if not 0 <= arm[i] < T3.shape[0]:
+            raise ValueError("template_stats: an arm index outside the template's rows")
+        mask = 0
+        for j in range(v):
+            if np.isfinite(Y[i, j]):
+                mask |= 1 << j
+        key[i] = -1
+        if mask:
+            key[i] = (arm[i] << v) | mask
+            m += 1
+    Za = np.zeros((m, p1))
+    sizes = np.empty(m, dtype=np.int64)
+    S = np.empty((m, p))  # group sums / sqrt(n_i): S'S = sum_i Za_i Za_i' / n_i
+    const = np.ones(p, dtype=np.bool_)
+    first = np.zeros(p)
+    first_key = -1
+    lo = np.inf
+    hi = -np.inf
+    syy = 0.0
+    N = 0
+    g = 0
+    for i in range(n):
+        kk = key[i]
+        if kk < 0:
+            continue
+        if pat_n[kk] == 0:  # a new pattern: its visit count and template sums
+            a_i = kk >> v
+            c = 0
+            for j in range(v):
+                if kk >> j & 1:
+                    c += 1
+                    for a in range(q):
+                        sT[kk, a] += T3[a_i, j, a]
+            pat_c[kk] = c
+        if first_key < 0:  # the first observed row: the reference values of the constant check
+            first_key = kk
+            for b in range(k):
+                first[q + b] = Z[i, b]
+        pat_n[kk] += 1
+        c = pat_c[kk]
+        ys = 0.0
+        for j in range(v):
+            y = Y[i, j]
+            if np.isfinite(y):
+                ys += y
+                lo = min(lo, y)
+                hi = max(hi, y)
+        ybar = ys / c
+        for j in range(v):
+            y = Y[i, j]
+            if np.isfinite(y):
+                d = y - ybar
+                syy += d * d
+                U[kk, j] += d
+        for a in range(q):
+            Za[g, a] = sT[kk, a]
+        for b in range(k):
+            zb = Z[i, b]
+            Za[g, q + b] = c * zb
+            if zb != first[q + b]:
+                const[q + b] = False
+        Za[g, p] = ys
+        sizes[g] = c
+        N += c
+        rc = 1.0 / math.sqrt(c)
+        for a in range(p):
+            S[g, a] = Za[g, a] * rc
+        g += 1
+    if first_key >= 0:
+        a0 = first_key >> v
+        for j in range(v):
+            if first_key >> j & 1:
+                for a in range(q):
+                    first[a] = T3[a0, j, a]
+                break
+    Wa = np.zeros((p1, p1))
+    D = np.empty((v, q))
+    for kk in range(npat):
+        cnt = pat_n[kk]
+        if cnt == 0:
+            continue
+        a_i = kk >> v
+        c = pat_c[kk]
+        r = 0
+        for j in range(v):
+            if kk >> j & 1:
+                for a in range(q):
+                    x = T3[a_i, j, a]
+                    D[r, a] = x - sT[kk, a] / c
+                    if x != first[a]:
+                        const[a] = False
+                r += 1
+        r = 0
+        for j in range(v):
+            if kk >> j & 1:
+                uj = U[kk, j]
+                for a in range(q):
+                    Wa[p, a] += D[r, a] * uj
+                r += 1
+        for a in range(q):
+            for b in range(a + 1):
+                t = 0.0
+                for r in range(c):
+                    t += D[r, a] * D[r, b]
+                Wa[a, b] += cnt * t
+    Wa[p, p] = syy
+    for a in range(p1):
+        for b in range(a):
+            Wa[b, a] = Wa[a, b]  # exactly symmetric, from the lower triangle
+    gram = np.dot(S.T, S)
+    finite = True
+    dmax = 0.0
+    for a in range(p1):
+        dmax = max(dmax, Wa[a, a])
+        for b in range(p1):
+            if not np.isfinite(Wa[a, b]):
+                finite = False
+    for a in range(p):
+        for b in range(a + 1):
+            gram[a, b] += Wa[a, b]
+            gram[b, a] = gram[a, b]
+    for g in range(m):
+        for a in range(p1):
+            if not np.isfinite(Za[g, a]):
+                finite = False
+    col = -1
+    for a in range(p):
+        if const[a] and first[a] != 0.0 and Wa[a, a] <= 1e-24 * dmax:
+            col = a
+            break
+    xc = first[col] if col >= 0 else 1.0
+    return Wa, Za, sizes, N, finite, col, xc, gram, lo, hi
+
+
 def _intercept_column(Wa, column) -> int:
     """Index of a constant non-zero column of X (the intercept), -1 if there is none.
 
@@ -409,14 +586,15 @@ def lmm_random_intercept_wide(
 
     Y : (n, v) response, NaN where group i has no observation in slot j
     X : (n, v, p) fixed-effects design per slot (rows of empty slots ignored; must be finite)
-    stats : :func:`wide_stats` of (Y, X) when the caller already has them
+    stats : :func:`wide_stats` (or :func:`template_stats`) of (Y, X) when the caller already
+        has them: X is then not read (None will do)
 
     The same fit as the long form with groups = row index (rows of Y in order), without
     sorting or segment sums: the group sums are sums over the slot axis.
     """
     if stats is None:
         stats = wide_stats(Y, X)
-    p = np.shape(X)[2]
+    p = stats.Wa.shape[0] - 1  # (X is not read when the caller has the statistics)
     if stats.N == 0:
         return _failed(p, 0, 0, reml, "no observations")
     if not stats.finite:
