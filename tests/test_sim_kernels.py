@@ -112,6 +112,24 @@ def test_stable_argsort_equals_numpys_stable_sort():
     assert _same(stable_argsort(ints), np.argsort(ints, kind="stable").astype(np.int64))
 
 
+def test_stable_argsort_orders_tie_runs_of_large_arrays_by_index():
+    """The quicksort + tie-run path: rounded times with a few ties, a block tied at an
+    administrative censoring time (a long run), signed zeros among distinct keys, ints."""
+    from palliasim.sim.sorting import stable_argsort
+
+    rng = np.random.default_rng(1)
+    for trial in range(60):
+        n = int(rng.integers(1024, 6000))
+        a = np.round(rng.exponential(10.0, n), 4 if trial % 2 else 3)
+        if trial % 3 == 0:
+            a[rng.random(n) < 0.1] = 24.0
+        if trial % 5 == 0:
+            a[rng.integers(0, n, 20)] = rng.choice([0.0, -0.0], 20)
+        if trial % 7 == 0:
+            a = np.round(a * 100).astype(np.int64)
+        assert _same(stable_argsort(a), np.argsort(a, kind="stable").astype(np.int64)), trial
+
+
 def test_relief_times_kernel_is_bit_identical():
     """Random NRS paths with missing visits (all missing, none missing, relief regained and
     lost) and thresholds on and off the integer grid."""
