@@ -219,6 +219,10 @@ def main() -> int:
     for n in NAMES:
         r = theirs[n] if theirs else float("nan")
         print(f"{n:<18} {r:9.2f} {ours[n]:13.2f} {ratios[n]:14.1f}")
+    if theirs and len(mine) > 1:
+        for n in NAMES:
+            each = ", ".join(f"{y[n] / m[n][0]:.1f}" for m, y in zip(mine, yours))
+            print(f"  {n}: R / palliasim per round {each}")
     if args.breakdown:
         print("\npalliasim, ms per analysis (median, timed within the replication sequence):")
         print(f"{'cohort':<18} " + " ".join(f"{k:>17}" for k in PARTS))

@@ -198,9 +198,22 @@ def _newton(y, X, maxiter, tol):
             converged = True
             break
         emax = 0.0
+        # 1 / (1 + exp(-eta)), remembered for the last two distinct eta: a model of group alone
+        # has two (two exponentials instead of n, the same bits)
+        e0 = e1 = np.nan
+        m0 = m1 = 0.0
         for i in range(n):
-            mu[i] = 1.0 / (1.0 + math.exp(-eta[i]))
-            emax = max(emax, abs(eta[i]))
+            e = eta[i]
+            if e == e0:
+                f = m0
+            elif e == e1:
+                f = m1
+            else:
+                f = 1.0 / (1.0 + math.exp(-e))
+                e1, m1 = e0, m0
+                e0, m0 = e, f
+            mu[i] = f
+            emax = max(emax, abs(e))
         if emax > _ETA_SATURATED:
             saturated = True
     for i in range(n):

@@ -112,8 +112,20 @@ def _derivs(X, Xt, w, weighted, gs, ge, bs, wsum, efron, xdw, wsum_d, beta, work
         if s > emax:
             emax = s
     shift = emax if emax > 300.0 else 0.0  # guard exp overflow (X is centred: rarely needed)
+    # exp(eta - shift), remembered for the last two distinct eta: a binary covariate alone
+    # (the unadjusted treatment effect) has two, so two exponentials instead of n (same bits)
+    s0 = s1 = np.nan
+    v0 = v1 = 0.0
     for i in range(n):
-        v = math.exp(ew[i] - shift)
+        s = ew[i]
+        if s == s0:
+            v = v0
+        elif s == s1:
+            v = v1
+        else:
+            v = math.exp(s - shift)
+            s1, v1 = s0, v0
+            s0, v0 = s, v
         ew[i] = v * w[i] if weighted else v
     S1 = np.zeros(p)
     D1 = np.zeros(p)
