@@ -252,30 +252,10 @@ def _wide_stats(Y, X):
                 r += 1
         g += 1
     Wa = np.dot(R.T, R)
-    gram = np.dot(S.T, S)
-    finite = True
-    dmax = 0.0
     for a in range(p1):
         for b in range(a + 1):
             Wa[b, a] = Wa[a, b]  # exactly symmetric (the product need not be)
-            if not np.isfinite(Wa[a, b]):
-                finite = False
-        dmax = max(dmax, Wa[a, a])
-    for a in range(p):
-        for b in range(a + 1):
-            gram[a, b] += Wa[a, b]
-            gram[b, a] = gram[a, b]
-    for g in range(m):
-        for a in range(p1):
-            if not np.isfinite(Za[g, a]):
-                finite = False
-    col = -1
-    for a in range(p):
-        if const[a] and first[a] != 0.0 and Wa[a, a] <= 1e-24 * dmax:
-            col = a
-            break
-    xc = first[col] if col >= 0 else 1.0
-    return Wa, Za, sizes, N, finite, col, xc, gram, lo, hi
+    return _finish_stats(Wa, Za, sizes, N, S, const, first, lo, hi)
 
 
 def template_stats(Y, T3, arm, Z) -> WideStats:
@@ -430,6 +410,17 @@ def _template_stats(Y, T3, arm, Z):
     for a in range(p1):
         for b in range(a):
             Wa[b, a] = Wa[a, b]  # exactly symmetric, from the lower triangle
+    return _finish_stats(Wa, Za, sizes, N, S, const, first, lo, hi)
+
+
+@njit
+def _finish_stats(Wa, Za, sizes, N, S, const, first, lo, hi):
+    """The tuple of :class:`WideStats` from the symmetric Wa, the group sums Za and S (group
+    sums / sqrt(n_i)), shared by :func:`_wide_stats` and :func:`_template_stats`: gram = Wa +
+    S'S (X'X), finite (every sum), the intercept column c (constant non-zero on every observed
+    row, zero within cross-product: <= 1e-24 of Wa's largest diagonal) and its value xc."""
+    m, p1 = Za.shape
+    p = p1 - 1
     gram = np.dot(S.T, S)
     finite = True
     dmax = 0.0
