@@ -129,8 +129,8 @@ class WideStats(NamedTuple):
     finite: bool  # every sum finite
     c: int  # the intercept column of X (constant, non-zero), -1 if none
     xc: float  # its value (1.0 if none)
-    gram: np.ndarray | None  # X'X = Wa[:p, :p] + sum_i Za_i Za_i' / n_i (wide form only)
-    y_min: float = math.nan  # the smallest and largest observed y (wide form only)
+    gram: np.ndarray | None  # X'X = Wa[:p, :p] + sum_i Za_i Za_i' / n_i (None for long data)
+    y_min: float = math.nan  # the smallest and largest observed y (wide and template forms)
     y_max: float = math.nan
 
 
