@@ -180,7 +180,7 @@ class Estimator:
     def fit(self, cohort, rng: np.random.Generator | None = None) -> list[Estimate]:
         """Run the estimator; statistical trouble becomes status rows, warnings are captured."""
         t0 = time.perf_counter()
-        with capture() as msgs, np.errstate(all="ignore"):
+        with capture() as msgs, fp_errors_ignored():
             try:
                 rows = self._fit(cohort, rng)
             except statistical_exceptions() as exc:
@@ -310,6 +310,38 @@ class capture:  # noqa: N801 - used as a function: ``with capture() as msgs:``
                 w._filters_mutated()
             else:
                 self._saved.__exit__(*exc)
+
+
+# numpy's floating-point error state is a context variable holding an "extobj" (numpy >= 2):
+# setting a prebuilt one is what np.errstate(all="ignore") does on entry, without building it
+try:
+    from numpy._core._ufunc_config import _extobj_contextvar as _FP_STATE
+    from numpy._core._ufunc_config import _make_extobj
+
+    _FP_IGNORE = _make_extobj(all="ignore")
+except (ImportError, AttributeError, TypeError):  # another numpy: np.errstate itself
+    _FP_STATE = None
+
+
+class fp_errors_ignored:  # noqa: N801 - used as a function: ``with fp_errors_ignored():``
+    """``np.errstate(all="ignore")`` with the error state built once (0.2 instead of 1.2 us per
+    fit: numpy's buffer size and error callback as at import, which palliasim never changes);
+    np.errstate itself where numpy's internals differ."""
+
+    __slots__ = ("_token",)
+
+    def __enter__(self) -> None:
+        if _FP_STATE is not None:
+            self._token = _FP_STATE.set(_FP_IGNORE)
+        else:
+            self._token = np.errstate(all="ignore")
+            self._token.__enter__()
+
+    def __exit__(self, *exc) -> None:
+        if _FP_STATE is not None:
+            _FP_STATE.reset(self._token)
+        else:
+            self._token.__exit__(*exc)
 
 
 def add_messages(rows: list[Estimate], msgs: list[str]) -> None:

@@ -55,7 +55,7 @@ from palliasim.estimators.fast.bayes import (
     posterior_parts,
 )
 from palliasim.estimators.fast.logistic import is_separated, logistic_fit, logistic_fit_plain
-from palliasim.estimators.fast.logrank import logrank_test as fast_logrank
+from palliasim.estimators.fast.logrank import logrank_oe as fast_logrank_oe
 from palliasim.estimators.fast.ols import ols_fit
 
 ENGINES = ("reference", "fast")
@@ -370,7 +370,7 @@ def _mixedlm_messages(caught, converged: bool) -> list:
 def _checked(fit: MixedFit) -> MixedFit:
     """``fit``, or StatisticalTrouble when a fixed effect or its variance is not finite (a sum
     is finite iff every term is, unless it overflowed: then the elementwise test decides)."""
-    if math.isfinite(fit.params.sum() + np.trace(fit.cov)):
+    if math.isfinite(fit.params.sum() + fit.cov.diagonal().sum()):
         return fit
     if not (np.isfinite(fit.params).all() and np.isfinite(np.diagonal(fit.cov)).all()):
         raise StatisticalTrouble(
@@ -882,15 +882,14 @@ class LogrankFit(NamedTuple):
 
 def logrank(t: np.ndarray, e: np.ndarray, g: np.ndarray, *, engine: str, order=None) -> LogrankFit:
     """Two-sample log-rank test of group 1 vs 0: lifelines ``logrank_test`` (+ Peto's sums,
-    :func:`peto_logrank`) or :func:`estimators.fast.logrank_test` (the same sums; ``order``:
+    :func:`peto_logrank`) or :func:`estimators.fast.logrank.logrank_oe` (the same sums; ``order``:
     the stable time order if known)."""
     _check_engine(engine)
     if engine == "fast":
-        res = fast_logrank(t, e, g == 1, order=order)
-        o_e, v = float(res.observed[1] - res.expected[1]), float(res.variance)
-        if res.status != "ok" and v > 0:
-            raise StatisticalTrouble(f"log-rank test: {res.message}")
-        return LogrankFit(o_e, v, float(res.p_value))
+        o_e, v, p, msg = fast_logrank_oe(t, e, g == 1, order=order)
+        if msg and v > 0:
+            raise StatisticalTrouble(f"log-rank test: {msg}")
+        return LogrankFit(float(o_e), float(v), float(p))
     from lifelines.statistics import logrank_test
 
     res = logrank_test(t[g == 1], t[g == 0], e[g == 1], e[g == 0])

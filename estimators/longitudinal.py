@@ -53,6 +53,7 @@ from palliasim.estimators.design import (
 from palliasim.estimators.fast import lmm as fast_lmm
 from palliasim.estimators.fast import mi as fast_mi
 from palliasim.estimators.fast import wide as fast_wide
+from palliasim.estimators.fast._small import contrast_estimates
 from palliasim.sim.schedule import MONTHS_PER_WEEK, POST_WEEKS, STATUS_LABELS, WEEKS
 
 NRS_ESTIMANDS = tuple(f"nrs_diff_w{w}" for w in POST_WEEKS)
@@ -94,17 +95,25 @@ def _patient_major(vid: np.ndarray, week: np.ndarray, ids: np.ndarray) -> bool:
     )
 
 
+def _float_copy(cohort, pa: dict, col: str) -> np.ndarray:
+    """Patient column ``col`` as float: ``cohort.numeric_column`` (read-only, converted once per
+    cohort) when the cohort has it, else a float copy of ``pa[col]``."""
+    get = getattr(cohort, "numeric_column", None)
+    a = get(col) if get is not None else None
+    return np.array(pa[col], dtype=float) if a is None else a
+
+
 def _nrs_wide(cohort) -> NRSWide:
     pa, va = cohort.arrays, cohort.visit_arrays
     ids = np.asarray(pa["id"])
     n = ids.shape[0]
     v = len(WEEKS)
-    group = np.array(pa["group"], dtype=float)
-    nrs0 = np.array(pa["nrs0"], dtype=float)
+    # the cohort's own float columns (read-only, shared with the other estimators) when numeric
+    group, nrs0 = (_float_copy(cohort, pa, k) for k in ("group", "nrs0"))
     vid, week = np.asarray(va["id"]), np.asarray(va["week"])
     nrs = np.asarray(va["nrs"], dtype=float)
     status = np.asarray(va["status"]) if "status" in va else None
-    if status is not None and not np.issubdtype(status.dtype, np.number):
+    if status is not None and status.dtype.kind not in "iufc":  # (= not np.number)
         status = _status_codes(status)
     if _patient_major(vid, week, ids):
         # the generator's layout: patient-major, every scheduled visit, week order
@@ -123,7 +132,8 @@ def _nrs_wide(cohort) -> NRSWide:
             S[row[ok], col[ok]] = status[ok]
         W[:, 0] = np.where(np.isfinite(W[:, 0]), W[:, 0], nrs0)
     for a in (group, nrs0, W, S):
-        a.flags.writeable = False  # shared by every estimator of the cohort (cached)
+        if a.flags.writeable:
+            a.flags.writeable = False  # shared by every estimator of the cohort (cached)
     return NRSWide(group, nrs0, W, S)
 
 
@@ -254,8 +264,8 @@ def contrast_rows(
     """
     status = WARNING if fit.messages else OK
     msg = "; ".join(fit.messages)
-    ests = (C @ fit.params).tolist()
-    ses = np.sqrt(np.maximum(((C @ fit.cov) * C).sum(axis=1), 0.0)).tolist()
+    ests, ses = contrast_estimates(np.asarray(C, dtype=float), fit.params, fit.cov)
+    ests, ses = ests.tolist(), ses.tolist()
     return [
         wald_row(
             method,
@@ -430,6 +440,8 @@ def _week_cols(weeks: tuple[int, ...]) -> np.ndarray:
 def _split_estimable(wide: NRSWide, usable: np.ndarray, weeks: tuple[int, ...]):
     """(estimable weeks, {week: reason}) : a visit is estimable if both arms have an NRS there."""
     cnt = fast_wide.arm_visit_counts(wide.nrs, _week_cols(weeks), usable, wide.group)  # (2, v)
+    if cnt.min() > 0:  # (the usual case: every visit observed in both arms)
+        return tuple(weeks), {}
     ok, why = [], {}
     for w, (c0, c1) in zip(weeks, cnt.T.tolist()):
         if c0 == 0 and c1 == 0:
@@ -562,7 +574,7 @@ class LinearMixedModel(Estimator):
             weeks, why = _split_estimable(wide, usable, WEEKS)
             if 0 not in weeks:
                 raise StatisticalTrouble(f"{why[0]} (baseline needed for the group effect)")
-            post = tuple(w for w in weeks if w != 0)
+            post = POST_WEEKS if weeks == WEEKS else tuple(w for w in weeks if w != 0)
         if not post:
             return _merge_rows(self.name, NRS_ESTIMANDS, [], why, note)
         # padded (patient x visit) design: row i holds patient i's visits, X from a template

@@ -129,8 +129,8 @@ def survival_arrays_fast(cohort, endpoint: str) -> tuple[np.ndarray, np.ndarray,
     t = _float_column(cohort, f"{endpoint}_months")
     e = _float_column(cohort, f"{endpoint}_event")
     g = _float_column(cohort, "group")
-    if math.isfinite(t.sum() + e.sum() + g.sum()):  # a sum is finite iff every term is (or
-        return t, e, g  # it overflowed: then the mask below decides)
+    if fast_logrank.all_finite3(t, e, g):
+        return t, e, g
     keep = np.isfinite(t) & np.isfinite(e) & np.isfinite(g)
     return t[keep], e[keep], g[keep]
 

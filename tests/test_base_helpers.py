@@ -66,3 +66,28 @@ def test_capture_by_catch_warnings_where_the_module_differs(monkeypatch):
     with capture() as again:
         _emit()
     assert len(got.records) == 8 and _as_tuples(got.records) == _as_tuples(again.records)
+
+
+def test_fp_errors_ignored_is_errstate_ignore_and_restores_the_state():
+    before = np.geterr()
+    with base.fp_errors_ignored():
+        assert set(np.geterr().values()) == {"ignore"}
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            np.sqrt(-np.ones(2))  # no RuntimeWarning
+            np.ones(2) / 0.0
+        with np.errstate(divide="raise"):
+            assert np.geterr()["divide"] == "raise"
+        assert np.geterr()["divide"] == "ignore"
+    assert np.geterr() == before
+    with pytest.raises(KeyError), base.fp_errors_ignored():
+        raise KeyError("x")
+    assert np.geterr() == before
+
+
+def test_fp_errors_ignored_by_errstate_where_numpy_differs(monkeypatch):
+    monkeypatch.setattr(base, "_FP_STATE", None)
+    before = np.geterr()
+    with base.fp_errors_ignored():
+        assert set(np.geterr().values()) == {"ignore"}
+    assert np.geterr() == before

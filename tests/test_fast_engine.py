@@ -47,7 +47,7 @@ from palliasim.estimators.fast.lmm import (
     wide_stats,
 )
 from palliasim.estimators.fast.logistic import logistic_fit
-from palliasim.estimators.fast.logrank import logrank_test
+from palliasim.estimators.fast.logrank import logrank_oe, logrank_test
 from palliasim.estimators.fast.ols import ols_fit
 
 EST_RTOL = 1e-6
@@ -492,6 +492,10 @@ def test_logrank_matches_lifelines(seed):
     r3 = logrank_test(T, E, g == 1)
     assert r2.test_statistic == pytest.approx(r.test_statistic, rel=1e-14)
     assert r3.test_statistic == pytest.approx(r.test_statistic, rel=1e-14)
+    # logrank_oe: the record's O1 - E1, variance and p, without the record
+    o_e, v, p, msg = logrank_oe(T, E, g)
+    assert msg == ""
+    assert o_e == r.observed[1] - r.expected[1] and v == r.variance and p == r.p_value
 
 
 def test_logrank_degenerate():
@@ -503,6 +507,15 @@ def test_logrank_degenerate():
     assert r.status == "failed" and "one group empty" in r.message
     r = logrank_test(T[:3], np.ones(10), g)
     assert r.status == "failed"
+    # logrank_oe reports the same failures (the record's O1 - E1 and variance, p NaN)
+    late = (np.array([1.0, 2.0, 3.0, 4.0]), np.array([0, 0, 1, 1]), np.array([1, 1, 0, 0]))
+    assert "zero variance" in logrank_test(*late).message
+    cases = ((T, np.zeros(10), g), (T, np.ones(10), np.zeros(10)), (T[:3], np.ones(10), g), late)
+    for args in cases:
+        r = logrank_test(*args)
+        o_e, v, p, msg = logrank_oe(*args)
+        assert msg == r.message and np.isnan(p)
+        np.testing.assert_equal([o_e, v], [r.observed[1] - r.expected[1], r.variance])
 
 
 # --------------------------------------------------------------------------- KM
@@ -973,3 +986,64 @@ def test_a_shared_time_order_changes_nothing():
     o = cohort.stable_order("os_months")
     assert o is cohort.stable_order("os_months")  # computed once
     np.testing.assert_array_equal(o, np.argsort(cohort.arrays["os_months"], kind="stable"))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_cox_one_covariate_derivatives_are_the_general_ones_bit_for_bit(seed):
+    """_derivs1 (one covariate) gives the bits of the general _derivs: with a second, all-zero
+    covariate the general path makes the same sums in the same order (ties, weights, Breslow)."""
+    from palliasim.estimators.fast import surv_cox_jit as J
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(30, 300))
+    x = rng.normal(size=n) if seed % 2 else (rng.random(n) < 0.5).astype(float)
+    t = np.round(rng.exponential(1.0, n), 1 + seed % 3)  # ties
+    ev = rng.random(n) < 0.8
+    weighted = seed % 3 == 0
+    w = rng.uniform(0.5, 2.0, n) if weighted else np.empty(0)
+    o = np.lexsort((ev, t))
+    ts, evs, xs = t[o], ev[o], x[o] - x.mean()
+    ws = w[o] if weighted else w
+    gs, ge, bs = J.death_groups(ts, evs)
+    wsum = np.array([ws[a:b].sum() if weighted else float(b - a) for a, b in zip(gs, ge)])
+    res = []
+    for p in (1, 2):
+        X = np.zeros((n, p))
+        X[:, 0] = xs
+        Xt = np.ascontiguousarray(X.T)
+        xdw = np.zeros(p)
+        for a, b in zip(gs, ge):
+            xdw += (ws[a:b, None] * X[a:b]).sum(axis=0) if weighted else X[a:b].sum(axis=0)
+        beta = np.zeros(p)
+        beta[0] = 0.3
+        info, grad = np.empty((p, p)), np.empty(p)
+        work = J._workspace(n, p, gs.shape[0])
+        for efron in (True, False):
+            ll, fin = J._derivs(
+                X, Xt, ws, weighted, gs, ge, bs, wsum, efron, xdw, wsum.sum(), beta, work, info, grad
+            )
+            res.append((p, efron, ll, grad[0], info[0, 0], fin))
+    one, two = res[:2], res[2:]
+    for a, b in zip(one, two):
+        assert a[1:] == b[1:]
+
+
+def test_contrast_estimates_are_the_numpy_products():
+    from palliasim.estimators.fast._small import contrast_estimates
+
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        p, k = int(rng.integers(1, 12)), int(rng.integers(1, 6))
+        A = rng.normal(size=(p, p))
+        V, b, C = A @ A.T, rng.normal(size=p), rng.normal(size=(k, p))
+        est, se = contrast_estimates(C, b, V)
+        np.testing.assert_allclose(est, C @ b, rtol=1e-12, atol=1e-12)
+        np.testing.assert_allclose(se, np.sqrt(((C @ V) * C).sum(axis=1)), rtol=1e-12)
+    # a negative quadratic form (a covariance not PSD) gives 0, a NaN anywhere NaN, as numpy
+    est, se = contrast_estimates(np.eye(2), np.zeros(2), -np.eye(2))
+    assert se.tolist() == [0.0, 0.0]
+    V = np.eye(2)
+    V[1, 1] = np.nan
+    est, se = contrast_estimates(np.array([[1.0, 0.0]]), np.zeros(2), V)
+    ref = np.sqrt(np.maximum(((np.array([[1.0, 0.0]]) @ V) * np.array([[1.0, 0.0]])).sum(1), 0))
+    np.testing.assert_equal(se, ref)

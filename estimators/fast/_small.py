@@ -166,3 +166,25 @@ def dot4(x, y, n):
         s0 += x[i] * y[i]
         i += 1
     return (s0 + s1) + (s2 + s3)
+
+
+@njit
+def contrast_estimates(C, b, V):
+    """(C b, sqrt(max(diag(C V C'), 0))): the estimates and Wald SEs of the contrasts (rows of
+    ``C``) of coefficients ``b`` with covariance ``V``, in one pass (no k x p temporaries; a NaN anywhere in a row's terms gives NaN, as numpy's products)."""
+    k, p = C.shape
+    est = np.empty(k)
+    se = np.empty(k)
+    for r in range(k):
+        s = 0.0
+        q = 0.0
+        for a in range(p):
+            ca = C[r, a]
+            s += ca * b[a]
+            t = 0.0
+            for c in range(p):
+                t += V[a, c] * C[r, c]
+            q += ca * t
+        est[r] = s
+        se[r] = math.sqrt(q) if q > 0.0 else (q if q != q else 0.0)  # NaN stays NaN
+    return est, se

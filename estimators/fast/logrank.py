@@ -161,6 +161,45 @@ def _all_finite(x):
     return True
 
 
+@njit
+def all_finite3(a, b, c):
+    """Whether every value of the three arrays is finite (one compiled call: a survival
+    endpoint's time, event and group)."""
+    return _all_finite(a) and _all_finite(b) and _all_finite(c)
+
+
+def _sums(time, event, group, order):
+    """(message, nd, O1, E1, V): :func:`logrank_test`'s checks and sums (message "" when the
+    test is defined; nd = -1 when no sums were made)."""
+    time, event, group = _flat(time, float), _flat(event, None), _flat(group, None)
+    n = time.shape[0]
+    if event.shape[0] != n or group.shape[0] != n:
+        return "length mismatch between time, event and group", -1, 0.0, 0.0, np.nan
+    if n == 0:
+        return "no observations", -1, 0.0, 0.0, np.nan
+    if not _all_finite(time):
+        return "non-finite times", -1, 0.0, 0.0, np.nan
+    if group.dtype == bool:
+        g = group
+    else:
+        u = np.unique(group)
+        if u.shape[0] > 2:
+            return f"expected 2 groups, got {u.shape[0]}", -1, 0.0, 0.0, np.nan
+        if u.shape[0] < 2:
+            return "one group empty", -1, 0.0, 0.0, np.nan
+        g = group == u[1]
+    ev = event != 0 if event.dtype != bool else event
+    by_time = _NO_ORDER if order is None else np.asarray(order, dtype=np.int64)
+    n1, nd, o1, E1, var = _logrank_sums(time, ev, g, by_time)
+    if n1 == 0 or n1 == n:
+        return "one group empty", -1, 0.0, 0.0, np.nan
+    if nd == 0:
+        return "no events", 0, 0.0, 0.0, 0.0
+    if not var > 0.0:
+        return "zero variance (no events while both groups at risk)", nd, o1, E1, var
+    return "", nd, o1, E1, var
+
+
 def logrank_test(time, event, group, order=None) -> LogrankResult:
     """Log-rank test comparing two groups.
 
@@ -173,35 +212,14 @@ def logrank_test(time, event, group, order=None) -> LogrankResult:
     order : optional ``np.argsort(time, kind="stable")`` when the caller has it (the same
         result, one sort fewer)
     """
-    time, event, group = _flat(time, float), _flat(event, None), _flat(group, None)
-    n = time.shape[0]
-    if event.shape[0] != n or group.shape[0] != n:
-        return _failed("length mismatch between time, event and group")
-    if n == 0:
-        return _failed("no observations")
-    if not _all_finite(time):
-        return _failed("non-finite times")
-    if group.dtype == bool:
-        g = group
-    else:
-        u = np.unique(group)
-        if u.shape[0] > 2:
-            return _failed(f"expected 2 groups, got {u.shape[0]}")
-        if u.shape[0] < 2:
-            return _failed("one group empty")
-        g = group == u[1]
-    ev = event != 0 if event.dtype != bool else event
-    by_time = _NO_ORDER if order is None else np.asarray(order, dtype=np.int64)
-    n1, nd, o1, E1, var = _logrank_sums(time, ev, g, by_time)
-    if n1 == 0 or n1 == n:
-        return _failed("one group empty")
-    if nd == 0:
-        return _failed("no events", obs=np.array([0.0, 0.0]), exp_=np.array([0.0, 0.0]), var=0.0)
-    U = o1 - E1
+    msg, nd, o1, E1, var = _sums(time, event, group, order)
+    if nd < 0:
+        return _failed(msg)
     obs = np.array([nd - o1, o1])
     exp_ = np.array([nd - E1, E1])
-    if not var > 0.0:
-        return _failed("zero variance (no events while both groups at risk)", obs, exp_, var)
+    if msg:
+        return _failed(msg, obs, exp_, var)
+    U = o1 - E1
     stat = U * U / var
     return LogrankResult(
         test_statistic=stat,
@@ -212,3 +230,17 @@ def logrank_test(time, event, group, order=None) -> LogrankResult:
         status=STATUS_OK,
         message="",
     )
+
+
+def logrank_oe(time, event, group, order=None) -> tuple[float, float, float, str]:
+    """(O1 - E1, V, p, message) of :func:`logrank_test` without its record: the observed minus
+    expected deaths of group 1, their variance and the p-value; message "" when the test is
+    defined, else its failure message (O1 - E1 and V as the record holds them, NaN when it has
+    none; p NaN)."""
+    msg, nd, o1, E1, var = _sums(time, event, group, order)
+    if nd < 0:
+        return np.nan, np.nan, np.nan, msg
+    U = o1 - E1
+    if msg:
+        return U, float(var), np.nan, msg
+    return U, var, _p_chi2_1(U * U / var), ""

@@ -101,6 +101,10 @@ def _derivs(X, Xt, w, weighted, gs, ge, bs, wsum, efron, xdw, wsum_d, beta, work
     Cost O((n + groups) p^2) whatever the ties.
     """
     n, p = X.shape
+    if p == 1:
+        return _derivs1(
+            Xt[0], w, weighted, gs, ge, bs, wsum, efron, xdw, wsum_d, beta, work, info, grad
+        )
     ng = gs.shape[0]
     ew, u, V, M, Dm, Y, Z, sc = work
     emax = -np.inf
@@ -236,6 +240,118 @@ def _derivs(X, Xt, w, weighted, gs, ge, bs, wsum, efron, xdw, wsum_d, beta, work
             if not (v - v == 0.0):
                 finite = False
     return ll, finite
+
+
+@njit
+def _derivs1(x, w, weighted, gs, ge, bs, wsum, efron, xdw, wsum_d, beta, work, info, grad):
+    """:func:`_derivs` for one covariate ``x`` (n,): the same sums in the same order (the same
+    bits) on scalars and 1-d rows, about twice as fast (the unadjusted treatment effect)."""
+    n = x.shape[0]
+    ng = gs.shape[0]
+    ew, u, V2, M2, Dm2, Y2, Z2, sc = work
+    v, m, dm, y, z = V2[0], M2[0], Dm2[0], Y2[0], Z2[0]
+    b = beta[0]
+    emax = -np.inf
+    for i in range(n):
+        s = 0.0
+        s += x[i] * b
+        ew[i] = s
+        if s > emax:
+            emax = s
+    shift = emax if emax > 300.0 else 0.0
+    s0 = s1 = np.nan
+    v0 = v1 = 0.0
+    for i in range(n):
+        s = ew[i]
+        if s == s0:
+            e = v0
+        elif s == s1:
+            e = v1
+        else:
+            e = math.exp(s - shift)
+            s1, v1 = s0, v0
+            s0, v0 = s, e
+        ew[i] = e * w[i] if weighted else e
+    S1 = 0.0
+    g = xdw[0]
+    S0 = 0.0
+    ll = 0.0
+    ties = False
+    ptr = n
+    for k in range(ng - 1, -1, -1):
+        for i in range(ptr - 1, bs[k] - 1, -1):
+            e = ew[i]
+            S0 += e
+            S1 += e * x[i]
+        ptr = bs[k]
+        m[k] = S1
+        d = ge[k] - gs[k]
+        if efron and d > 1:
+            ties = True
+            D0 = 0.0
+            D1 = 0.0
+            for i in range(gs[k], ge[k]):
+                e = ew[i]
+                D0 += e
+                D1 += e * x[i]
+            wb = wsum[k] / d
+            A = 0.0
+            B = 0.0
+            C = 0.0
+            E = 0.0
+            F = 0.0
+            for r in range(d):
+                f = r / d
+                den = S0 - f * D0
+                q = wb / den
+                ll -= wb * math.log(den)
+                c = q / den
+                A += q
+                B += q * f
+                C += c
+                E += c * f
+                F += c * f * f
+            dm[k] = D1
+            g -= A * S1 - B * D1
+        else:
+            wk = wsum[k]
+            A = wk / S0
+            ll -= wk * math.log(S0)
+            B = 0.0
+            C = A / S0
+            E = 0.0
+            F = 0.0
+            dm[k] = 0.0
+            g -= A * S1
+        sc[0, k] = A
+        sc[1, k] = B
+        sc[2, k] = C
+        sc[3, k] = E
+        sc[4, k] = F
+    grad[0] = g
+    H = 0.0
+    for i in range(bs[0] if ng else n):
+        u[i] = 0.0
+    for k in range(ng):
+        H += sc[0, k]
+        end = bs[k + 1] if k + 1 < ng else n
+        for i in range(bs[k], end):
+            u[i] = ew[i] * H
+        for i in range(gs[k], ge[k]):
+            u[i] = ew[i] * (H - sc[1, k])
+    for i in range(n):
+        v[i] = u[i] * x[i]
+    for k in range(ng):
+        y[k] = sc[2, k] * m[k] - sc[3, k] * dm[k]
+        z[k] = sc[4, k] * dm[k] - sc[3, k] * m[k]
+    s = 0.0
+    s += xdw[0] * b
+    ll += s - shift * wsum_d
+    val = dot4(v, x, n) - dot4(y, m, ng)
+    if ties:
+        val -= dot4(z, dm, ng)
+    info[0, 0] = val
+    return ll, val - val == 0.0
 
 
 @njit
