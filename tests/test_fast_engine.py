@@ -1020,7 +1020,21 @@ def test_cox_one_covariate_derivatives_are_the_general_ones_bit_for_bit(seed):
         work = J._workspace(n, p, gs.shape[0])
         for efron in (True, False):
             ll, fin = J._derivs(
-                X, Xt, ws, weighted, gs, ge, bs, wsum, efron, xdw, wsum.sum(), beta, work, info, grad
+                X,
+                Xt,
+                ws,
+                weighted,
+                gs,
+                ge,
+                bs,
+                wsum,
+                efron,
+                xdw,
+                wsum.sum(),
+                beta,
+                work,
+                info,
+                grad,
             )
             res.append((p, efron, ll, grad[0], info[0, 0], fin))
     one, two = res[:2], res[2:]
