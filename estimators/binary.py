@@ -80,7 +80,11 @@ from palliasim.estimators.design import (
     binary_rows,
     check_choice,
 )
-from palliasim.estimators.fast.logistic import arm_outcomes, univariable_logistic_batch
+from palliasim.estimators.fast.logistic import (
+    arm_outcomes,
+    complete_cases,
+    univariable_logistic_batch,
+)
 from palliasim.sim.estimands import response_estimand
 from palliasim.sim.truth import ADJUSTMENT_SET
 
@@ -222,13 +226,10 @@ def _data_fast(cohort, names, missing_as: str = "exclude") -> _Data:
         A[2:] = cols
     D = A.T
     n_miss_y = n_miss_x = 0
-    if not np.isfinite(A[1:].sum() + y.sum()):  # (a finite sum: nothing is missing)
-        fin = np.isfinite(A[1:])
-        has_y = np.isfinite(y) & fin[0]
-        ok = has_y & fin[1:].all(axis=0)
-        n_has_y = np.count_nonzero(has_y)
-        n_miss_y = int(len(y) - n_has_y)
-        n_miss_x = int(n_has_y - np.count_nonzero(ok))
+    ok, n_has_y, n_ok = complete_cases(y, A)
+    if n_ok < len(y):
+        n_miss_y = len(y) - n_has_y
+        n_miss_x = n_has_y - n_ok
         y, D = y[ok], D[ok]
     return _Data(y, D[:, 1], D[:, 2:], list(names), n_miss_y, n_miss_x, design=D)
 

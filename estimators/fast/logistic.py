@@ -424,6 +424,30 @@ def _plain_data(y, X):
 
 
 @njit
+def complete_cases(y, A):
+    """(ok, n_has_y, n_ok) of the response ``y`` (n,) and the design's columns as rows ``A``
+    (k, n) = [1, group, covariates...]: ok_i = y_i and group_i finite (counted in n_has_y) and
+    every covariate of patient i finite; one pass, no temporaries."""
+    k, n = A.shape
+    ok = np.empty(n, dtype=np.bool_)
+    n_has_y = 0
+    n_ok = 0
+    for i in range(n):
+        has = y[i] - y[i] == 0.0 and A[1, i] - A[1, i] == 0.0
+        good = has
+        if good:
+            for a in range(2, k):
+                v = A[a, i]
+                if not (v - v == 0.0):
+                    good = False
+                    break
+        ok[i] = good
+        n_has_y += has
+        n_ok += good
+    return ok, n_has_y, n_ok
+
+
+@njit
 def arm_outcomes(y, g):
     """(n0, n1, const0, const1, first0, first1) of an outcome ``y`` by arm (rows with g == 0,
     g == 1): the arm sizes, whether y is constant in the arm (min == max; True when empty) and
