@@ -187,7 +187,8 @@ class Estimator:
                 msg = f"{type(exc).__name__}: {exc}".strip()
                 rows = [Estimate(self.name, e, status=FAILED, message=msg) for e in self.targets()]
         dt = (time.perf_counter() - t0) / max(len(rows), 1)
-        add_messages(rows, msgs)
+        if msgs:
+            add_messages(rows, msgs)
         name, engine, level = self.name, self.engine, 1.0 - self.alpha
         for r in rows:
             r.method = name
@@ -195,10 +196,13 @@ class Estimator:
             r.seconds = dt
             if not r.ci_level == r.ci_level:  # NaN: the estimator kept the nominal level
                 r.ci_level = level
-            if r.status != FAILED and not _finite(r.estimate):
+            status = r.status
+            if status == FAILED:
+                continue
+            if not _finite(r.estimate):
                 r.status = FAILED
                 r.message = r.message or "non-finite estimate"
-            elif r.status == OK and (why := implausible(r)):
+            elif status == OK and (why := implausible(r)):
                 r.status = WARNING
                 r.message = f"{r.message}; {why}" if r.message else why
         return rows
@@ -220,6 +224,8 @@ def implausible(r: Estimate) -> str:
         return f"implausible SE {se!r}"
     bound = plausible_bound(r.estimand)
     if bound is None:
+        return ""
+    if -bound <= r.estimate <= bound and not se > bound:  # (the usual case; NaN SE passes)
         return ""
     if abs(r.estimate) > bound:
         return f"implausible estimate {r.estimate:.4g} (|estimate| > {bound:g} on this scale)"
