@@ -64,7 +64,8 @@ def death_groups(ts, ev):
 def _workspace(n, p, ng):
     """The arrays one :func:`_derivs` call fills (allocated once per fit): ew (n), u (n),
     V (p, n), the per-group S1 and tied-death D1 sums M, Dm (p, ng), their weighted copies
-    Y, Z (p, ng) and the per-group scalars A, B, C, E, F (5, ng)."""
+    Y, Z (p, ng) and the per-group scalars A, B, C, E, F (5, ng). Dm starts at zero and only
+    the columns of groups with tied deaths are ever written (the same groups at every beta)."""
     return (
         np.empty(n),
         np.empty(n),
@@ -187,8 +188,7 @@ def _derivs(X, Xt, w, weighted, gs, ge, bs, wsum, efron, xdw, wsum_d, beta, work
             C = A / S0
             E = 0.0
             F = 0.0
-            for a in range(p):
-                Dm[a, k] = 0.0
+            for a in range(p):  # (Dm[:, k] stays 0 from the workspace: ties do not move)
                 grad[a] -= A * S1[a]
         sc[0, k] = A
         sc[1, k] = B
@@ -211,7 +211,9 @@ def _derivs(X, Xt, w, weighted, gs, ge, bs, wsum, efron, xdw, wsum_d, beta, work
             V[a, i] = u[i] * Xt[a, i]
         for k in range(ng):
             Y[a, k] = sc[2, k] * M[a, k] - sc[3, k] * Dm[a, k]
-            Z[a, k] = sc[4, k] * Dm[a, k] - sc[3, k] * M[a, k]
+        if ties:  # (Z is read only with tied deaths)
+            for k in range(ng):
+                Z[a, k] = sc[4, k] * Dm[a, k] - sc[3, k] * M[a, k]
     s = 0.0
     for a in range(p):
         s += xdw[a] * beta[a]
@@ -321,8 +323,7 @@ def _derivs1(x, w, weighted, gs, ge, bs, wsum, efron, xdw, wsum_d, beta, work, i
             C = A / S0
             E = 0.0
             F = 0.0
-            dm[k] = 0.0
-            g -= A * S1
+            g -= A * S1  # (dm[k] stays 0 from the workspace)
         sc[0, k] = A
         sc[1, k] = B
         sc[2, k] = C
@@ -343,7 +344,9 @@ def _derivs1(x, w, weighted, gs, ge, bs, wsum, efron, xdw, wsum_d, beta, work, i
         v[i] = u[i] * x[i]
     for k in range(ng):
         y[k] = sc[2, k] * m[k] - sc[3, k] * dm[k]
-        z[k] = sc[4, k] * dm[k] - sc[3, k] * m[k]
+    if ties:
+        for k in range(ng):
+            z[k] = sc[4, k] * dm[k] - sc[3, k] * m[k]
     s = 0.0
     s += xdw[0] * b
     ll += s - shift * wsum_d
@@ -750,17 +753,19 @@ def cox_fit_c(time, evf, Xt, w, weighted, w_ok, efron, maxiter, tol, robust, by_
         if problem != PROBLEM_NONE:
             return problem, CHECK_OK, j, lvl, 0, sd, bse, dummy
     # centre (and measure the scale of) the covariates; estimates are invariant
+    # (the covariates' sums side by side: p independent chains, each in row order)
     mean = np.zeros(p)
+    for i in range(n):
+        for a in range(p):
+            mean[a] += Xt[a, i]
     for a in range(p):
-        s = 0.0
-        for i in range(n):
-            s += Xt[a, i]
-        mean[a] = s * (1.0 / n)  # = numpy's X.sum(axis=0) / n, summed in row order
-        s = 0.0
-        for i in range(n):
+        mean[a] = mean[a] * (1.0 / n)  # = numpy's X.sum(axis=0) / n, summed in row order
+    for i in range(n):
+        for a in range(p):
             v = Xt[a, i] - mean[a]
-            s += v * v
-        sd[a] = math.sqrt(s * (1.0 / n))
+            sd[a] += v * v
+    for a in range(p):
+        sd[a] = math.sqrt(sd[a] * (1.0 / n))
     check, j, lvl, nev = _fit_checks(time, evf, Xt, w, weighted, w_ok, sd)
     if check != CHECK_OK:
         return PROBLEM_NONE, check, j, lvl, nev, sd, bse, dummy
