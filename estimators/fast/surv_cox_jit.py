@@ -247,7 +247,8 @@ def _derivs(X, Xt, w, weighted, gs, ge, bs, wsum, efron, xdw, wsum_d, beta, work
 @njit
 def _derivs1(x, w, weighted, gs, ge, bs, wsum, efron, xdw, wsum_d, beta, work, info, grad):
     """:func:`_derivs` for one covariate ``x`` (n,): the same sums in the same order (the same
-    bits) on scalars and 1-d rows, about twice as fast (the unadjusted treatment effect)."""
+    bits) on scalars and 1-d rows: 3.5 instead of 4.5 us an evaluation at n = 205 (the unadjusted
+    treatment effect)."""
     n = x.shape[0]
     ng = gs.shape[0]
     ew, u, V2, M2, Dm2, Y2, Z2, sc = work
